@@ -1,0 +1,99 @@
+"""genqueue: a job queue for AI generation work.
+
+Failures are classified, transient ones are retried with capped, jittered exponential
+backoff, and jobs that cannot succeed land in a dead letter queue that loses nothing.
+Runs on an embedded SQLite file by default, or on Redis.
+"""
+
+from genqueue.app import App
+from genqueue.classify import (
+    ClassifiedError,
+    ClassifierRules,
+    ErrorClassifier,
+    ErrorKind,
+    TaskError,
+)
+from genqueue.clock import FakeClock, SystemClock
+from genqueue.context import JobContext, LeaseLost
+from genqueue.deadletter import DeadLetterQueue, RedriveReport
+from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
+from genqueue.errors import (
+    BackendError,
+    ConfigError,
+    DeadLetterNotFound,
+    GenqueueError,
+    IllegalTransition,
+    InvalidInput,
+    InvalidJobId,
+    JobFailed,
+    JobNotFound,
+    NotFound,
+    RedriveRefused,
+    StateError,
+    UnknownTask,
+    WaitTimeout,
+)
+from genqueue.events import Event, EventName, Events, JsonFormatter
+from genqueue.job import Attempt, AttemptOutcome, Job, JobState, Progress
+from genqueue.queue import JobRequest
+from genqueue.retry import RetryDecision, RetryPolicy
+from genqueue.settings import QueueOptions, Retention, WorkerSettings
+from genqueue.signals import Cancel, Retry, Snooze
+from genqueue.task import Task
+from genqueue.worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "App",
+    "Attempt",
+    "AttemptOutcome",
+    "BackendError",
+    "Cancel",
+    "ClassifiedError",
+    "ClassifierRules",
+    "ConfigError",
+    "DLQFilter",
+    "DLQStats",
+    "DeadLetter",
+    "DeadLetterNotFound",
+    "DeadLetterQueue",
+    "ErrorClassifier",
+    "ErrorKind",
+    "Event",
+    "EventName",
+    "Events",
+    "FakeClock",
+    "GenqueueError",
+    "IllegalTransition",
+    "InvalidInput",
+    "InvalidJobId",
+    "Job",
+    "JobContext",
+    "JobFailed",
+    "JobNotFound",
+    "JobRequest",
+    "JobState",
+    "JsonFormatter",
+    "LeaseLost",
+    "NotFound",
+    "Page",
+    "Progress",
+    "QueueOptions",
+    "RedriveRefused",
+    "RedriveReport",
+    "Retention",
+    "Retry",
+    "RetryDecision",
+    "RetryPolicy",
+    "Snooze",
+    "StateError",
+    "SystemClock",
+    "Task",
+    "TaskError",
+    "UnknownTask",
+    "WaitTimeout",
+    "Worker",
+    "WorkerSettings",
+    "__version__",
+]

@@ -1,0 +1,183 @@
+"""The app: one backend, the registered tasks, and the policies that apply to them.
+
+An ``App`` is what user code creates and what ``--app module:obj`` points at. It owns
+no global state: workers, the CLI and the HTTP service each take an app. Policies are
+resolved most specific first: task options, then queue options, then the app's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, overload
+
+from genqueue.backends import Backend, create_backend
+from genqueue.classify import ClassifierRules, ErrorClassifier
+from genqueue.clock import SYSTEM_CLOCK, Clock
+from genqueue.deadletter import DeadLetterQueue
+from genqueue.events import Events
+from genqueue.job import Job
+from genqueue.queue import Queue
+from genqueue.redact import Redactor
+from genqueue.retry import RetryPolicy
+from genqueue.settings import QueueOptions, Retention, backend_url
+from genqueue.task import Task, TaskFunction, TaskOptions, TaskRegistry
+
+if TYPE_CHECKING:
+    from genqueue.blocking import BlockingClient
+    from genqueue.entry import Page
+    from genqueue.job import JobState
+
+
+class App:
+    def __init__(
+        self,
+        backend: str | Backend | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        classifier: ClassifierRules | None = None,
+        queues: Mapping[str, QueueOptions] | None = None,
+        retention: Retention | None = None,
+        clock: Clock | None = None,
+        strict_tasks: bool = True,
+        redactor: Redactor | None = None,
+        events: Events | None = None,
+    ) -> None:
+        self.clock = clock or SYSTEM_CLOCK
+        if isinstance(backend, Backend):
+            self.backend = backend
+        else:
+            self.backend = create_backend(backend_url(backend), clock=self.clock)
+        self.retry = retry or RetryPolicy()
+        self.classifier_rules = classifier or ClassifierRules()
+        self.queue_options = dict(queues or {})
+        self.retention = retention or Retention()
+        self.strict_tasks = strict_tasks
+        self.redactor = redactor or Redactor()
+        self.events = events or Events()
+        self.tasks = TaskRegistry()
+        self.queue = Queue(self)
+        self.dlq = DeadLetterQueue(self)
+        self._open = False
+
+    def __repr__(self) -> str:
+        return f"<App backend={self.backend.url} tasks={len(self.tasks)}>"
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: TaskFunction, /) -> Task: ...
+
+    @overload
+    def task(
+        self,
+        name: str | None = None,
+        /,
+        *,
+        queue: str = "default",
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        classifier: ClassifierRules | None = None,
+    ) -> Callable[[TaskFunction], Task]: ...
+
+    def task(
+        self,
+        name: str | TaskFunction | None = None,
+        /,
+        *,
+        queue: str = "default",
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        classifier: ClassifierRules | None = None,
+    ) -> Task | Callable[[TaskFunction], Task]:
+        """Register a task: ``@app.task``, ``@app.task("name", queue=..., max_retries=...)``."""
+        options = TaskOptions(
+            queue=queue, retry=retry, max_retries=max_retries, timeout=timeout, classifier=classifier
+        )
+        if callable(name):
+            return self.tasks.add(Task(_default_name(name), name, options))
+
+        def register(fn: TaskFunction) -> Task:
+            return self.tasks.add(Task(name or _default_name(fn), fn, options))
+
+        return register
+
+    # -- policies -------------------------------------------------------------------------
+
+    def policy_for(self, task_name: str, queue: str | None = None) -> RetryPolicy:
+        task = self.tasks.find(task_name)
+        queue = queue or (task.options.queue if task else "default")
+        queue_options = self.queue_options.get(queue)
+        policy = (
+            (task.options.retry if task else None)
+            or (queue_options.retry if queue_options else None)
+            or self.retry
+        )
+        if task and task.options.max_retries is not None:
+            policy = dataclasses.replace(policy, max_retries=task.options.max_retries)
+        return policy
+
+    def classifier_for(self, task_name: str, queue: str) -> ErrorClassifier:
+        rules = self.classifier_rules
+        queue_options = self.queue_options.get(queue)
+        if queue_options is not None:
+            rules = rules.merged(queue_options.classifier)
+        task = self.tasks.find(task_name)
+        if task is not None:
+            rules = rules.merged(task.options.classifier)
+        return ErrorClassifier(rules, self.redactor)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if not self._open:
+            await self.backend.open()
+            self._open = True
+
+    async def close(self) -> None:
+        if self._open:
+            self._open = False
+            await self.backend.close()
+
+    async def __aenter__(self) -> App:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def blocking(self) -> BlockingClient:
+        """A client for synchronous code (Django, Flask, scripts); close it when done."""
+        from genqueue.blocking import BlockingClient
+
+        return BlockingClient(self)
+
+    # -- producer shortcuts (see genqueue.queue.Queue) -------------------------------------
+
+    async def enqueue(self, task: str | Task, data: Any = None, **options: Any) -> Job:
+        return await self.queue.enqueue(task, data, **options)
+
+    async def get(self, job_id: str) -> Job:
+        return await self.queue.get(job_id)
+
+    async def cancel(self, job_id: str, reason: str = "cancelled by request") -> Job:
+        return await self.queue.cancel(job_id, reason)
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Any:
+        return await self.queue.wait(job_id, timeout)
+
+    async def list_jobs(self, *, state: JobState | str | None = None, **filters: Any) -> Page[Job]:
+        return await self.queue.list(state=state, **filters)
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "tasks"
+    return f"{module}.{getattr(fn, '__qualname__', getattr(fn, '__name__', 'task'))}"

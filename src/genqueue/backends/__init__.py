@@ -1,0 +1,47 @@
+"""Backend selection by URL; concrete backends are imported only when asked for.
+
+* ``memory://``: in this process only (tests, the reference semantics)
+* ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``: the embedded default
+* ``redis://host:port/db``, ``rediss://...``: shared by any number of machines
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
+from genqueue.clock import Clock
+from genqueue.errors import ConfigError
+
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "JobQuery",
+    "Lease",
+    "Move",
+    "RunningUpdate",
+    "create_backend",
+]
+
+
+def create_backend(url: str, clock: Clock | None = None) -> Backend:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "memory":
+        from genqueue.backends.memory import MemoryBackend
+
+        return MemoryBackend(clock=clock, url=url)
+    if scheme == "sqlite":
+        from genqueue.backends.sqlite import SQLiteBackend
+
+        return SQLiteBackend.from_url(url, clock=clock)
+    if scheme in ("redis", "rediss"):
+        try:
+            from genqueue.backends.redis import RedisBackend
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            from genqueue.errors import MissingExtra
+
+            raise MissingExtra("redis", "redis") from exc
+        return RedisBackend.from_url(url)
+    raise ConfigError(
+        f"unsupported backend URL {url!r}: use memory://, sqlite:///path.db or redis://host:port/db"
+    )

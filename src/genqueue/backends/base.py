@@ -1,0 +1,235 @@
+"""The storage contract every backend implements.
+
+A backend stores jobs and dead letter entries and moves them atomically. It never
+decides: retry or dead-letter, delays, redrive limits and retention ages are computed
+above it and handed down. The one write primitive for a job that exists is ``move``: a
+compare-and-set on (state, attempts) that replaces the stored job with the one the core
+computed, and adds or removes its dead letter entry in the same transaction. Because
+``attempts`` grows by one on every fetch it doubles as the lease's fencing token, so a
+worker that lost its lease can neither complete, fail nor overwrite the job.
+
+The conformance suite (``tests/conformance``) is the specification of this module.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup, Page
+from genqueue.job import Job, JobState, Progress
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    #: Several processes (and machines) can share this backend.
+    shared: bool
+    #: ``time()`` is the storage server's clock, not this process's.
+    server_time: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    job_id: str
+    #: The job's ``attempts`` when it was fetched; the fencing token.
+    token: int
+
+
+@dataclass(slots=True)
+class Move:
+    """Replace a stored job by ``job`` if it is still in ``expect_state`` with ``expect_token``."""
+
+    job: Job
+    expect_state: JobState
+    expect_token: int
+    #: Required when ``job.state`` is DEAD: the entry stored with it.
+    entry: DeadLetter | None = None
+    #: Apply only if the stored lease has expired by the backend's clock (reclaiming a
+    #: job from a lost worker must not race a worker that is still heartbeating).
+    require_expired_lease: bool = False
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    queue: str | None = None
+    states: frozenset[JobState] | None = None
+    task: str | None = None
+    user_id: str | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+@dataclass(slots=True)
+class RunningUpdate:
+    """Fields the lease holder may change while a job runs."""
+
+    progress: Progress | None = None
+    remote_job_id: str | None = None
+    meta: dict[str, object] | None = None
+    cost: dict[str, float] | None = None
+
+
+class Backend(ABC):
+    """Storage primitives; see the module docstring for the rules."""
+
+    url: str
+    capabilities: Capabilities
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect and prepare storage (create schema, load scripts)."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    @abstractmethod
+    async def time(self) -> float:
+        """Now, by the backend's clock (epoch seconds)."""
+
+    # -- producers ----------------------------------------------------------------------
+
+    @abstractmethod
+    async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
+        """Store new jobs atomically, all or none.
+
+        A job whose idempotency key belongs to a stored job that is not terminal is not
+        stored; the stored job is returned in its place.
+        """
+
+    @abstractmethod
+    async def get(self, job_id: str) -> Job | None: ...
+
+    @abstractmethod
+    async def list_jobs(self, query: JobQuery) -> Page[Job]:
+        """Jobs newest first (by created_at, then id), with cursor pagination."""
+
+    @abstractmethod
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """Number of jobs per queue and state."""
+
+    # -- workers ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def fetch(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        """Claim up to ``limit`` due jobs, oldest due first, under a lease.
+
+        Promotes due scheduled/retrying jobs first. Each claimed job becomes ACTIVE with
+        ``attempts + 1``, ``lease_owner = worker_id``, ``started_at = now`` and
+        ``lease_expires_at = now + lease_seconds``.
+        """
+
+    @abstractmethod
+    async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[str]:
+        """Extend live leases; return the ids of jobs whose lease is no longer held."""
+
+    @abstractmethod
+    async def update_running(self, lease: Lease, update: RunningUpdate) -> bool:
+        """Write progress/remote id/meta/cost of a running job; False if the lease is gone."""
+
+    @abstractmethod
+    async def move(self, moves: Sequence[Move]) -> list[bool]:
+        """Apply each compare-and-set move atomically; True where it was applied."""
+
+    @abstractmethod
+    async def expired(self, limit: int) -> list[Job]:
+        """Active jobs whose lease has expired (their worker is presumed lost)."""
+
+    @abstractmethod
+    async def promote(self, limit: int) -> int:
+        """Make due scheduled/retrying jobs queued; return how many moved."""
+
+    @abstractmethod
+    async def purge_finished(self, finished_before: float, limit: int) -> int:
+        """Delete up to ``limit`` completed/cancelled jobs that finished before the instant."""
+
+    # -- dead letter queue ----------------------------------------------------------------
+
+    @abstractmethod
+    async def dlq_get(self, job_id: str) -> DeadLetter | None: ...
+
+    @abstractmethod
+    async def dlq_list(
+        self, filter: DLQFilter, cursor: str | None, limit: int
+    ) -> Page[DeadLetter]:
+        """Entries newest first (by failed_at, then job id), with cursor pagination."""
+
+    @abstractmethod
+    async def dlq_count(self, filter: DLQFilter) -> int: ...
+
+    @abstractmethod
+    async def dlq_delete(self, job_ids: Sequence[str]) -> list[str]:
+        """Delete entries and their dead jobs; return the ids that existed."""
+
+    @abstractmethod
+    async def dlq_expire(self, limit: int) -> list[str]:
+        """Delete up to ``limit`` entries whose ``expires_at`` has passed; return their ids."""
+
+    async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
+        """Aggregate matching entries. Backends with a query engine override this."""
+        stats = _StatsBuilder()
+        cursor: str | None = None
+        while True:
+            page = await self.dlq_list(filter, cursor, 500)
+            for entry in page.items:
+                stats.add(entry)
+            if page.next_cursor is None:
+                return stats.build(top)
+            cursor = page.next_cursor
+
+
+class _StatsBuilder:
+    def __init__(self) -> None:
+        self.total = 0
+        self.kinds: Counter[str] = Counter()
+        self.tasks: Counter[str] = Counter()
+        self.users: Counter[str] = Counter()
+        self.days: Counter[str] = Counter()
+        self.prints: Counter[str] = Counter()
+        self.samples: dict[str, DeadLetter] = {}
+        self.print_tasks: dict[str, set[str]] = defaultdict(set)
+        self.cost: Counter[str] = Counter()
+
+    def add(self, entry: DeadLetter) -> None:
+        self.total += 1
+        self.kinds[entry.error_kind.value] += 1
+        self.tasks[entry.task] += 1
+        self.users[entry.user_id or "(none)"] += 1
+        self.days[day_of(entry.failed_at)] += 1
+        self.prints[entry.fingerprint] += 1
+        self.samples.setdefault(entry.fingerprint, entry)
+        self.print_tasks[entry.fingerprint].add(entry.task)
+        for unit, amount in entry.job.cost.items():
+            self.cost[unit] += amount
+
+    def build(self, top: int) -> DLQStats:
+        groups = []
+        for fp, count in self.prints.most_common(top):
+            sample = self.samples[fp]
+            error = sample.job.last_error
+            groups.append(
+                FingerprintGroup(
+                    fingerprint=fp,
+                    count=count,
+                    error_kind=sample.error_kind.value,
+                    error_type=error.type if error else "",
+                    sample_message=error.message if error else sample.reason,
+                    tasks=sorted(self.print_tasks[fp]),
+                )
+            )
+        return DLQStats(
+            total=self.total,
+            by_kind=dict(self.kinds.most_common()),
+            by_task=dict(self.tasks.most_common()),
+            by_user=dict(self.users.most_common()),
+            by_day=dict(sorted(self.days.items())),
+            top_fingerprints=groups,
+            cost_lost={k: round(v, 6) for k, v in self.cost.items()},
+        )
+
+
+def day_of(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")

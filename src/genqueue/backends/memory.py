@@ -1,0 +1,326 @@
+"""The in-memory backend: the reference semantics of the storage contract.
+
+Everything lives in this process and is lost with it. Use it in unit tests of code that
+enqueues jobs (``genqueue.testing``) and as the model the other backends are checked
+against. Jobs are stored encoded, as the other backends store them, so a caller that
+mutates a ``Job`` after enqueueing it cannot change what is stored, and data that is not
+JSON fails here as it would anywhere else.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from genqueue import serialization
+from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
+from genqueue.clock import SYSTEM_CLOCK, Clock
+from genqueue.entry import DeadLetter, DLQFilter, Page, decode_cursor, encode_cursor
+from genqueue.job import DELAYED_STATES, EXPIRING_STATES, TERMINAL_STATES, Job, JobState
+
+
+class MemoryBackend(Backend):
+    capabilities = Capabilities(shared=False, server_time=False)
+
+    def __init__(self, clock: Clock | None = None, url: str = "memory://") -> None:
+        self.url = url
+        self.clock = clock or SYSTEM_CLOCK
+        self._jobs: dict[str, bytes] = {}
+        self._dlq: dict[str, dict[str, Any]] = {}
+        self._idem: dict[str, str] = {}
+        self._seq = itertools.count()
+        # Heaps of (run_at, seq, id); entries are checked against the stored job on pop.
+        self._ready: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+        self._delayed: list[tuple[float, int, str]] = []
+
+    async def time(self) -> float:
+        return self.clock.now()
+
+    # -- storage helpers ----------------------------------------------------------------
+
+    def _load(self, job_id: str) -> Job | None:
+        raw = self._jobs.get(job_id)
+        return Job.from_record(serialization.loads(raw)) if raw is not None else None
+
+    def _store(self, job: Job) -> None:
+        self._jobs[job.id] = serialization.dumps(job.to_record())
+        if job.state is JobState.QUEUED:
+            heapq.heappush(self._ready[job.queue], (job.run_at, next(self._seq), job.id))
+        elif job.state in DELAYED_STATES:
+            heapq.heappush(self._delayed, (job.run_at, next(self._seq), job.id))
+        key = job.idempotency_key
+        if key is not None:
+            if job.state in TERMINAL_STATES:
+                if self._idem.get(key) == job.id:
+                    del self._idem[key]
+            else:
+                self._idem[key] = job.id
+
+    def _delete(self, job_id: str) -> None:
+        job = self._load(job_id)
+        self._jobs.pop(job_id, None)
+        self._dlq.pop(job_id, None)
+        if job and job.idempotency_key and self._idem.get(job.idempotency_key) == job_id:
+            del self._idem[job.idempotency_key]
+
+    # -- producers ----------------------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
+        encoded = [serialization.dumps(job.to_record()) for job in jobs]  # all or none
+        out: list[Job] = []
+        batch_keys: dict[str, Job] = {}
+        for job, _ in zip(jobs, encoded, strict=True):
+            key = job.idempotency_key
+            existing_id = self._idem.get(key) if key else None
+            if existing_id is not None:
+                existing = self._load(existing_id)
+                assert existing is not None
+                out.append(existing)
+                continue
+            if key and key in batch_keys:
+                out.append(batch_keys[key])
+                continue
+            if job.id in self._jobs:
+                from genqueue.errors import InvalidInput
+
+                raise InvalidInput(f"a job with id {job.id} already exists", field="id")
+            self._store(job)
+            stored = self._load(job.id)
+            assert stored is not None
+            if key:
+                batch_keys[key] = stored
+            out.append(stored)
+        return out
+
+    async def get(self, job_id: str) -> Job | None:
+        return self._load(job_id)
+
+    async def list_jobs(self, query: JobQuery) -> Page[Job]:
+        after = decode_cursor(query.cursor)
+        jobs = [j for j in (self._load(i) for i in self._jobs) if j is not None]
+        jobs = [j for j in jobs if _job_matches(j, query)]
+        jobs.sort(key=lambda j: (j.created_at, j.id), reverse=True)
+        if after is not None:
+            jobs = [j for j in jobs if (j.created_at, j.id) < after]
+        page = jobs[: query.limit]
+        more = len(jobs) > query.limit
+        cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
+        return Page(page, cursor)
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for job_id in self._jobs:
+            job = self._load(job_id)
+            assert job is not None
+            out[job.queue][job.state.value] += 1
+        return {q: dict(states) for q, states in out.items()}
+
+    # -- workers ------------------------------------------------------------------------
+
+    async def fetch(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        now = self.clock.now()
+        await self.promote(10_000)
+        claimed: list[Job] = []
+        while len(claimed) < limit:
+            job = self._pop_ready(queues, now)
+            if job is None:
+                break
+            job.state = JobState.ACTIVE
+            job.attempts += 1
+            job.lease_owner = worker_id
+            job.lease_expires_at = now + lease_seconds
+            job.started_at = now
+            job.updated_at = now
+            self._store(job)
+            claimed.append(job)
+        return claimed
+
+    def _pop_ready(self, queues: Sequence[str], now: float) -> Job | None:
+        best: tuple[float, int, str] | None = None
+        best_queue = ""
+        for queue in queues:
+            heap = self._ready.get(queue)
+            while heap:
+                run_at, _, job_id = heap[0]
+                job = self._load(job_id)
+                if job is None or job.state is not JobState.QUEUED or job.run_at != run_at:
+                    heapq.heappop(heap)  # stale index entry
+                    continue
+                if run_at <= now and (best is None or heap[0] < best):
+                    best, best_queue = heap[0], queue
+                break
+        if best is None:
+            return None
+        heapq.heappop(self._ready[best_queue])
+        return self._load(best[2])
+
+    async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[str]:
+        now = self.clock.now()
+        lost: list[str] = []
+        for lease in leases:
+            job = self._live(lease, now)
+            if job is None:
+                lost.append(lease.job_id)
+                continue
+            job.lease_expires_at = now + lease_seconds
+            self._jobs[job.id] = serialization.dumps(job.to_record())
+        return lost
+
+    def _live(self, lease: Lease, now: float) -> Job | None:
+        job = self._load(lease.job_id)
+        if (
+            job is None
+            or job.state is not JobState.ACTIVE
+            or job.attempts != lease.token
+            or (job.lease_expires_at or 0) <= now
+        ):
+            return None
+        return job
+
+    async def update_running(self, lease: Lease, update: RunningUpdate) -> bool:
+        job = self._live(lease, self.clock.now())
+        if job is None:
+            return False
+        apply_running_update(job, update, self.clock.now())
+        self._jobs[job.id] = serialization.dumps(job.to_record())
+        return True
+
+    async def move(self, moves: Sequence[Move]) -> list[bool]:
+        now = self.clock.now()
+        results: list[bool] = []
+        for move in moves:
+            current = self._load(move.job.id)
+            ok = (
+                current is not None
+                and current.state is move.expect_state
+                and current.attempts == move.expect_token
+                and not (move.require_expired_lease and (current.lease_expires_at or 0) > now)
+            )
+            if ok and move.job.state is JobState.QUEUED and move.job.idempotency_key:
+                holder = self._idem.get(move.job.idempotency_key)
+                ok = holder is None or holder == move.job.id
+            if ok:
+                self._apply_move(move)
+            results.append(ok)
+        return results
+
+    def _apply_move(self, move: Move) -> None:
+        if move.job.state is JobState.DEAD:
+            assert move.entry is not None, "a move to DEAD needs its entry"
+            self._dlq[move.job.id] = move.entry.index_record()
+        else:
+            self._dlq.pop(move.job.id, None)
+        self._store(move.job)
+
+    async def expired(self, limit: int) -> list[Job]:
+        now = self.clock.now()
+        out = []
+        for job_id in list(self._jobs):
+            job = self._load(job_id)
+            if job and job.state is JobState.ACTIVE and (job.lease_expires_at or 0) <= now:
+                out.append(job)
+        out.sort(key=lambda j: j.lease_expires_at or 0)
+        return out[:limit]
+
+    async def promote(self, limit: int) -> int:
+        now = self.clock.now()
+        moved = 0
+        while self._delayed and self._delayed[0][0] <= now and moved < limit:
+            run_at, _, job_id = heapq.heappop(self._delayed)
+            job = self._load(job_id)
+            if job is None or job.state not in DELAYED_STATES or job.run_at != run_at:
+                continue
+            job.state = JobState.QUEUED
+            job.updated_at = now
+            self._store(job)
+            moved += 1
+        return moved
+
+    async def purge_finished(self, finished_before: float, limit: int) -> int:
+        doomed = []
+        for job_id in list(self._jobs):
+            job = self._load(job_id)
+            if job and job.state in EXPIRING_STATES and (job.finished_at or 0) < finished_before:
+                doomed.append(job_id)
+            if len(doomed) >= limit:
+                break
+        for job_id in doomed:
+            self._delete(job_id)
+        return len(doomed)
+
+    # -- dead letter queue ----------------------------------------------------------------
+
+    def _entry(self, job_id: str) -> DeadLetter | None:
+        index = self._dlq.get(job_id)
+        job = self._load(job_id)
+        if index is None or job is None:
+            return None
+        return DeadLetter.from_records(index, job)
+
+    async def dlq_get(self, job_id: str) -> DeadLetter | None:
+        return self._entry(job_id)
+
+    def _matching(self, filter: DLQFilter) -> list[DeadLetter]:
+        entries = [e for e in (self._entry(i) for i in self._dlq) if e is not None]
+        entries = [e for e in entries if filter.matches(e)]
+        entries.sort(key=lambda e: (e.failed_at, e.job_id), reverse=True)
+        return entries
+
+    async def dlq_list(
+        self, filter: DLQFilter, cursor: str | None, limit: int
+    ) -> Page[DeadLetter]:
+        after = decode_cursor(cursor)
+        entries = self._matching(filter)
+        if after is not None:
+            entries = [e for e in entries if (e.failed_at, e.job_id) < after]
+        page = entries[:limit]
+        more = len(entries) > limit
+        next_cursor = encode_cursor(page[-1].failed_at, page[-1].job_id) if more and page else None
+        return Page(page, next_cursor)
+
+    async def dlq_count(self, filter: DLQFilter) -> int:
+        return len(self._matching(filter))
+
+    async def dlq_delete(self, job_ids: Sequence[str]) -> list[str]:
+        deleted = [job_id for job_id in job_ids if job_id in self._dlq]
+        for job_id in deleted:
+            self._delete(job_id)
+        return deleted
+
+    async def dlq_expire(self, limit: int) -> list[str]:
+        now = self.clock.now()
+        doomed = sorted(
+            (index["expires_at"], job_id)
+            for job_id, index in self._dlq.items()
+            if index["expires_at"] <= now
+        )[:limit]
+        for _, job_id in doomed:
+            self._delete(job_id)
+        return [job_id for _, job_id in doomed]
+
+
+def _job_matches(job: Job, query: JobQuery) -> bool:
+    return (
+        (query.queue is None or job.queue == query.queue)
+        and (query.states is None or job.state in query.states)
+        and (query.task is None or job.task == query.task)
+        and (query.user_id is None or job.user_id == query.user_id)
+    )
+
+
+def apply_running_update(job: Job, update: RunningUpdate, now: float) -> None:
+    """Apply a running job's update to a job object (shared by backends that decode jobs)."""
+    if update.progress is not None:
+        job.progress = update.progress
+    if update.remote_job_id is not None:
+        job.remote_job_id = update.remote_job_id
+    if update.meta:
+        job.meta.update(update.meta)
+    if update.cost:
+        job.cost = dict(update.cost)
+    job.updated_at = now

@@ -1,0 +1,5 @@
+"""The embedded SQLite backend (the default)."""
+
+from genqueue.backends.sqlite.backend import SQLiteBackend
+
+__all__ = ["SQLiteBackend"]

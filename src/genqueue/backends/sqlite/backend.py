@@ -1,0 +1,319 @@
+"""The embedded SQLite backend: the default, nothing to install.
+
+One connection per backend, used from one dedicated thread, so the event loop never
+blocks on disk or on another process's write lock. Every write is one ``BEGIN
+IMMEDIATE`` transaction; a fetch claims a batch of rows with one ``UPDATE ... RETURNING``,
+and a batch of outcomes is stored in one transaction. Several processes may share the
+file: the write lock serialises claims, and the fencing token (``attempts``) stops a
+worker that lost its lease from writing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
+from genqueue.backends.sqlite import queries as q
+from genqueue.backends.sqlite.rows import (
+    INSERT_JOB,
+    UPDATE_JOB,
+    UPSERT_ENTRY,
+    entry_values,
+    job_values,
+    row_to_entry,
+    row_to_job,
+)
+from genqueue.backends.sqlite.schema import connect, migrate
+from genqueue.clock import SYSTEM_CLOCK, Clock
+from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page, decode_cursor, encode_cursor
+from genqueue.errors import BackendError, ConfigError, InvalidInput
+from genqueue.job import Job, JobState
+
+T = TypeVar("T")
+
+
+class SQLiteBackend(Backend):
+    capabilities = Capabilities(shared=True, server_time=False)
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        clock: Clock | None = None,
+        busy_timeout_ms: int = 5000,
+        synchronous: str = "normal",
+        url: str | None = None,
+    ) -> None:
+        self.path = path
+        self.url = url or f"sqlite:///{path}"
+        self.clock = clock or SYSTEM_CLOCK
+        self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    @classmethod
+    def from_url(cls, url: str, clock: Clock | None = None) -> SQLiteBackend:
+        parts = urlsplit(url)
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if parts.netloc:
+            raise ConfigError(f"invalid SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs/path.db")
+        if not path:
+            raise ConfigError(f"invalid SQLite URL {url!r}: no file path")
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        return cls(
+            path,
+            clock=clock,
+            busy_timeout_ms=int(options.get("busy_timeout_ms", 5000)),
+            synchronous=options.get("synchronous", "normal").lower(),
+            url=url,
+        )
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="genqueue-sqlite")
+        try:
+            self._conn = await self._call(self._connect)
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot open SQLite database {self.path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = connect(self.path, busy_timeout_ms=self.busy_timeout_ms, synchronous=self.synchronous)
+        migrate(conn)
+        return conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._call(conn.close)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def time(self) -> float:
+        return self.clock.now()
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise BackendError("the SQLite backend is not open (use `async with app:` or app.open())")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(self._transaction, fn)
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._connection()
+        for attempt in range(5):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                # busy_timeout already waited; a few more tries ride out a long writer.
+                if "locked" not in str(exc) or attempt == 4:
+                    raise BackendError(f"SQLite is busy: {exc}") from exc
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._call(lambda: fn(self._connection()))
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise BackendError("the SQLite backend is closed")
+        return self._conn
+
+    # -- producers ----------------------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
+        rows = [job_values(job) for job in jobs]
+        return await self._write(lambda conn: self._enqueue(conn, jobs, rows))
+
+    def _enqueue(self, conn: sqlite3.Connection, jobs: Sequence[Job], rows: list[tuple[Any, ...]]) -> list[Job]:
+        if not any(job.idempotency_key for job in jobs):
+            try:
+                conn.executemany(INSERT_JOB, rows)
+            except sqlite3.IntegrityError as exc:
+                raise InvalidInput(f"a job with one of these ids already exists: {exc}", field="id") from exc
+            return list(jobs)
+        out: list[Job] = []
+        for job, row in zip(jobs, rows, strict=True):
+            existing = None
+            if job.idempotency_key:
+                found = conn.execute(q.PENDING_BY_KEY, (job.idempotency_key,)).fetchone()
+                existing = row_to_job(found) if found else None
+            if existing is None:
+                conn.execute(INSERT_JOB, row)
+                out.append(job)
+            else:
+                out.append(existing)
+        return out
+
+    async def get(self, job_id: str) -> Job | None:
+        row = await self._read(lambda conn: conn.execute(q.JOB_BY_ID, (job_id,)).fetchone())
+        return row_to_job(row) if row else None
+
+    async def list_jobs(self, query: JobQuery) -> Page[Job]:
+        sql, params = q.list_jobs(query, decode_cursor(query.cursor))
+        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
+        jobs = [row_to_job(r) for r in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return Page(jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more and jobs else None)
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        rows = await self._read(lambda conn: conn.execute(q.COUNTS).fetchall())
+        out: dict[str, dict[str, int]] = {}
+        for queue, state, count in rows:
+            out.setdefault(queue, {})[state] = count
+        return out
+
+    # -- workers ------------------------------------------------------------------------
+
+    async def fetch(self, queues: Sequence[str], worker_id: str, limit: int, lease_seconds: float) -> list[Job]:
+        if limit <= 0 or not queues:
+            return []
+        now = self.clock.now()
+        ready_sql, claim_sql = q.fetch_sql(len(queues))
+        has_work = await self._read(lambda conn: q.work_due(conn, ready_sql, queues, now))
+        if not has_work:
+            return []
+
+        def claim(conn: sqlite3.Connection) -> list[Job]:
+            conn.execute(q.PROMOTE, (now, now, 1000))
+            params = (worker_id, now + lease_seconds, now, now, *queues, now, limit)
+            rows = conn.execute(claim_sql, params).fetchall()
+            jobs = [row_to_job(r) for r in rows]
+            jobs.sort(key=lambda j: j.run_at)
+            return jobs
+
+        return await self._write(claim)
+
+    async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[str]:
+        if not leases:
+            return []
+        now = self.clock.now()
+
+        def beat(conn: sqlite3.Connection) -> list[str]:
+            lost = []
+            for lease in leases:
+                cur = conn.execute(q.HEARTBEAT, (now + lease_seconds, lease.job_id, lease.token, now))
+                if cur.rowcount != 1:
+                    lost.append(lease.job_id)
+            return lost
+
+        return await self._write(beat)
+
+    async def update_running(self, lease: Lease, update: RunningUpdate) -> bool:
+        now = self.clock.now()
+        params = (
+            orjson.dumps(update.progress.to_record()).decode() if update.progress else None,
+            update.remote_job_id,
+            orjson.dumps(update.meta or {}).decode(),
+            orjson.dumps(update.cost).decode() if update.cost is not None else None,
+            now,
+            lease.job_id,
+            lease.token,
+            now,
+        )
+        return await self._write(lambda conn: conn.execute(q.UPDATE_RUNNING, params).rowcount == 1)
+
+    async def move(self, moves: Sequence[Move]) -> list[bool]:
+        prepared = [(m, job_values(m.job), entry_values(m.entry) if m.entry else None) for m in moves]
+        now = self.clock.now()
+        return await self._write(lambda conn: [self._move_one(conn, *p, now) for p in prepared])
+
+    def _move_one(
+        self, conn: sqlite3.Connection, move: Move, values: tuple[Any, ...], entry: tuple[Any, ...] | None, now: float
+    ) -> bool:
+        sql = UPDATE_JOB + q.MOVE_WHERE + (q.MOVE_EXPIRED if move.require_expired_lease else "")
+        params: tuple[Any, ...] = (*values[1:], move.job.id, move.expect_state.value, move.expect_token)
+        if move.require_expired_lease:
+            params = (*params, now)
+        try:
+            if conn.execute(sql, params).rowcount != 1:
+                return False
+        except sqlite3.IntegrityError:
+            return False  # another pending job holds the idempotency key
+        if move.job.state is JobState.DEAD:
+            if entry is None:
+                raise ValueError("a move to DEAD needs its entry")
+            conn.execute(UPSERT_ENTRY, entry)
+        elif move.expect_state is JobState.DEAD:
+            conn.execute(q.DELETE_ENTRY, (move.job.id,))
+        return True
+
+    async def expired(self, limit: int) -> list[Job]:
+        now = self.clock.now()
+        rows = await self._read(lambda conn: conn.execute(q.EXPIRED, (now, limit)).fetchall())
+        return [row_to_job(r) for r in rows]
+
+    async def promote(self, limit: int) -> int:
+        now = self.clock.now()
+        return await self._write(lambda conn: conn.execute(q.PROMOTE, (now, now, limit)).rowcount)
+
+    async def purge_finished(self, finished_before: float, limit: int) -> int:
+        return await self._write(lambda conn: conn.execute(q.PURGE_FINISHED, (finished_before, limit)).rowcount)
+
+    # -- dead letter queue ----------------------------------------------------------------
+
+    async def dlq_get(self, job_id: str) -> DeadLetter | None:
+        row = await self._read(lambda conn: conn.execute(q.ENTRY_BY_ID, (job_id,)).fetchone())
+        return row_to_entry(row) if row else None
+
+    async def dlq_list(self, filter: DLQFilter, cursor: str | None, limit: int) -> Page[DeadLetter]:
+        where, params = q.dlq_where(filter, decode_cursor(cursor))
+        sql = q.LIST_ENTRIES.format(where=where)
+        rows = await self._read(lambda conn: conn.execute(sql, (*params, limit + 1)).fetchall())
+        entries = [row_to_entry(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        last = entries[-1] if entries else None
+        return Page(entries, encode_cursor(last.failed_at, last.job_id) if more and last else None)
+
+    async def dlq_count(self, filter: DLQFilter) -> int:
+        where, params = q.dlq_where(filter, None)
+        sql = q.COUNT_ENTRIES.format(where=where)
+        return int(await self._read(lambda conn: conn.execute(sql, params).fetchone()[0]))
+
+    async def dlq_delete(self, job_ids: Sequence[str]) -> list[str]:
+        def delete(conn: sqlite3.Connection) -> list[str]:
+            deleted = []
+            for job_id in job_ids:
+                if conn.execute(q.DELETE_ENTRY, (job_id,)).rowcount == 1:
+                    conn.execute(q.DELETE_DEAD_JOB, (job_id,))
+                    deleted.append(job_id)
+            return deleted
+
+        return await self._write(delete)
+
+    async def dlq_expire(self, limit: int) -> list[str]:
+        now = self.clock.now()
+
+        def expire(conn: sqlite3.Connection) -> list[str]:
+            ids = [r[0] for r in conn.execute(q.EXPIRED_ENTRIES, (now, limit)).fetchall()]
+            for job_id in ids:
+                conn.execute(q.DELETE_ENTRY, (job_id,))
+                conn.execute(q.DELETE_DEAD_JOB, (job_id,))
+            return ids
+
+        return await self._write(expire)
+
+    async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
+        where, params = q.dlq_where(filter, None)
+        return await self._read(lambda conn: q.dlq_stats(conn, where, params, top))

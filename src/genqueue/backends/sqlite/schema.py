@@ -1,0 +1,91 @@
+"""SQLite connections and schema migrations.
+
+Connections use WAL (readers never block the writer), a busy timeout (writers queue up
+instead of failing) and ``BEGIN IMMEDIATE`` for every write transaction, so the write
+lock is taken up front and two processes cannot both read-then-write the same rows.
+Migrations are the numbered ``.sql`` files next to this module, applied in order inside
+one transaction each and recorded in ``PRAGMA user_version``; concurrent processes
+opening a new file apply each migration exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from importlib import resources
+
+SYNCHRONOUS = ("off", "normal", "full", "extra")
+
+
+def connect(path: str, *, busy_timeout_ms: int = 5000, synchronous: str = "normal") -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if path != ":memory:" and str(mode).lower() != "wal":
+        conn.close()
+        raise sqlite3.OperationalError(f"could not enable WAL on {path} (journal_mode={mode})")
+    if synchronous not in SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.execute("PRAGMA foreign_keys = OFF")
+    return conn
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration file, in order."""
+    folder = resources.files("genqueue.backends.sqlite") / "migrations"
+    found = []
+    for item in folder.iterdir():
+        match = re.match(r"^(\d{4})_(.+)\.sql$", item.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), item.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migration numbers must be 1..n without gaps, found {versions}")
+    return found
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a script into complete statements (triggers and quoted ';' included)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        if not buffer and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement at the end of a migration: {buffer[:80]!r}")
+    return statements
+
+
+def migrate(conn: sqlite3.Connection, target: int | None = None) -> int:
+    """Apply pending migrations (up to ``target``); return the schema version."""
+    for version, _, sql in migrations():
+        if target is not None and version > target:
+            break
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current >= version:
+                conn.execute("COMMIT")
+                continue
+            for statement in split_statements(sql):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def schema_of(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """The schema as (type, name, normalised sql), to compare databases in tests."""
+    rows = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+    ).fetchall()
+    return [(t, n, re.sub(r"\s+", " ", s or "").strip()) for t, n, s in rows]

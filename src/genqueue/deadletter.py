@@ -1,0 +1,306 @@
+"""Dead letter queue operations: look up, list, redrive, delete, purge, export, stats.
+
+Entries are created by the worker in the same backend transaction that makes their job
+dead (see ``genqueue.execution``). Here operators act on them. Redrive puts the job back
+in its queue with ``retry_count`` 0, its history kept and ``redrive_count`` + 1, and is
+refused once ``redrive_count`` reaches the app's ``max_redrives``. Bulk operations work
+in bounded chunks, so a DLQ of any size is handled without loading it whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal, TextIO
+
+from genqueue import serialization
+from genqueue.backends.base import Move
+from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
+from genqueue.errors import DeadLetterNotFound, InvalidInput, RedriveRefused
+from genqueue.events import EventName
+from genqueue.job import Job, JobState, check_job_id
+
+if TYPE_CHECKING:
+    from genqueue.app import App
+
+CHUNK = 500
+
+CSV_COLUMNS = [
+    "job_id",
+    "user_id",
+    "queue",
+    "task",
+    "error_kind",
+    "failure_reason",
+    "failed_at",
+    "retry_attempts",
+    "attempts",
+    "redrive_count",
+    "fingerprint",
+    "remote_job_id",
+    "error_type",
+    "error_message",
+    "expires_at",
+    "cost",
+    "data",
+]
+
+
+@dataclass
+class RedriveReport:
+    dry_run: bool
+    matched: int = 0
+    redriven: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    sample: list[DeadLetter] = field(default_factory=list)
+
+    def to_public(self) -> dict[str, object]:
+        return {
+            "dry_run": self.dry_run,
+            "matched": self.matched,
+            "redriven": len(self.redriven),
+            "redriven_ids": self.redriven,
+            "refused": self.refused,
+            "sample": [e.to_public() for e in self.sample],
+        }
+
+
+class DeadLetterQueue:
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    # -- read -----------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> DeadLetter:
+        job_id = check_job_id(job_id)
+        entry = await self.app.backend.dlq_get(job_id)
+        if entry is None:
+            raise DeadLetterNotFound(job_id)
+        return entry
+
+    async def list(
+        self, filter: DLQFilter | None = None, *, cursor: str | None = None, limit: int = 50
+    ) -> Page[DeadLetter]:
+        from genqueue.queue import check_limit
+
+        return await self.app.backend.dlq_list(filter or DLQFilter(), cursor, check_limit(limit))
+
+    async def iterate(self, filter: DLQFilter | None = None) -> AsyncIterator[DeadLetter]:
+        """Every matching entry, newest first, fetched in chunks."""
+        cursor: str | None = None
+        while True:
+            page = await self.app.backend.dlq_list(filter or DLQFilter(), cursor, CHUNK)
+            for entry in page.items:
+                yield entry
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def count(self, filter: DLQFilter | None = None) -> int:
+        return await self.app.backend.dlq_count(filter or DLQFilter())
+
+    async def stats(self, filter: DLQFilter | None = None, *, top: int = 10) -> DLQStats:
+        return await self.app.backend.dlq_stats(filter or DLQFilter(), top)
+
+    # -- redrive --------------------------------------------------------------------------
+
+    async def redrive(self, job_id: str) -> Job:
+        """Put one dead job back in its queue; raises if it is missing or refused."""
+        report = await self.redrive_many([job_id])
+        if report.refused:
+            reason = report.refused[check_job_id(job_id)]
+            if reason.startswith("not found"):
+                raise DeadLetterNotFound(check_job_id(job_id))
+            raise RedriveRefused(check_job_id(job_id), reason)
+        job = await self.app.backend.get(report.redriven[0])
+        assert job is not None
+        return job
+
+    async def redrive_many(
+        self,
+        job_ids: Iterable[str] | None = None,
+        *,
+        filter: DLQFilter | None = None,
+        dry_run: bool = False,
+        limit: int | None = None,
+        sample_size: int = 5,
+    ) -> RedriveReport:
+        """Redrive the given ids, or every entry matching ``filter``, at most ``limit``.
+
+        With ``dry_run`` nothing changes; the report says how many match, which would be
+        refused, and shows a sample.
+        """
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise InvalidInput("limit must be a positive integer", field="limit")
+        report = RedriveReport(dry_run=dry_run)
+        if job_ids is None:
+            report.matched = await self.count(filter)
+        async for chunk in self._select(job_ids, filter, report):
+            if limit is not None:
+                chunk = chunk[: limit - len(report.redriven)]
+            if len(report.sample) < sample_size:
+                report.sample.extend(chunk[: sample_size - len(report.sample)])
+            await self._redrive_chunk(chunk, report)
+            if limit is not None and len(report.redriven) >= limit:
+                break
+        return report
+
+    async def _select(
+        self, job_ids: Iterable[str] | None, filter: DLQFilter | None, report: RedriveReport
+    ) -> AsyncIterator[list[DeadLetter]]:
+        """Chunks of entries to redrive: the given ids that exist, or the filter's matches."""
+        if job_ids is not None:
+            ids = list(dict.fromkeys(check_job_id(i) for i in job_ids))
+            for start in range(0, len(ids), CHUNK):
+                chunk = []
+                for job_id in ids[start : start + CHUNK]:
+                    entry = await self.app.backend.dlq_get(job_id)
+                    if entry is None:
+                        report.refused[job_id] = "not found in the dead letter queue"
+                    else:
+                        chunk.append(entry)
+                report.matched += len(chunk)
+                yield chunk
+            return
+        chunk = []
+        async for entry in self.iterate(filter):
+            chunk.append(entry)
+            if len(chunk) == CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    async def _redrive_chunk(self, chunk: list[DeadLetter], report: RedriveReport) -> None:
+        max_redrives = self.app.retention.max_redrives
+        now = await self.app.backend.time()
+        moves: list[Move] = []
+        for entry in chunk:
+            if entry.redrive_count >= max_redrives:
+                report.refused[entry.job_id] = (
+                    f"redriven {entry.redrive_count} times already; the limit is {max_redrives}"
+                )
+            elif report.dry_run:
+                report.redriven.append(entry.job_id)
+            else:
+                moves.append(Move(self._revived(entry.job, now), JobState.DEAD, entry.job.attempts))
+        if not moves:
+            return
+        for move, applied in zip(moves, await self.app.backend.move(moves), strict=True):
+            job = move.job
+            if applied:
+                report.redriven.append(job.id)
+                self.app.events.emit(
+                    EventName.DLQ_RETRY, job_id=job.id, task=job.task, queue=job.queue, redrive_count=job.redrive_count
+                )
+            else:
+                report.refused[job.id] = await self._why_not(job)
+
+    @staticmethod
+    def _revived(job: Job, now: float) -> Job:
+        return replace(
+            job,
+            state=JobState.QUEUED,
+            retry_count=0,
+            redrive_count=job.redrive_count + 1,
+            run_at=now,
+            updated_at=now,
+            finished_at=None,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+
+    async def _why_not(self, job: Job) -> str:
+        if await self.app.backend.dlq_get(job.id) is None:
+            return "not found in the dead letter queue (redriven or deleted meanwhile)"
+        return f"another pending job holds its idempotency key {job.idempotency_key!r}"
+
+    # -- delete, purge, retention ---------------------------------------------------------
+
+    async def delete(self, job_id: str) -> None:
+        job_id = check_job_id(job_id)
+        if not await self.delete_many([job_id]):
+            raise DeadLetterNotFound(job_id)
+
+    async def delete_many(self, job_ids: Iterable[str]) -> list[str]:
+        ids = list(dict.fromkeys(check_job_id(i) for i in job_ids))
+        deleted: list[str] = []
+        for start in range(0, len(ids), CHUNK):
+            deleted += await self.app.backend.dlq_delete(ids[start : start + CHUNK])
+        if deleted:
+            self.app.events.emit(EventName.DLQ_DELETE, count=len(deleted), job_ids=deleted[:100])
+        return deleted
+
+    async def purge(self, filter: DLQFilter | None = None, *, dry_run: bool = False) -> int:
+        """Delete every entry matching ``filter`` (use ``until`` to purge by age)."""
+        filter = filter or DLQFilter()
+        if dry_run:
+            return await self.count(filter)
+        total = 0
+        while True:
+            page = await self.app.backend.dlq_list(filter, None, CHUNK)
+            if not page.items:
+                break
+            deleted = await self.app.backend.dlq_delete([e.job_id for e in page.items])
+            total += len(deleted)
+            if not deleted:
+                break
+        if total:
+            self.app.events.emit(EventName.DLQ_DELETE, count=total, filter=_describe(filter))
+        return total
+
+    async def expire(self) -> int:
+        """Delete entries past their retention; emits ``dlq_expired`` with the count."""
+        total = 0
+        expired: list[str] = []
+        while True:
+            removed = await self.app.backend.dlq_expire(1000)
+            total += len(removed)
+            expired += removed[: 100 - len(expired)]
+            if len(removed) < 1000:
+                break
+        if total:
+            self.app.events.emit(EventName.DLQ_EXPIRED, count=total, job_ids=expired)
+        return total
+
+    # -- export ---------------------------------------------------------------------------
+
+    async def export(
+        self,
+        out: TextIO,
+        *,
+        format: Literal["jsonl", "csv"] = "jsonl",
+        filter: DLQFilter | None = None,
+    ) -> int:
+        """Write matching entries to ``out`` as JSON Lines or CSV; return how many."""
+        if format not in ("jsonl", "csv"):
+            raise InvalidInput("format must be jsonl or csv", field="format")
+        writer = csv.DictWriter(out, CSV_COLUMNS) if format == "csv" else None
+        if writer is not None:
+            writer.writeheader()
+        count = 0
+        async for entry in self.iterate(filter):
+            if writer is not None:
+                writer.writerow(csv_row(entry))
+            else:
+                out.write(serialization.dumps_str(entry.to_public()) + "\n")
+            count += 1
+        return count
+
+
+def csv_row(entry: DeadLetter) -> dict[str, object]:
+    public = entry.to_public()
+    error = entry.job.last_error
+    return {
+        **{k: public[k] for k in CSV_COLUMNS if k in public and k not in ("cost", "data")},
+        "error_type": error.type if error else "",
+        "error_message": error.message if error else "",
+        "cost": serialization.dumps_str(entry.job.cost),
+        "data": serialization.dumps_str(entry.job.data),
+    }
+
+
+def _describe(filter: DLQFilter) -> dict[str, object]:
+    return {k: v for k, v in dataclasses.asdict(filter).items() if v is not None}

@@ -1,0 +1,251 @@
+"""Running one job, and turning how it ended into the job's next state.
+
+``execute`` calls the task (async in the loop, sync in a thread, under the task's
+timeout) and reduces whatever happened to an ``Outcome``. ``plan`` applies the policies
+(classification was done in ``execute``; retry/backoff and DLQ rules here) and returns
+the ``Move`` to store plus what to announce. Nothing here touches storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from genqueue.backends.base import Move
+from genqueue.classify import ClassifiedError, ErrorClassifier, ErrorKind
+from genqueue.context import JobContext
+from genqueue.entry import DeadLetter
+from genqueue.job import Attempt, AttemptOutcome, Job, JobState
+from genqueue.retry import RetryDecision, RetryPolicy, normalise_count
+from genqueue.serialization import MAX_DATA_BYTES
+from genqueue.settings import Retention
+from genqueue.signals import Cancel, Retry, Snooze
+from genqueue.task import Task
+
+
+class OutcomeKind(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRY = "retry"  # the task raised Retry
+    SNOOZE = "snooze"
+    CANCEL = "cancel"
+    RELEASE = "release"  # graceful shutdown gave up on it; back to the queue
+
+
+@dataclass(slots=True)
+class Outcome:
+    kind: OutcomeKind
+    result: Any = None
+    error: ClassifiedError | None = None
+    delay: float | None = None
+    reason: str = ""
+
+
+async def execute(
+    task: Task,
+    ctx: JobContext,
+    classifier: ErrorClassifier,
+    executor: Executor | None,
+) -> Outcome:
+    """Run the task once and say how it ended. Never raises (except CancelledError)."""
+    timeout = ctx.job.timeout if ctx.job.timeout is not None else task.options.timeout
+    try:
+        if task.is_async:
+            call = task.fn(ctx)
+        else:
+            loop = asyncio.get_running_loop()
+            bound = functools.partial(contextvars.copy_context().run, task.fn, ctx)
+            call = loop.run_in_executor(executor, bound)
+        if timeout is None:
+            result = await call
+        else:
+            result = await asyncio.wait_for(call, timeout)
+    except Retry as signal:
+        return Outcome(OutcomeKind.RETRY, delay=signal.delay, reason=signal.reason)
+    except Snooze as signal:
+        return Outcome(OutcomeKind.SNOOZE, delay=signal.delay, reason=signal.reason)
+    except Cancel as signal:
+        return Outcome(OutcomeKind.CANCEL, reason=signal.reason)
+    except TimeoutError as exc:
+        if timeout is not None and exc.__cause__ is None and not str(exc):
+            exc = TimeoutError(f"task {task.name} timed out after {timeout} s")
+        return Outcome(OutcomeKind.FAILED, error=classifier.classify(exc))
+    except Exception as exc:
+        return Outcome(OutcomeKind.FAILED, error=classifier.classify(exc))
+    return _completed(result, classifier)
+
+
+def _completed(result: Any, classifier: ErrorClassifier) -> Outcome:
+    try:
+        size = len(orjson.dumps(result))
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        error = TypeError(f"task result is not JSON: {exc}")
+        return Outcome(OutcomeKind.FAILED, error=_not_retryable(classifier.classify(error)))
+    if size > MAX_DATA_BYTES:
+        error = ValueError(f"task result is {size} bytes; the limit is {MAX_DATA_BYTES}")
+        return Outcome(OutcomeKind.FAILED, error=_not_retryable(classifier.classify(error)))
+    return Outcome(OutcomeKind.COMPLETED, result=result)
+
+
+def _not_retryable(error: ClassifiedError) -> ClassifiedError:
+    return replace(error, kind=ErrorKind.VALIDATION, retryable=False)
+
+
+def failure(kind: ErrorKind, message: str, error_type: str, *, retryable: bool) -> ClassifiedError:
+    """A failure that did not come from an exception (lost worker, undecodable job...)."""
+    return ClassifiedError(kind=kind, retryable=retryable, message=message, type=error_type)
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Plan:
+    move: Move
+    attempt: Attempt
+    decision: RetryDecision | None = None
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    now: float
+    worker_id: str | None
+    policy: RetryPolicy
+    retention: Retention
+    #: Set when a lost worker's job is being reclaimed.
+    reclaim: bool = False
+
+
+def plan(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
+    """The move that records ``outcome`` for the active ``job``."""
+    builders: dict[OutcomeKind, Callable[[Job, Outcome, PlanContext], Plan]] = {
+        OutcomeKind.COMPLETED: _plan_completed,
+        OutcomeKind.FAILED: _plan_failed,
+        OutcomeKind.RETRY: _plan_retry_signal,
+        OutcomeKind.SNOOZE: _plan_snooze,
+        OutcomeKind.CANCEL: _plan_cancel,
+        OutcomeKind.RELEASE: _plan_release,
+    }
+    return builders[outcome.kind](job, outcome, ctx)
+
+
+def _attempt(job: Job, ctx: PlanContext, outcome: AttemptOutcome, **extra: Any) -> Attempt:
+    details: dict[str, Any] = {}
+    spent = job.meta.get("attempt_cost")
+    if spent:
+        details["cost"] = spent
+    for key in ("remote_job_id",):
+        if getattr(job, key):
+            details[key] = getattr(job, key)
+    return Attempt(
+        number=job.attempts,
+        started_at=job.started_at if job.started_at is not None else ctx.now,
+        finished_at=ctx.now,
+        worker=job.lease_owner or ctx.worker_id,
+        outcome=outcome,
+        details=details,
+        **extra,
+    )
+
+
+def _next(job: Job, state: JobState, attempt: Attempt, ctx: PlanContext, **changes: Any) -> Job:
+    meta = {k: v for k, v in job.meta.items() if k != "attempt_cost"}
+    return replace(
+        job,
+        state=state,
+        updated_at=ctx.now,
+        lease_owner=None,
+        lease_expires_at=None,
+        history=[*job.history, attempt],
+        meta=meta,
+        **changes,
+    )
+
+
+def _move(job: Job, new: Job, ctx: PlanContext, entry: DeadLetter | None = None) -> Move:
+    return Move(new, JobState.ACTIVE, job.attempts, entry, require_expired_lease=ctx.reclaim)
+
+
+def _plan_completed(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
+    attempt = _attempt(job, ctx, AttemptOutcome.COMPLETED)
+    new = _next(job, JobState.COMPLETED, attempt, ctx, result=outcome.result, finished_at=ctx.now)
+    return Plan(_move(job, new, ctx), attempt)
+
+
+def _plan_failed(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
+    error = outcome.error
+    assert error is not None
+    decision = ctx.policy.decide(error, job.retry_count, job.max_retries)
+    if decision.retry:
+        return _retrying(job, error, decision, ctx)
+    return _dead(job, error, decision.reason, ctx, decision)
+
+
+def _plan_retry_signal(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
+    error = failure(ErrorKind.UNKNOWN, outcome.reason, "genqueue.Retry", retryable=True)
+    count = normalise_count(job.retry_count)
+    if count >= job.max_retries:
+        reason = f"retries exhausted ({count} of {job.max_retries} used)"
+        return _dead(job, error, reason, ctx, RetryDecision(False, reason))
+    delay = outcome.delay if outcome.delay is not None else ctx.policy.delay(count)
+    decision = RetryDecision(True, f"{outcome.reason}; retry {count + 1} of {job.max_retries}", delay)
+    return _retrying(job, error, decision, ctx)
+
+
+def _retrying(job: Job, error: ClassifiedError, decision: RetryDecision, ctx: PlanContext) -> Plan:
+    attempt = _attempt(job, ctx, AttemptOutcome.FAILED, error=error, delay=decision.delay)
+    new = _next(
+        job,
+        JobState.RETRYING,
+        attempt,
+        ctx,
+        retry_count=normalise_count(job.retry_count) + 1,
+        run_at=ctx.now + decision.delay,
+        last_error=error,
+    )
+    return Plan(_move(job, new, ctx), attempt, decision)
+
+
+def _dead(
+    job: Job, error: ClassifiedError, reason: str, ctx: PlanContext, decision: RetryDecision
+) -> Plan:
+    attempt = _attempt(job, ctx, AttemptOutcome.DEAD, error=error)
+    new = _next(job, JobState.DEAD, attempt, ctx, last_error=error, finished_at=ctx.now)
+    entry = DeadLetter(
+        job=new,
+        reason=reason,
+        error_kind=error.kind,
+        failed_at=ctx.now,
+        fingerprint=error.fingerprint,
+        expires_at=ctx.now + ctx.retention.dead_letters,
+    )
+    return Plan(_move(job, new, ctx, entry), attempt, decision)
+
+
+def _plan_snooze(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
+    delay = outcome.delay or 0.0
+    attempt = _attempt(job, ctx, AttemptOutcome.SNOOZED, delay=delay)
+    new = _next(job, JobState.SCHEDULED, attempt, ctx, run_at=ctx.now + delay)
+    return Plan(_move(job, new, ctx), attempt)
+
+
+def _plan_cancel(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
+    attempt = _attempt(job, ctx, AttemptOutcome.CANCELLED)
+    new = _next(job, JobState.CANCELLED, attempt, ctx, finished_at=ctx.now)
+    new.meta["cancel_reason"] = outcome.reason
+    return Plan(_move(job, new, ctx), attempt)
+
+
+def _plan_release(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
+    attempt = _attempt(job, ctx, AttemptOutcome.INTERRUPTED)
+    new = _next(job, JobState.QUEUED, attempt, ctx, run_at=ctx.now)
+    return Plan(_move(job, new, ctx), attempt)

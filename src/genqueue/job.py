@@ -1,0 +1,270 @@
+"""The job: its fields, its states and the moves allowed between them.
+
+A ``Job`` is plain data. ``JobState`` is stored, never inferred; ``TRANSITIONS`` is the
+whole state machine, and every change of state in genqueue goes through
+``Job.check_transition``. Records (``to_record``/``from_record``) are the JSON-ready form
+that backends store; ``to_public`` is the form shown to people and scripts (ISO times).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from genqueue.classify import ClassifiedError
+from genqueue.errors import IllegalTransition, InvalidJobId
+from genqueue.serialization import iso
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    ACTIVE = "active"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+S = JobState
+TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
+    S.QUEUED: frozenset({S.ACTIVE, S.CANCELLED}),
+    S.SCHEDULED: frozenset({S.QUEUED, S.ACTIVE, S.CANCELLED}),
+    S.RETRYING: frozenset({S.QUEUED, S.ACTIVE, S.CANCELLED}),
+    # active -> queued is a release at shutdown; -> scheduled is a snooze.
+    S.ACTIVE: frozenset({S.COMPLETED, S.RETRYING, S.SCHEDULED, S.QUEUED, S.DEAD, S.CANCELLED}),
+    S.DEAD: frozenset({S.QUEUED}),  # redrive
+    S.COMPLETED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+#: Waiting to run: due now (queued) or later (scheduled, retrying).
+PENDING_STATES = frozenset({S.QUEUED, S.SCHEDULED, S.RETRYING})
+#: Waiting for a due time before they can be fetched.
+DELAYED_STATES = frozenset({S.SCHEDULED, S.RETRYING})
+#: Done: nothing will run the job again unless an operator redrives a dead one.
+TERMINAL_STATES = frozenset({S.COMPLETED, S.DEAD, S.CANCELLED})
+#: Removed by retention once older than the completed/cancelled retention.
+EXPIRING_STATES = frozenset({S.COMPLETED, S.CANCELLED})
+CANCELLABLE_STATES = PENDING_STATES | {S.ACTIVE}
+
+
+class AttemptOutcome(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"  # failed and retried, or retried on request (Retry signal)
+    DEAD = "dead"  # failed and moved to the DLQ
+    SNOOZED = "snoozed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # released back to the queue by a graceful shutdown
+
+
+_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_job_id() -> str:
+    """A random 128-bit id as 32 hex characters."""
+    return secrets.token_hex(16)
+
+
+def check_job_id(value: object) -> str:
+    """Normalise and validate a job id (32 hex characters; a dashed UUID is accepted)."""
+    if not isinstance(value, str):
+        raise InvalidJobId(value)
+    text = value.strip().lower().replace("-", "") if len(value) == 36 else value.strip().lower()
+    if not _ID_RE.match(text):
+        raise InvalidJobId(value)
+    return text
+
+
+@dataclass(slots=True)
+class Progress:
+    percent: float
+    message: str | None
+    updated_at: float
+
+    def to_record(self) -> dict[str, Any]:
+        return {"percent": self.percent, "message": self.message, "updated_at": self.updated_at}
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, Any] | None) -> Progress | None:
+        if not raw:
+            return None
+        return cls(float(raw.get("percent", 0)), raw.get("message"), float(raw.get("updated_at", 0)))
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One run of a job: when, where, how long, and how it ended."""
+
+    number: int
+    started_at: float
+    finished_at: float
+    worker: str | None
+    outcome: AttemptOutcome
+    error: ClassifiedError | None = None
+    delay: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.finished_at - self.started_at)
+
+    def to_record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "number": self.number,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration": round(self.duration, 6),
+            "worker": self.worker,
+            "outcome": self.outcome.value,
+            "error": self.error.to_dict() if self.error else None,
+            "delay": self.delay,
+        }
+        if self.details:
+            out["details"] = self.details
+        return out
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, Any]) -> Attempt:
+        error = raw.get("error")
+        try:
+            outcome = AttemptOutcome(raw.get("outcome"))
+        except ValueError:
+            outcome = AttemptOutcome.FAILED
+        return cls(
+            number=int(raw.get("number", 0)),
+            started_at=float(raw.get("started_at", 0)),
+            finished_at=float(raw.get("finished_at", 0)),
+            worker=raw.get("worker"),
+            outcome=outcome,
+            error=ClassifiedError.from_dict(error) if error else None,
+            delay=raw.get("delay"),
+            details=dict(raw.get("details") or {}),
+        )
+
+    def to_public(self) -> dict[str, Any]:
+        out = self.to_record()
+        out["started_at"] = iso(self.started_at)
+        out["finished_at"] = iso(self.finished_at)
+        return out
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    task: str
+    created_at: float
+    run_at: float
+    queue: str = "default"
+    data: Any = None
+    user_id: str | None = None
+    idempotency_key: str | None = None
+    state: JobState = JobState.QUEUED
+    updated_at: float = 0.0
+    attempts: int = 0
+    retry_count: int = 0
+    max_retries: int = 1
+    redrive_count: int = 0
+    timeout: float | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    last_error: ClassifiedError | None = None
+    history: list[Attempt] = field(default_factory=list)
+    remote_job_id: str | None = None
+    result: Any = None
+    progress: Progress | None = None
+    #: When the current (or last) attempt started.
+    started_at: float | None = None
+    finished_at: float | None = None
+    cost: dict[str, float] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    #: Set when the stored data could not be decoded; ``data`` then holds the raw text.
+    data_error: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    def check_transition(self, target: JobState) -> None:
+        if target not in TRANSITIONS[self.state]:
+            raise IllegalTransition(self.id, self.state.value, target.value)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "task": self.task,
+            "queue": self.queue,
+            "data": self.data,
+            "user_id": self.user_id,
+            "idempotency_key": self.idempotency_key,
+            "state": self.state.value,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "run_at": self.run_at,
+            "attempts": self.attempts,
+            "retry_count": self.retry_count,
+            "max_retries": self.max_retries,
+            "redrive_count": self.redrive_count,
+            "timeout": self.timeout,
+            "lease_owner": self.lease_owner,
+            "lease_expires_at": self.lease_expires_at,
+            "last_error": self.last_error.to_dict() if self.last_error else None,
+            "history": [a.to_record() for a in self.history],
+            "remote_job_id": self.remote_job_id,
+            "result": self.result,
+            "progress": self.progress.to_record() if self.progress else None,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "cost": self.cost,
+            "meta": self.meta,
+            "data_error": self.data_error,
+        }
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, Any]) -> Job:
+        last_error = raw.get("last_error")
+        return cls(
+            id=raw["id"],
+            task=raw["task"],
+            queue=raw.get("queue", "default"),
+            data=raw.get("data"),
+            user_id=raw.get("user_id"),
+            idempotency_key=raw.get("idempotency_key"),
+            state=JobState(raw.get("state", "queued")),
+            created_at=float(raw["created_at"]),
+            updated_at=float(raw.get("updated_at") or raw["created_at"]),
+            run_at=float(raw.get("run_at") or raw["created_at"]),
+            attempts=int(raw.get("attempts") or 0),
+            retry_count=int(raw.get("retry_count") or 0),
+            max_retries=int(raw.get("max_retries", 1)),
+            redrive_count=int(raw.get("redrive_count") or 0),
+            timeout=raw.get("timeout"),
+            lease_owner=raw.get("lease_owner"),
+            lease_expires_at=raw.get("lease_expires_at"),
+            last_error=ClassifiedError.from_dict(last_error) if last_error else None,
+            history=[Attempt.from_record(a) for a in raw.get("history") or []],
+            remote_job_id=raw.get("remote_job_id"),
+            result=raw.get("result"),
+            progress=Progress.from_record(raw.get("progress")),
+            started_at=raw.get("started_at"),
+            finished_at=raw.get("finished_at"),
+            cost=dict(raw.get("cost") or {}),
+            meta=dict(raw.get("meta") or {}),
+            data_error=raw.get("data_error"),
+        )
+
+    def to_public(self) -> dict[str, Any]:
+        """The stable JSON shape shown by the CLI (``--json``) and the HTTP API."""
+        out = self.to_record()
+        for key in ("created_at", "updated_at", "run_at", "lease_expires_at", "started_at",
+                    "finished_at"):
+            out[key] = iso(out[key])
+        out["history"] = [a.to_public() for a in self.history]
+        if self.progress:
+            out["progress"]["updated_at"] = iso(self.progress.updated_at)
+        out.pop("meta", None)
+        return out

@@ -1,0 +1,242 @@
+"""Producer operations: enqueue (one or a batch), get, list, cancel, and wait for a result.
+
+Input is validated here, once, for every backend: a bad request raises ``InvalidInput``
+naming the field, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from genqueue.backends.base import JobQuery, Move
+from genqueue.entry import Page
+from genqueue.errors import (
+    IllegalTransition,
+    InvalidInput,
+    JobFailed,
+    JobNotFound,
+    StateError,
+    WaitTimeout,
+)
+from genqueue.events import EventName
+from genqueue.job import CANCELLABLE_STATES, Job, JobState, check_job_id, new_job_id
+from genqueue.retry import check_max_retries
+from genqueue.serialization import check_json
+from genqueue.task import Task, check_queue_name
+
+if TYPE_CHECKING:
+    from genqueue.app import App
+
+MAX_DELAY = 366 * 24 * 3600.0
+MAX_BATCH = 10_000
+MAX_PAGE = 1000
+_MAX_TEXT = 200
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job to enqueue; see ``Queue.enqueue`` for the fields."""
+
+    task: str
+    data: Any = None
+    queue: str | None = None
+    delay: float | None = None
+    run_at: float | None = None
+    user_id: str | None = None
+    idempotency_key: str | None = None
+    max_retries: int | None = None
+    timeout: float | None = None
+
+
+def _check_text(value: str | None, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
+        raise InvalidInput(f"{field} must be a non-empty string of at most {_MAX_TEXT} characters", field=field)
+    return value
+
+
+def _check_seconds(value: float | None, field: str, *, positive: bool = False) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(f"{field} must be a finite number of seconds", field=field)
+    if value < 0 or (positive and value == 0):
+        raise InvalidInput(f"{field} must be {'> 0' if positive else '>= 0'}, got {value}", field=field)
+    if value > MAX_DELAY:
+        raise InvalidInput(f"{field} must be at most {MAX_DELAY:.0f} seconds (a year)", field=field)
+    return float(value)
+
+
+class Queue:
+    """Producer facade over the app's backend."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    # -- enqueue ------------------------------------------------------------------------
+
+    def build(self, request: JobRequest, now: float) -> Job:
+        """Validate a request and build the job it describes (nothing is stored)."""
+        task = self._task(request.task)
+        queue = check_queue_name(request.queue or (task.options.queue if task else "default"))
+        delay = _check_seconds(request.delay, "delay")
+        if request.run_at is not None and (
+            isinstance(request.run_at, bool) or not isinstance(request.run_at, int | float)
+            or not math.isfinite(request.run_at)
+        ):
+            raise InvalidInput("run_at must be an epoch time in seconds", field="run_at")
+        if delay is not None and request.run_at is not None:
+            raise InvalidInput("give delay or run_at, not both", field="delay")
+        max_retries = request.max_retries
+        if max_retries is None:
+            max_retries = self.app.policy_for(request.task, queue).max_retries
+        check_max_retries(max_retries)
+        check_json(request.data, field="data")
+        run_at = request.run_at if request.run_at is not None else now + (delay or 0.0)
+        timeout = _check_seconds(request.timeout, "timeout", positive=True)
+        return Job(
+            id=new_job_id(),
+            task=request.task,
+            queue=queue,
+            data=request.data,
+            user_id=_check_text(request.user_id, "user_id"),
+            idempotency_key=_check_text(request.idempotency_key, "idempotency_key"),
+            state=JobState.SCHEDULED if run_at > now else JobState.QUEUED,
+            created_at=now,
+            updated_at=now,
+            run_at=run_at,
+            max_retries=max_retries,
+            timeout=timeout if timeout is not None else (task.options.timeout if task else None),
+        )
+
+    def _task(self, name: str) -> Task | None:
+        if not isinstance(name, str) or not name:
+            raise InvalidInput("task must be a task name", field="task")
+        if self.app.strict_tasks:
+            return self.app.tasks.get(name)  # raises UnknownTask
+        return self.app.tasks.find(name)
+
+    async def enqueue(self, task: str | Task, data: Any = None, **options: Any) -> Job:
+        """Enqueue one job. Options: queue, delay, run_at, user_id, idempotency_key,
+        max_retries, timeout. Returns the stored job (the existing one for a duplicate
+        idempotency key)."""
+        name = task.name if isinstance(task, Task) else task
+        try:
+            request = JobRequest(task=name, data=data, **options)
+        except TypeError as exc:
+            raise InvalidInput(str(exc)) from exc
+        return (await self.enqueue_many([request]))[0]
+
+    async def enqueue_many(self, requests: Iterable[JobRequest]) -> list[Job]:
+        """Enqueue a batch atomically: all jobs are stored, or (on bad input) none."""
+        requests = list(requests)
+        if len(requests) > MAX_BATCH:
+            raise InvalidInput(f"at most {MAX_BATCH} jobs per batch", field="jobs")
+        now = await self.app.backend.time()
+        jobs = [self.build(r, now) for r in requests]
+        stored = await self.app.backend.enqueue(jobs)
+        for new, kept in zip(jobs, stored, strict=True):
+            if new.id == kept.id:
+                self.app.events.emit(
+                    EventName.JOB_ENQUEUED,
+                    job_id=kept.id,
+                    task=kept.task,
+                    queue=kept.queue,
+                    user_id=kept.user_id,
+                    state=kept.state.value,
+                    run_at=kept.run_at,
+                )
+        return stored
+
+    # -- read -----------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job:
+        job_id = check_job_id(job_id)
+        job = await self.app.backend.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def list(
+        self,
+        *,
+        state: JobState | str | Iterable[JobState | str] | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        user_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[Job]:
+        states = _states(state)
+        return await self.app.backend.list_jobs(
+            JobQuery(queue=queue, states=states, task=task, user_id=user_id, cursor=cursor, limit=check_limit(limit))
+        )
+
+    # -- cancel ---------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, reason: str = "cancelled by request") -> Job:
+        """Cancel a job that has not finished. A running job's worker stops it at its next
+        heartbeat and its result, if any, is discarded."""
+        for _ in range(10):
+            job = await self.get(job_id)
+            if job.state not in CANCELLABLE_STATES:
+                raise IllegalTransition(job.id, job.state.value, JobState.CANCELLED.value)
+            now = await self.app.backend.time()
+            cancelled = replace(
+                job,
+                state=JobState.CANCELLED,
+                updated_at=now,
+                finished_at=now,
+                lease_owner=None,
+                lease_expires_at=None,
+                meta={**job.meta, "cancel_reason": reason},
+            )
+            moved = await self.app.backend.move([Move(cancelled, job.state, job.attempts)])
+            if moved[0]:
+                self.app.events.emit(
+                    EventName.JOB_CANCELLED, job_id=job.id, task=job.task, queue=job.queue, reason=reason
+                )
+                return cancelled
+        raise StateError(f"job {job_id} kept changing state; try again")
+
+    # -- wait -----------------------------------------------------------------------------
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait for the job to finish; return its result, or raise ``JobFailed`` if it
+        ended dead or cancelled, or ``WaitTimeout`` after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        interval = 0.005
+        while True:
+            job = await self.get(job_id)
+            if job.state is JobState.COMPLETED:
+                return job.result
+            if job.state in (JobState.DEAD, JobState.CANCELLED):
+                raise JobFailed(job)
+            if deadline is not None and loop.time() >= deadline:
+                raise WaitTimeout(f"job {job.id} is still {job.state.value} after {timeout} s")
+            pause = interval if deadline is None else min(interval, max(deadline - loop.time(), 0))
+            await asyncio.sleep(pause)
+            interval = min(interval * 1.5, 0.5)
+
+
+def check_limit(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"limit must be an integer 1..{MAX_PAGE}", field="limit")
+    return limit
+
+
+def _states(state: JobState | str | Iterable[JobState | str] | None) -> frozenset[JobState] | None:
+    if state is None:
+        return None
+    items = [state] if isinstance(state, str) else list(state)
+    try:
+        return frozenset(JobState(s) for s in items)
+    except ValueError:
+        valid = ", ".join(s.value for s in JobState)
+        raise InvalidInput(f"invalid state {state!r}; valid states: {valid}", field="state") from None

@@ -1,0 +1,426 @@
+"""The worker: fetch jobs under a lease, run them concurrently, store what happened.
+
+A worker runs named side tasks next to its fetch loop (heartbeat, promoter, reclaimer,
+sweeper); if one dies the worker stops rather than run half-broken. On SIGTERM/SIGINT it
+stops fetching, lets running jobs finish within the grace period and releases the rest
+back to the queue; a second signal releases them at once. A job whose worker vanished
+(kill -9) is reclaimed by any worker once its lease expires, and that counts as a failed
+attempt (``worker_lost``), so a job that kills its worker every time ends in the DLQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import socket
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from genqueue.backends.base import Lease, RunningUpdate
+from genqueue.batcher import MoveBatcher
+from genqueue.classify import ErrorKind
+from genqueue.context import JobContext
+from genqueue.events import EventName
+from genqueue.execution import Outcome, OutcomeKind, PlanContext, execute, failure, plan
+from genqueue.job import Job, JobState
+from genqueue.settings import WorkerSettings
+from genqueue.task import Task
+
+if TYPE_CHECKING:
+    from genqueue.app import App
+    from genqueue.execution import Plan
+
+log = logging.getLogger("genqueue.worker")
+
+
+@dataclass(slots=True)
+class _Running:
+    job: Job
+    task: asyncio.Task[None] | None = None
+    release: bool = False
+    lost: bool = False
+    #: The outcome is being stored; heartbeats and cancellation leave it alone.
+    finishing: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: Sequence[str] | None = None,
+        settings: WorkerSettings | None = None,
+        burst: bool = False,
+        worker_id: str | None = None,
+        handle_signals: bool = False,
+    ) -> None:
+        self.app = app
+        self.settings = settings or WorkerSettings()
+        self.queues = list(queues or app.tasks.queues() or ["default"])
+        self.burst = burst
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.handle_signals = handle_signals
+        self.stats: Counter[str] = Counter()
+        self._running: dict[str, _Running] = {}
+        self._batcher = MoveBatcher(app.backend)
+        self._executor: ThreadPoolExecutor | None = None
+        self._stop = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._force = False
+        self._finished_fetching = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop fetching and shut down gracefully; a second call releases running jobs now."""
+        if self._stop.is_set():
+            self._force = True
+            for running in self._running.values():
+                self._release(running)
+        self._stop.set()
+
+    @property
+    def running_jobs(self) -> list[Job]:
+        return [r.job for r in self._running.values()]
+
+    async def run(self) -> Counter[str]:
+        """Run until stopped (or, in burst mode, until nothing is running or due)."""
+        await self.app.open()
+        loop = asyncio.get_running_loop()
+        if self.handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+        self.app.events.emit(
+            EventName.WORKER_STARTED, worker=self.id, queues=self.queues, concurrency=self.settings.concurrency
+        )
+        try:
+            await self._maintain_once()
+            await self._run_side_tasks()
+            await self._shutdown()
+        finally:
+            if self.handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+            self.app.events.emit(EventName.WORKER_STOPPED, worker=self.id, **dict(self.stats))
+        return self.stats
+
+    async def _run_side_tasks(self) -> None:
+        side: dict[str, Callable[[], Awaitable[None]]] = {
+            "heartbeat": self._heartbeat_loop,
+            "promoter": self._promote_loop,
+            "reclaimer": self._reclaim_loop,
+            "sweeper": self._sweep_loop,
+        }
+        tasks = {asyncio.create_task(fn(), name=f"genqueue-{name}"): name for name, fn in side.items()}
+        fetcher = asyncio.create_task(self._fetch_loop(), name="genqueue-fetcher")
+        tasks[fetcher] = "fetcher"
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for finished in done:
+                if finished is not fetcher and finished.exception() is not None:
+                    log.error("worker side task %r died; stopping", tasks[finished], exc_info=finished.exception())
+                    self._stop.set()
+            if fetcher not in done:
+                await fetcher
+            await self._wait_running()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if fetcher.done() and not fetcher.cancelled() and fetcher.exception() is not None:
+            raise fetcher.exception()  # type: ignore[misc]
+
+    async def _wait_running(self) -> None:
+        """Let running jobs finish within the grace period, then release the rest."""
+        pending = [r.task for r in self._running.values() if r.task is not None]
+        if pending and not self._force:
+            await asyncio.wait(pending, timeout=self.settings.shutdown_grace)
+        for running in list(self._running.values()):
+            self._release(running)
+        rest = [r.task for r in self._running.values() if r.task is not None]
+        if rest:
+            await asyncio.wait(rest)
+
+    def _release(self, running: _Running) -> None:
+        if (
+            running.task is not None
+            and not running.task.done()
+            and not running.release
+            and not running.finishing
+        ):
+            running.release = True
+            running.task.cancel()
+
+    async def _shutdown(self) -> None:
+        await self._batcher.drain()
+
+    # -- fetching -------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        idle = 0.005
+        backend, settings = self.app.backend, self.settings
+        while not self._stop.is_set():
+            free = settings.concurrency - len(self._running)
+            if free <= 0:
+                await self._wait_for(self._slot_freed, None)
+                continue
+            jobs = await backend.fetch(self.queues, self.id, free, settings.lease_seconds)
+            for job in jobs:
+                self._start(job)
+            if jobs:
+                idle = 0.005
+                continue
+            if self.burst and not self._running:
+                # Outcomes of finished jobs are stored by now; one more look decides.
+                jobs = await backend.fetch(self.queues, self.id, free, settings.lease_seconds)
+                if not jobs:
+                    return
+                for job in jobs:
+                    self._start(job)
+                continue
+            await self._wait_for(self._slot_freed, idle)
+            idle = min(idle * 2, settings.poll_interval)
+
+    async def _wait_for(self, event: asyncio.Event, timeout: float | None) -> None:
+        event.clear()
+        stop = asyncio.ensure_future(self._stop.wait())
+        other = asyncio.ensure_future(event.wait())
+        try:
+            await asyncio.wait({stop, other}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            other.cancel()
+
+    def _start(self, job: Job) -> None:
+        running = _Running(job)
+        self._running[job.id] = running
+        running.task = asyncio.create_task(self._run_job(running), name=f"genqueue-job-{job.id}")
+
+    # -- running one job ------------------------------------------------------------------
+
+    async def _run_job(self, running: _Running) -> None:
+        job = running.job
+        try:
+            outcome = await self._outcome(running)
+            if outcome is not None:
+                running.finishing = True
+                await self._finish(job, outcome)
+        except Exception:
+            log.exception("worker failed to store the outcome of job %s; its lease will expire", job.id)
+        finally:
+            self._running.pop(job.id, None)
+            self._slot_freed.set()
+
+    async def _outcome(self, running: _Running) -> Outcome | None:
+        job = running.job
+        task = self.app.tasks.find(job.task)
+        problem = self._unrunnable(job, task)
+        if problem is not None:
+            return problem
+        assert task is not None
+        self.app.events.emit(
+            EventName.JOB_STARTED, job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempts, worker=self.id
+        )
+        ctx = JobContext(job, self.app, self.id, self._write_running, asyncio.get_running_loop())
+        classifier = self.app.classifier_for(job.task, job.queue)
+        try:
+            outcome = await execute(task, ctx, classifier, self._thread_pool(task))
+            await ctx.flush()
+            return outcome
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            if running.release:
+                return Outcome(OutcomeKind.RELEASE, reason="worker shut down")
+            return None  # lease lost: the job is not ours to write any more
+
+    def _unrunnable(self, job: Job, task: Task | None) -> Outcome | None:
+        if job.data_error is not None:
+            error = failure(ErrorKind.VALIDATION, f"job data cannot be decoded: {job.data_error}", "genqueue.UndecodableJob", retryable=False)
+            return Outcome(OutcomeKind.FAILED, error=error)
+        if task is None:
+            error = failure(
+                ErrorKind.VALIDATION,
+                f"no task named {job.task!r} is registered in this worker",
+                "genqueue.UnknownTask",
+                retryable=False,
+            )
+            return Outcome(OutcomeKind.FAILED, error=error)
+        return None
+
+    def _thread_pool(self, task: Task) -> ThreadPoolExecutor | None:
+        if task.is_async:
+            return None
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="genqueue-task")
+        return self._executor
+
+    async def _write_running(self, lease: Lease, update: RunningUpdate) -> bool:
+        return await self.app.backend.update_running(lease, update)
+
+    async def _finish(self, job: Job, outcome: Outcome, *, reclaim: bool = False) -> bool:
+        now = await self.app.backend.time()
+        ctx = PlanContext(
+            now=now,
+            worker_id=self.id,
+            policy=self.app.policy_for(job.task, job.queue),
+            retention=self.app.retention,
+            reclaim=reclaim,
+        )
+        the_plan = plan(job, outcome, ctx)
+        applied = await self._batcher.submit(the_plan.move)
+        if applied:
+            self._announce(job, outcome, the_plan)
+        else:
+            log.warning("job %s changed hands before its outcome (%s) was stored; discarded", job.id, outcome.kind.value)
+            self.stats["discarded"] += 1
+        return applied
+
+    def _announce(self, job: Job, outcome: Outcome, the_plan: Plan) -> None:
+        new = the_plan.move.job
+        emit = self.app.events.emit
+        base = {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempts}
+        self.stats[new.state.value] += 1
+        if outcome.kind is OutcomeKind.COMPLETED:
+            emit(EventName.JOB_COMPLETED, **base, duration=round(the_plan.attempt.duration, 6))
+        elif outcome.kind is OutcomeKind.SNOOZE:
+            emit(EventName.JOB_SNOOZED, **base, delay=outcome.delay, run_at=new.run_at)
+        elif outcome.kind is OutcomeKind.CANCEL:
+            emit(EventName.JOB_CANCELLED, **base, reason=outcome.reason)
+        elif outcome.kind is OutcomeKind.RELEASE:
+            emit(EventName.JOB_RELEASED, **base, reason=outcome.reason)
+        else:
+            self._announce_failure(job, new, the_plan, base)
+
+    def _announce_failure(self, job: Job, new: Job, the_plan: Plan, base: dict[str, object]) -> None:
+        emit = self.app.events.emit
+        error = new.last_error
+        assert error is not None and the_plan.decision is not None
+        emit(
+            EventName.QUEUE_ERROR,
+            **base,
+            user_id=job.user_id,
+            error_kind=error.kind.value,
+            error_type=error.type,
+            error_message=error.message,
+            stack=error.stack,
+            status=error.status,
+            retry_count=job.retry_count,
+            max_retries=job.max_retries,
+            remote_job_id=job.remote_job_id,
+        )
+        decision = the_plan.decision
+        emit(
+            EventName.RETRY_DECISION,
+            **base,
+            allowed=decision.retry,
+            reason=decision.reason,
+            error_kind=error.kind.value,
+            retry_count=job.retry_count,
+            max_retries=job.max_retries,
+            delay=decision.delay if decision.retry else None,
+        )
+        if new.state is JobState.RETRYING:
+            emit(EventName.QUEUE_RETRY, **base, retry_count=new.retry_count, delay=decision.delay, run_at=new.run_at)
+        else:
+            entry = the_plan.move.entry
+            assert entry is not None
+            emit(
+                EventName.QUEUE_DLQ_MOVE,
+                **base,
+                user_id=job.user_id,
+                reason=entry.reason,
+                error_kind=entry.error_kind.value,
+                fingerprint=entry.fingerprint,
+                remote_job_id=job.remote_job_id,
+                retry_count=new.retry_count,
+                cost=new.cost or None,
+            )
+
+    # -- side tasks -----------------------------------------------------------------------
+
+    async def _every(self, interval: float, step: Callable[[], Awaitable[None]]) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), interval)
+            if self._stop.is_set():
+                return
+            try:
+                await step()
+            except Exception:
+                # A failed round (storage briefly unavailable) is retried next round.
+                log.warning("worker maintenance step %s failed", step.__name__, exc_info=True)
+
+    async def _heartbeat_loop(self) -> None:
+        await self._every(self.settings.heartbeat_every, self._heartbeat)
+
+    async def _heartbeat(self) -> None:
+        leases = [Lease(r.job.id, r.job.attempts) for r in self._running.values() if not r.finishing]
+        if not leases:
+            return
+        lost = await self.app.backend.heartbeat(leases, self.settings.lease_seconds)
+        for job_id in lost:
+            running = self._running.get(job_id)
+            if running is None or running.task is None or running.task.done() or running.finishing:
+                continue
+            running.lost = True
+            running.task.cancel()
+            self.stats["lease_lost"] += 1
+            self.app.events.emit(EventName.JOB_LEASE_LOST, job_id=job_id, task=running.job.task, worker=self.id)
+
+    async def _promote_loop(self) -> None:
+        await self._every(min(self.settings.poll_interval * 2, 1.0), self._promote)
+
+    async def _promote(self) -> None:
+        await self.app.backend.promote(1000)
+
+    async def _reclaim_loop(self) -> None:
+        await self._every(self.settings.reclaim_every, self.reclaim)
+
+    async def reclaim(self) -> int:
+        """Fail the jobs of lost workers (expired leases); return how many were reclaimed."""
+        count = 0
+        for job in await self.app.backend.expired(200):
+            kinds = self.app.classifier_for(job.task, job.queue).retryable_kinds
+            error = failure(
+                ErrorKind.WORKER_LOST,
+                f"worker lost: {job.lease_owner or 'a worker'} stopped renewing the lease of attempt {job.attempts}",
+                "genqueue.WorkerLost",
+                retryable=ErrorKind.WORKER_LOST in kinds,
+            )
+            if await self._finish(job, Outcome(OutcomeKind.FAILED, error=error), reclaim=True):
+                count += 1
+        return count
+
+    async def _sweep_loop(self) -> None:
+        await self._every(self.settings.sweep_interval, self.sweep)
+
+    async def sweep(self) -> None:
+        """Enforce retention: old finished jobs and expired dead letters are deleted."""
+        await self.app.dlq.expire()
+        now = await self.app.backend.time()
+        total = 0
+        while True:
+            removed = await self.app.backend.purge_finished(now - self.app.retention.finished_jobs, 1000)
+            total += removed
+            if removed < 1000:
+                break
+        if total:
+            self.app.events.emit(EventName.JOBS_EXPIRED, count=total)
+
+    async def _maintain_once(self) -> None:
+        await self._promote()
+        await self.reclaim()
+        await self.sweep()
