@@ -95,7 +95,11 @@ class App:
     ) -> Task | Callable[[TaskFunction], Task]:
         """Register a task: ``@app.task``, ``@app.task("name", queue=..., max_retries=...)``."""
         options = TaskOptions(
-            queue=queue, retry=retry, max_retries=max_retries, timeout=timeout, classifier=classifier
+            queue=queue,
+            retry=retry,
+            max_retries=max_retries,
+            timeout=timeout,
+            classifier=classifier,
         )
         if callable(name):
             return self.tasks.add(Task(_default_name(name), name, options))

@@ -29,7 +29,9 @@ class BlockingClient:
     def __init__(self, app: App) -> None:
         self.app = app
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="genqueue-blocking", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="genqueue-blocking", daemon=True
+        )
         self._thread.start()
         self._closed = False
         self.run(app.open())
@@ -92,7 +94,9 @@ class BlockingClient:
     def dlq_redrive(self, job_id: str) -> Job:
         return self.run(self.app.dlq.redrive(job_id))
 
-    def dlq_redrive_many(self, job_ids: Iterable[str] | None = None, **kwargs: Any) -> RedriveReport:
+    def dlq_redrive_many(
+        self, job_ids: Iterable[str] | None = None, **kwargs: Any
+    ) -> RedriveReport:
         return self.run(self.app.dlq.redrive_many(job_ids, **kwargs))
 
     def dlq_delete(self, job_id: str) -> None:

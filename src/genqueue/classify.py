@@ -17,6 +17,7 @@ import errno
 import hashlib
 import re
 import socket
+import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -144,7 +145,9 @@ def normalise_message(message: str) -> str:
 
 def fingerprint(error_type: str, message: str) -> str:
     """A short stable hash of the error type and normalised message."""
-    digest = hashlib.sha1(f"{error_type}\n{normalise_message(message)}".encode(), usedforsecurity=False)
+    digest = hashlib.sha1(
+        f"{error_type}\n{normalise_message(message)}".encode(), usedforsecurity=False
+    )
     return digest.hexdigest()[:16]
 
 
@@ -250,7 +253,10 @@ _MESSAGE_RULES: list[tuple[re.Pattern[str], ErrorKind]] = [
         ErrorKind.NETWORK,
     ),
     (re.compile(r"unauthori[sz]ed|invalid (api )?(key|token)|forbidden", re.I), ErrorKind.AUTH),
-    (re.compile(r"insufficient (credits|funds|generations)|payment required", re.I), ErrorKind.PAYMENT),
+    (
+        re.compile(r"insufficient (credits|funds|generations)|payment required", re.I),
+        ErrorKind.PAYMENT,
+    ),
     (re.compile(r"internal server error|bad gateway|service unavailable", re.I), ErrorKind.SERVER),
 ]
 
@@ -292,8 +298,6 @@ def parse_retry_after(value: Any) -> float | None:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
-    import time
-
     return max(0.0, when.timestamp() - time.time())
 
 
@@ -315,19 +319,22 @@ def _kind_from_os_error(exc: BaseException) -> ErrorKind | None:
         return ErrorKind.TIMEOUT
     if isinstance(exc, socket.gaierror | ConnectionError):
         return ErrorKind.NETWORK
-    number = getattr(exc, "errno", None)
-    if isinstance(number, int):
-        if number in _TIMEOUT_ERRNOS:
-            return ErrorKind.TIMEOUT
-        if number in _NETWORK_ERRNOS:
-            return ErrorKind.NETWORK
-    code = getattr(exc, "code", None)
-    if isinstance(code, str):
-        if code.upper() in _TIMEOUT_CODES:
-            return ErrorKind.TIMEOUT
-        if code.upper() in _NETWORK_CODES:
-            return ErrorKind.NETWORK
-    return None
+    return _kind_from_code(getattr(exc, "errno", None)) or _kind_from_code(
+        getattr(exc, "code", None)
+    )
+
+
+def _kind_from_code(code: object) -> ErrorKind | None:
+    """An errno number, or a Node-style code string such as ``ECONNREFUSED``."""
+    if isinstance(code, int) and not isinstance(code, bool):
+        timeout, network = code in _TIMEOUT_ERRNOS, code in _NETWORK_ERRNOS
+    elif isinstance(code, str):
+        timeout, network = code.upper() in _TIMEOUT_CODES, code.upper() in _NETWORK_CODES
+    else:
+        return None
+    if timeout:
+        return ErrorKind.TIMEOUT
+    return ErrorKind.NETWORK if network else None
 
 
 def _kind_from_type_name(exc: BaseException) -> ErrorKind | None:
@@ -336,7 +343,9 @@ def _kind_from_type_name(exc: BaseException) -> ErrorKind | None:
     joined = " ".join(names)
     if "Timeout" in joined:
         return ErrorKind.TIMEOUT
-    if any(n in names for n in ("ConnectError", "ConnectionError", "NetworkError", "ProtocolError")):
+    if any(
+        n in names for n in ("ConnectError", "ConnectionError", "NetworkError", "ProtocolError")
+    ):
         return ErrorKind.NETWORK
     if any(n.endswith("ValidationError") for n in names):
         return ErrorKind.VALIDATION

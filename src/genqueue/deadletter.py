@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from genqueue.app import App
 
 CHUNK = 500
+_list = list  # the builtin, before DeadLetterQueue.list shadows it in the class body
 
 CSV_COLUMNS = [
     "job_id",
@@ -132,27 +133,28 @@ class DeadLetterQueue:
         With ``dry_run`` nothing changes; the report says how many match, which would be
         refused, and shows a sample.
         """
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
             raise InvalidInput("limit must be a positive integer", field="limit")
         report = RedriveReport(dry_run=dry_run)
         if job_ids is None:
             report.matched = await self.count(filter)
         async for chunk in self._select(job_ids, filter, report):
-            if limit is not None:
-                chunk = chunk[: limit - len(report.redriven)]
+            todo = chunk if limit is None else chunk[: limit - len(report.redriven)]
             if len(report.sample) < sample_size:
-                report.sample.extend(chunk[: sample_size - len(report.sample)])
-            await self._redrive_chunk(chunk, report)
+                report.sample.extend(todo[: sample_size - len(report.sample)])
+            await self._redrive_chunk(todo, report)
             if limit is not None and len(report.redriven) >= limit:
                 break
         return report
 
     async def _select(
         self, job_ids: Iterable[str] | None, filter: DLQFilter | None, report: RedriveReport
-    ) -> AsyncIterator[list[DeadLetter]]:
+    ) -> AsyncIterator[_list[DeadLetter]]:
         """Chunks of entries to redrive: the given ids that exist, or the filter's matches."""
         if job_ids is not None:
-            ids = list(dict.fromkeys(check_job_id(i) for i in job_ids))
+            ids = _list(dict.fromkeys(check_job_id(i) for i in job_ids))
             for start in range(0, len(ids), CHUNK):
                 chunk = []
                 for job_id in ids[start : start + CHUNK]:
@@ -173,10 +175,10 @@ class DeadLetterQueue:
         if chunk:
             yield chunk
 
-    async def _redrive_chunk(self, chunk: list[DeadLetter], report: RedriveReport) -> None:
+    async def _redrive_chunk(self, chunk: _list[DeadLetter], report: RedriveReport) -> None:
         max_redrives = self.app.retention.max_redrives
         now = await self.app.backend.time()
-        moves: list[Move] = []
+        moves: _list[Move] = []
         for entry in chunk:
             if entry.redrive_count >= max_redrives:
                 report.refused[entry.job_id] = (
@@ -193,7 +195,11 @@ class DeadLetterQueue:
             if applied:
                 report.redriven.append(job.id)
                 self.app.events.emit(
-                    EventName.DLQ_RETRY, job_id=job.id, task=job.task, queue=job.queue, redrive_count=job.redrive_count
+                    EventName.DLQ_RETRY,
+                    job_id=job.id,
+                    task=job.task,
+                    queue=job.queue,
+                    redrive_count=job.redrive_count,
                 )
             else:
                 report.refused[job.id] = await self._why_not(job)
@@ -224,9 +230,9 @@ class DeadLetterQueue:
         if not await self.delete_many([job_id]):
             raise DeadLetterNotFound(job_id)
 
-    async def delete_many(self, job_ids: Iterable[str]) -> list[str]:
-        ids = list(dict.fromkeys(check_job_id(i) for i in job_ids))
-        deleted: list[str] = []
+    async def delete_many(self, job_ids: Iterable[str]) -> _list[str]:
+        ids = _list(dict.fromkeys(check_job_id(i) for i in job_ids))
+        deleted: _list[str] = []
         for start in range(0, len(ids), CHUNK):
             deleted += await self.app.backend.dlq_delete(ids[start : start + CHUNK])
         if deleted:
@@ -254,7 +260,7 @@ class DeadLetterQueue:
     async def expire(self) -> int:
         """Delete entries past their retention; emits ``dlq_expired`` with the count."""
         total = 0
-        expired: list[str] = []
+        expired: _list[str] = []
         while True:
             removed = await self.app.backend.dlq_expire(1000)
             total += len(removed)

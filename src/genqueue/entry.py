@@ -80,7 +80,7 @@ class DeadLetter:
     @classmethod
     def from_records(cls, index: Mapping[str, Any], job: Job) -> DeadLetter:
         try:
-            kind = ErrorKind(index.get("error_kind"))
+            kind = ErrorKind(str(index.get("error_kind")))
         except ValueError:
             kind = ErrorKind.UNKNOWN
         return cls(
@@ -134,18 +134,24 @@ class DLQFilter:
     until: float | None = None  # failed_at < until
 
     def matches(self, entry: DeadLetter) -> bool:
+        return self.matches_record(entry.index_record())
+
+    def matches_record(self, record: Mapping[str, Any]) -> bool:
+        """Match against an entry's ``index_record()`` (no need to load the job)."""
+        kind = self.error_kind.value if self.error_kind is not None else None
         checks = (
-            (self.queue, entry.queue),
-            (self.user_id, entry.user_id),
-            (self.error_kind, entry.error_kind),
-            (self.task, entry.task),
-            (self.fingerprint, entry.fingerprint),
+            (self.queue, record["queue"]),
+            (self.user_id, record["user_id"]),
+            (kind, record["error_kind"]),
+            (self.task, record["task"]),
+            (self.fingerprint, record["fingerprint"]),
         )
         if any(want is not None and want != have for want, have in checks):
             return False
-        if self.since is not None and entry.failed_at < self.since:
+        failed_at = record["failed_at"]
+        if self.since is not None and failed_at < self.since:
             return False
-        return not (self.until is not None and entry.failed_at >= self.until)
+        return not (self.until is not None and failed_at >= self.until)
 
     @property
     def is_empty(self) -> bool:

@@ -95,7 +95,11 @@ class Events:
         event = Event(name, fields)
         if logged:
             self._log.log(
-                level, "%s %s", name.value, _summary(fields), extra={"event": name.value, "fields": fields}
+                level,
+                "%s %s",
+                name.value,
+                _summary(fields),
+                extra={"event": name.value, "fields": fields},
             )
         for callback, wanted in tuple(self._subscribers):
             if wanted is None or name in wanted:

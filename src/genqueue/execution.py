@@ -57,41 +57,41 @@ async def execute(
 ) -> Outcome:
     """Run the task once and say how it ended. Never raises (except CancelledError)."""
     timeout = ctx.job.timeout if ctx.job.timeout is not None else task.options.timeout
+    scope = asyncio.timeout(timeout)
     try:
-        if task.is_async:
-            call = task.fn(ctx)
-        else:
-            loop = asyncio.get_running_loop()
-            bound = functools.partial(contextvars.copy_context().run, task.fn, ctx)
-            call = loop.run_in_executor(executor, bound)
-        if timeout is None:
-            result = await call
-        else:
-            result = await asyncio.wait_for(call, timeout)
+        async with scope:
+            result = await _call(task, ctx, executor)
     except Retry as signal:
         return Outcome(OutcomeKind.RETRY, delay=signal.delay, reason=signal.reason)
     except Snooze as signal:
         return Outcome(OutcomeKind.SNOOZE, delay=signal.delay, reason=signal.reason)
     except Cancel as signal:
         return Outcome(OutcomeKind.CANCEL, reason=signal.reason)
-    except TimeoutError as exc:
-        if timeout is not None and exc.__cause__ is None and not str(exc):
+    except Exception as exc:
+        if isinstance(exc, TimeoutError) and scope.expired():
             exc = TimeoutError(f"task {task.name} timed out after {timeout} s")
         return Outcome(OutcomeKind.FAILED, error=classifier.classify(exc))
-    except Exception as exc:
-        return Outcome(OutcomeKind.FAILED, error=classifier.classify(exc))
     return _completed(result, classifier)
+
+
+async def _call(task: Task, ctx: JobContext, executor: Executor | None) -> Any:
+    if task.is_async:
+        return await task.fn(ctx)
+    loop = asyncio.get_running_loop()
+    # Sync tasks run in a thread, with the caller's context variables.
+    bound = functools.partial(contextvars.copy_context().run, task.fn, ctx)
+    return await loop.run_in_executor(executor, bound)
 
 
 def _completed(result: Any, classifier: ErrorClassifier) -> Outcome:
     try:
         size = len(orjson.dumps(result))
     except (TypeError, orjson.JSONEncodeError) as exc:
-        error = TypeError(f"task result is not JSON: {exc}")
-        return Outcome(OutcomeKind.FAILED, error=_not_retryable(classifier.classify(error)))
+        not_json = TypeError(f"task result is not JSON: {exc}")
+        return Outcome(OutcomeKind.FAILED, error=_not_retryable(classifier.classify(not_json)))
     if size > MAX_DATA_BYTES:
-        error = ValueError(f"task result is {size} bytes; the limit is {MAX_DATA_BYTES}")
-        return Outcome(OutcomeKind.FAILED, error=_not_retryable(classifier.classify(error)))
+        too_big = ValueError(f"task result is {size} bytes; the limit is {MAX_DATA_BYTES}")
+        return Outcome(OutcomeKind.FAILED, error=_not_retryable(classifier.classify(too_big)))
     return Outcome(OutcomeKind.COMPLETED, result=result)
 
 
@@ -197,7 +197,9 @@ def _plan_retry_signal(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
         reason = f"retries exhausted ({count} of {job.max_retries} used)"
         return _dead(job, error, reason, ctx, RetryDecision(False, reason))
     delay = outcome.delay if outcome.delay is not None else ctx.policy.delay(count)
-    decision = RetryDecision(True, f"{outcome.reason}; retry {count + 1} of {job.max_retries}", delay)
+    decision = RetryDecision(
+        True, f"{outcome.reason}; retry {count + 1} of {job.max_retries}", delay
+    )
     return _retrying(job, error, decision, ctx)
 
 

@@ -93,7 +93,9 @@ class Progress:
     def from_record(cls, raw: Mapping[str, Any] | None) -> Progress | None:
         if not raw:
             return None
-        return cls(float(raw.get("percent", 0)), raw.get("message"), float(raw.get("updated_at", 0)))
+        return cls(
+            float(raw.get("percent", 0)), raw.get("message"), float(raw.get("updated_at", 0))
+        )
 
 
 @dataclass(slots=True)
@@ -132,7 +134,7 @@ class Attempt:
     def from_record(cls, raw: Mapping[str, Any]) -> Attempt:
         error = raw.get("error")
         try:
-            outcome = AttemptOutcome(raw.get("outcome"))
+            outcome = AttemptOutcome(str(raw.get("outcome")))
         except ValueError:
             outcome = AttemptOutcome.FAILED
         return cls(
@@ -260,8 +262,14 @@ class Job:
     def to_public(self) -> dict[str, Any]:
         """The stable JSON shape shown by the CLI (``--json``) and the HTTP API."""
         out = self.to_record()
-        for key in ("created_at", "updated_at", "run_at", "lease_expires_at", "started_at",
-                    "finished_at"):
+        for key in (
+            "created_at",
+            "updated_at",
+            "run_at",
+            "lease_expires_at",
+            "started_at",
+            "finished_at",
+        ):
             out[key] = iso(out[key])
         out["history"] = [a.to_public() for a in self.history]
         if self.progress:

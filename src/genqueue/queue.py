@@ -56,7 +56,9 @@ def _check_text(value: str | None, field: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > _MAX_TEXT:
-        raise InvalidInput(f"{field} must be a non-empty string of at most {_MAX_TEXT} characters", field=field)
+        raise InvalidInput(
+            f"{field} must be a non-empty string of at most {_MAX_TEXT} characters", field=field
+        )
     return value
 
 
@@ -66,7 +68,9 @@ def _check_seconds(value: float | None, field: str, *, positive: bool = False) -
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidInput(f"{field} must be a finite number of seconds", field=field)
     if value < 0 or (positive and value == 0):
-        raise InvalidInput(f"{field} must be {'> 0' if positive else '>= 0'}, got {value}", field=field)
+        raise InvalidInput(
+            f"{field} must be {'> 0' if positive else '>= 0'}, got {value}", field=field
+        )
     if value > MAX_DELAY:
         raise InvalidInput(f"{field} must be at most {MAX_DELAY:.0f} seconds (a year)", field=field)
     return float(value)
@@ -86,7 +90,8 @@ class Queue:
         queue = check_queue_name(request.queue or (task.options.queue if task else "default"))
         delay = _check_seconds(request.delay, "delay")
         if request.run_at is not None and (
-            isinstance(request.run_at, bool) or not isinstance(request.run_at, int | float)
+            isinstance(request.run_at, bool)
+            or not isinstance(request.run_at, int | float)
             or not math.isfinite(request.run_at)
         ):
             raise InvalidInput("run_at must be an epoch time in seconds", field="run_at")
@@ -174,7 +179,14 @@ class Queue:
     ) -> Page[Job]:
         states = _states(state)
         return await self.app.backend.list_jobs(
-            JobQuery(queue=queue, states=states, task=task, user_id=user_id, cursor=cursor, limit=check_limit(limit))
+            JobQuery(
+                queue=queue,
+                states=states,
+                task=task,
+                user_id=user_id,
+                cursor=cursor,
+                limit=check_limit(limit),
+            )
         )
 
     # -- cancel ---------------------------------------------------------------------------
@@ -199,7 +211,11 @@ class Queue:
             moved = await self.app.backend.move([Move(cancelled, job.state, job.attempts)])
             if moved[0]:
                 self.app.events.emit(
-                    EventName.JOB_CANCELLED, job_id=job.id, task=job.task, queue=job.queue, reason=reason
+                    EventName.JOB_CANCELLED,
+                    job_id=job.id,
+                    task=job.task,
+                    queue=job.queue,
+                    reason=reason,
                 )
                 return cancelled
         raise StateError(f"job {job_id} kept changing state; try again")
@@ -239,4 +255,6 @@ def _states(state: JobState | str | Iterable[JobState | str] | None) -> frozense
         return frozenset(JobState(s) for s in items)
     except ValueError:
         valid = ", ".join(s.value for s in JobState)
-        raise InvalidInput(f"invalid state {state!r}; valid states: {valid}", field="state") from None
+        raise InvalidInput(
+            f"invalid state {state!r}; valid states: {valid}", field="state"
+        ) from None

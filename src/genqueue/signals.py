@@ -13,7 +13,7 @@ import math
 from genqueue.errors import InvalidInput
 
 
-class TaskSignal(Exception):  # noqa: N818 - signals are not errors
+class TaskSignal(Exception):
     """Base of the control signals."""
 
 

@@ -19,10 +19,10 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from genqueue.backends.base import Lease, RunningUpdate
 from genqueue.batcher import MoveBatcher
@@ -100,7 +100,10 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
         self.app.events.emit(
-            EventName.WORKER_STARTED, worker=self.id, queues=self.queues, concurrency=self.settings.concurrency
+            EventName.WORKER_STARTED,
+            worker=self.id,
+            queues=self.queues,
+            concurrency=self.settings.concurrency,
         )
         try:
             await self._maintain_once()
@@ -116,20 +119,26 @@ class Worker:
         return self.stats
 
     async def _run_side_tasks(self) -> None:
-        side: dict[str, Callable[[], Awaitable[None]]] = {
+        side: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "heartbeat": self._heartbeat_loop,
             "promoter": self._promote_loop,
             "reclaimer": self._reclaim_loop,
             "sweeper": self._sweep_loop,
         }
-        tasks = {asyncio.create_task(fn(), name=f"genqueue-{name}"): name for name, fn in side.items()}
+        tasks: dict[asyncio.Task[None], str] = {
+            asyncio.create_task(fn(), name=f"genqueue-{name}"): name for name, fn in side.items()
+        }
         fetcher = asyncio.create_task(self._fetch_loop(), name="genqueue-fetcher")
         tasks[fetcher] = "fetcher"
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for finished in done:
                 if finished is not fetcher and finished.exception() is not None:
-                    log.error("worker side task %r died; stopping", tasks[finished], exc_info=finished.exception())
+                    log.error(
+                        "worker side task %r died; stopping",
+                        tasks[finished],
+                        exc_info=finished.exception(),
+                    )
                     self._stop.set()
             if fetcher not in done:
                 await fetcher
@@ -217,7 +226,9 @@ class Worker:
                 running.finishing = True
                 await self._finish(job, outcome)
         except Exception:
-            log.exception("worker failed to store the outcome of job %s; its lease will expire", job.id)
+            log.exception(
+                "worker failed to store the outcome of job %s; its lease will expire", job.id
+            )
         finally:
             self._running.pop(job.id, None)
             self._slot_freed.set()
@@ -230,7 +241,12 @@ class Worker:
             return problem
         assert task is not None
         self.app.events.emit(
-            EventName.JOB_STARTED, job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempts, worker=self.id
+            EventName.JOB_STARTED,
+            job_id=job.id,
+            task=job.task,
+            queue=job.queue,
+            attempt=job.attempts,
+            worker=self.id,
         )
         ctx = JobContext(job, self.app, self.id, self._write_running, asyncio.get_running_loop())
         classifier = self.app.classifier_for(job.task, job.queue)
@@ -248,7 +264,12 @@ class Worker:
 
     def _unrunnable(self, job: Job, task: Task | None) -> Outcome | None:
         if job.data_error is not None:
-            error = failure(ErrorKind.VALIDATION, f"job data cannot be decoded: {job.data_error}", "genqueue.UndecodableJob", retryable=False)
+            error = failure(
+                ErrorKind.VALIDATION,
+                f"job data cannot be decoded: {job.data_error}",
+                "genqueue.UndecodableJob",
+                retryable=False,
+            )
             return Outcome(OutcomeKind.FAILED, error=error)
         if task is None:
             error = failure(
@@ -264,7 +285,9 @@ class Worker:
         if task.is_async:
             return None
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="genqueue-task")
+            self._executor = ThreadPoolExecutor(
+                self.settings.concurrency, thread_name_prefix="genqueue-task"
+            )
         return self._executor
 
     async def _write_running(self, lease: Lease, update: RunningUpdate) -> bool:
@@ -284,7 +307,11 @@ class Worker:
         if applied:
             self._announce(job, outcome, the_plan)
         else:
-            log.warning("job %s changed hands before its outcome (%s) was stored; discarded", job.id, outcome.kind.value)
+            log.warning(
+                "job %s changed hands before its outcome (%s) was stored; discarded",
+                job.id,
+                outcome.kind.value,
+            )
             self.stats["discarded"] += 1
         return applied
 
@@ -304,10 +331,13 @@ class Worker:
         else:
             self._announce_failure(job, new, the_plan, base)
 
-    def _announce_failure(self, job: Job, new: Job, the_plan: Plan, base: dict[str, object]) -> None:
+    def _announce_failure(
+        self, job: Job, new: Job, the_plan: Plan, base: dict[str, object]
+    ) -> None:
         emit = self.app.events.emit
         error = new.last_error
-        assert error is not None and the_plan.decision is not None
+        assert error is not None
+        assert the_plan.decision is not None
         emit(
             EventName.QUEUE_ERROR,
             **base,
@@ -333,7 +363,13 @@ class Worker:
             delay=decision.delay if decision.retry else None,
         )
         if new.state is JobState.RETRYING:
-            emit(EventName.QUEUE_RETRY, **base, retry_count=new.retry_count, delay=decision.delay, run_at=new.run_at)
+            emit(
+                EventName.QUEUE_RETRY,
+                **base,
+                retry_count=new.retry_count,
+                delay=decision.delay,
+                run_at=new.run_at,
+            )
         else:
             entry = the_plan.move.entry
             assert entry is not None
@@ -351,7 +387,7 @@ class Worker:
 
     # -- side tasks -----------------------------------------------------------------------
 
-    async def _every(self, interval: float, step: Callable[[], Awaitable[None]]) -> None:
+    async def _every(self, interval: float, step: Callable[[], Awaitable[object]]) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), interval)
@@ -367,7 +403,9 @@ class Worker:
         await self._every(self.settings.heartbeat_every, self._heartbeat)
 
     async def _heartbeat(self) -> None:
-        leases = [Lease(r.job.id, r.job.attempts) for r in self._running.values() if not r.finishing]
+        leases = [
+            Lease(r.job.id, r.job.attempts) for r in self._running.values() if not r.finishing
+        ]
         if not leases:
             return
         lost = await self.app.backend.heartbeat(leases, self.settings.lease_seconds)
@@ -378,7 +416,9 @@ class Worker:
             running.lost = True
             running.task.cancel()
             self.stats["lease_lost"] += 1
-            self.app.events.emit(EventName.JOB_LEASE_LOST, job_id=job_id, task=running.job.task, worker=self.id)
+            self.app.events.emit(
+                EventName.JOB_LEASE_LOST, job_id=job_id, task=running.job.task, worker=self.id
+            )
 
     async def _promote_loop(self) -> None:
         await self._every(min(self.settings.poll_interval * 2, 1.0), self._promote)
@@ -396,7 +436,8 @@ class Worker:
             kinds = self.app.classifier_for(job.task, job.queue).retryable_kinds
             error = failure(
                 ErrorKind.WORKER_LOST,
-                f"worker lost: {job.lease_owner or 'a worker'} stopped renewing the lease of attempt {job.attempts}",
+                f"worker lost: {job.lease_owner or 'a worker'} stopped renewing the lease "
+                f"of attempt {job.attempts}",
                 "genqueue.WorkerLost",
                 retryable=ErrorKind.WORKER_LOST in kinds,
             )
@@ -413,7 +454,9 @@ class Worker:
         now = await self.app.backend.time()
         total = 0
         while True:
-            removed = await self.app.backend.purge_finished(now - self.app.retention.finished_jobs, 1000)
+            removed = await self.app.backend.purge_finished(
+                now - self.app.retention.finished_jobs, 1000
+            )
             total += removed
             if removed < 1000:
                 break

@@ -152,9 +152,7 @@ class Backend(ABC):
     async def dlq_get(self, job_id: str) -> DeadLetter | None: ...
 
     @abstractmethod
-    async def dlq_list(
-        self, filter: DLQFilter, cursor: str | None, limit: int
-    ) -> Page[DeadLetter]:
+    async def dlq_list(self, filter: DLQFilter, cursor: str | None, limit: int) -> Page[DeadLetter]:
         """Entries newest first (by failed_at, then job id), with cursor pagination."""
 
     @abstractmethod
@@ -191,7 +189,7 @@ class _StatsBuilder:
         self.prints: Counter[str] = Counter()
         self.samples: dict[str, DeadLetter] = {}
         self.print_tasks: dict[str, set[str]] = defaultdict(set)
-        self.cost: Counter[str] = Counter()
+        self.cost: dict[str, float] = defaultdict(float)
 
     def add(self, entry: DeadLetter) -> None:
         self.total += 1

@@ -265,21 +265,23 @@ class MemoryBackend(Backend):
     async def dlq_get(self, job_id: str) -> DeadLetter | None:
         return self._entry(job_id)
 
-    def _matching(self, filter: DLQFilter) -> list[DeadLetter]:
-        entries = [e for e in (self._entry(i) for i in self._dlq) if e is not None]
-        entries = [e for e in entries if filter.matches(e)]
-        entries.sort(key=lambda e: (e.failed_at, e.job_id), reverse=True)
-        return entries
+    def _matching(self, filter: DLQFilter) -> list[tuple[float, str]]:
+        """(failed_at, job_id) of matching entries, newest first."""
+        keys = [
+            (index["failed_at"], job_id)
+            for job_id, index in self._dlq.items()
+            if filter.matches_record(index)
+        ]
+        keys.sort(reverse=True)
+        return keys
 
-    async def dlq_list(
-        self, filter: DLQFilter, cursor: str | None, limit: int
-    ) -> Page[DeadLetter]:
+    async def dlq_list(self, filter: DLQFilter, cursor: str | None, limit: int) -> Page[DeadLetter]:
         after = decode_cursor(cursor)
-        entries = self._matching(filter)
+        keys = self._matching(filter)
         if after is not None:
-            entries = [e for e in entries if (e.failed_at, e.job_id) < after]
-        page = entries[:limit]
-        more = len(entries) > limit
+            keys = [k for k in keys if k < after]
+        page = [e for e in (self._entry(job_id) for _, job_id in keys[:limit]) if e is not None]
+        more = len(keys) > limit
         next_cursor = encode_cursor(page[-1].failed_at, page[-1].job_id) if more and page else None
         return Page(page, next_cursor)
 

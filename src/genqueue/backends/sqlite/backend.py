@@ -65,7 +65,9 @@ class SQLiteBackend(Backend):
         parts = urlsplit(url)
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
         if parts.netloc:
-            raise ConfigError(f"invalid SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs/path.db")
+            raise ConfigError(
+                f"invalid SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs/path.db"
+            )
         if not path:
             raise ConfigError(f"invalid SQLite URL {url!r}: no file path")
         options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -91,7 +93,9 @@ class SQLiteBackend(Backend):
             raise BackendError(f"cannot open SQLite database {self.path}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
-        conn = connect(self.path, busy_timeout_ms=self.busy_timeout_ms, synchronous=self.synchronous)
+        conn = connect(
+            self.path, busy_timeout_ms=self.busy_timeout_ms, synchronous=self.synchronous
+        )
         migrate(conn)
         return conn
 
@@ -108,7 +112,9 @@ class SQLiteBackend(Backend):
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
-            raise BackendError("the SQLite backend is not open (use `async with app:` or app.open())")
+            raise BackendError(
+                "the SQLite backend is not open (use `async with app:` or app.open())"
+            )
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -146,12 +152,16 @@ class SQLiteBackend(Backend):
         rows = [job_values(job) for job in jobs]
         return await self._write(lambda conn: self._enqueue(conn, jobs, rows))
 
-    def _enqueue(self, conn: sqlite3.Connection, jobs: Sequence[Job], rows: list[tuple[Any, ...]]) -> list[Job]:
+    def _enqueue(
+        self, conn: sqlite3.Connection, jobs: Sequence[Job], rows: list[tuple[Any, ...]]
+    ) -> list[Job]:
         if not any(job.idempotency_key for job in jobs):
             try:
                 conn.executemany(INSERT_JOB, rows)
             except sqlite3.IntegrityError as exc:
-                raise InvalidInput(f"a job with one of these ids already exists: {exc}", field="id") from exc
+                raise InvalidInput(
+                    f"a job with one of these ids already exists: {exc}", field="id"
+                ) from exc
             return list(jobs)
         out: list[Job] = []
         for job, row in zip(jobs, rows, strict=True):
@@ -175,7 +185,9 @@ class SQLiteBackend(Backend):
         rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
         jobs = [row_to_job(r) for r in rows[: query.limit]]
         more = len(rows) > query.limit
-        return Page(jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more and jobs else None)
+        return Page(
+            jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more and jobs else None
+        )
 
     async def counts(self) -> dict[str, dict[str, int]]:
         rows = await self._read(lambda conn: conn.execute(q.COUNTS).fetchall())
@@ -186,7 +198,9 @@ class SQLiteBackend(Backend):
 
     # -- workers ------------------------------------------------------------------------
 
-    async def fetch(self, queues: Sequence[str], worker_id: str, limit: int, lease_seconds: float) -> list[Job]:
+    async def fetch(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
         if limit <= 0 or not queues:
             return []
         now = self.clock.now()
@@ -213,7 +227,9 @@ class SQLiteBackend(Backend):
         def beat(conn: sqlite3.Connection) -> list[str]:
             lost = []
             for lease in leases:
-                cur = conn.execute(q.HEARTBEAT, (now + lease_seconds, lease.job_id, lease.token, now))
+                cur = conn.execute(
+                    q.HEARTBEAT, (now + lease_seconds, lease.job_id, lease.token, now)
+                )
                 if cur.rowcount != 1:
                     lost.append(lease.job_id)
             return lost
@@ -235,15 +251,27 @@ class SQLiteBackend(Backend):
         return await self._write(lambda conn: conn.execute(q.UPDATE_RUNNING, params).rowcount == 1)
 
     async def move(self, moves: Sequence[Move]) -> list[bool]:
-        prepared = [(m, job_values(m.job), entry_values(m.entry) if m.entry else None) for m in moves]
+        prepared = [
+            (m, job_values(m.job), entry_values(m.entry) if m.entry else None) for m in moves
+        ]
         now = self.clock.now()
         return await self._write(lambda conn: [self._move_one(conn, *p, now) for p in prepared])
 
     def _move_one(
-        self, conn: sqlite3.Connection, move: Move, values: tuple[Any, ...], entry: tuple[Any, ...] | None, now: float
+        self,
+        conn: sqlite3.Connection,
+        move: Move,
+        values: tuple[Any, ...],
+        entry: tuple[Any, ...] | None,
+        now: float,
     ) -> bool:
         sql = UPDATE_JOB + q.MOVE_WHERE + (q.MOVE_EXPIRED if move.require_expired_lease else "")
-        params: tuple[Any, ...] = (*values[1:], move.job.id, move.expect_state.value, move.expect_token)
+        params: tuple[Any, ...] = (
+            *values[1:],
+            move.job.id,
+            move.expect_state.value,
+            move.expect_token,
+        )
         if move.require_expired_lease:
             params = (*params, now)
         try:
@@ -269,7 +297,9 @@ class SQLiteBackend(Backend):
         return await self._write(lambda conn: conn.execute(q.PROMOTE, (now, now, limit)).rowcount)
 
     async def purge_finished(self, finished_before: float, limit: int) -> int:
-        return await self._write(lambda conn: conn.execute(q.PURGE_FINISHED, (finished_before, limit)).rowcount)
+        return await self._write(
+            lambda conn: conn.execute(q.PURGE_FINISHED, (finished_before, limit)).rowcount
+        )
 
     # -- dead letter queue ----------------------------------------------------------------
 

@@ -16,7 +16,9 @@ from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup
 PENDING = "('queued', 'scheduled', 'active', 'retrying')"
 
 JOB_BY_ID = f"SELECT {SELECT_JOB} FROM jobs j WHERE j.id = ?"
-PENDING_BY_KEY = f"SELECT {SELECT_JOB} FROM jobs j WHERE j.idempotency_key = ? AND j.state IN {PENDING}"
+PENDING_BY_KEY = (
+    f"SELECT {SELECT_JOB} FROM jobs j WHERE j.idempotency_key = ? AND j.state IN {PENDING}"
+)
 COUNTS = "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state"
 
 PROMOTE = """
@@ -68,13 +70,17 @@ SELECT {SELECT_ENTRY}, {SELECT_JOB} FROM dead_letters d JOIN jobs j ON j.id = d.
 COUNT_ENTRIES = "SELECT COUNT(*) FROM dead_letters d {where}"
 DELETE_ENTRY = "DELETE FROM dead_letters WHERE job_id = ?"
 DELETE_DEAD_JOB = "DELETE FROM jobs WHERE id = ? AND state = 'dead'"
-EXPIRED_ENTRIES = "SELECT job_id FROM dead_letters WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"
+EXPIRED_ENTRIES = (
+    "SELECT job_id FROM dead_letters WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"
+)
 
 
 def fetch_sql(queue_count: int) -> tuple[str, str]:
     """(is anything due?, claim a batch) for ``queue_count`` queues."""
     marks = ", ".join("?" for _ in range(queue_count))
-    ready = f"SELECT 1 FROM jobs WHERE state = 'queued' AND queue IN ({marks}) AND run_at <= ? LIMIT 1"
+    ready = (
+        f"SELECT 1 FROM jobs WHERE state = 'queued' AND queue IN ({marks}) AND run_at <= ? LIMIT 1"
+    )
     claim = f"""
 UPDATE jobs SET state = 'active', attempts = attempts + 1, lease_owner = ?,
     lease_expires_at = ?, started_at = ?, updated_at = ?
@@ -98,7 +104,8 @@ def work_due(conn: sqlite3.Connection, ready_sql: str, queues: Sequence[str], no
 
 
 def list_jobs(query: JobQuery, after: tuple[float, str] | None) -> tuple[str, list[Any]]:
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     for column, value in (("queue", query.queue), ("task", query.task), ("user_id", query.user_id)):
         if value is not None:
             clauses.append(f"j.{column} = ?")
@@ -115,7 +122,8 @@ def list_jobs(query: JobQuery, after: tuple[float, str] | None) -> tuple[str, li
 
 
 def dlq_where(filter: DLQFilter, after: tuple[float, str] | None) -> tuple[str, list[Any]]:
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     equals = (
         ("queue", filter.queue),
         ("user_id", filter.user_id),
@@ -139,7 +147,9 @@ def dlq_where(filter: DLQFilter, after: tuple[float, str] | None) -> tuple[str, 
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
-def _grouped(conn: sqlite3.Connection, column: str, where: str, params: list[Any]) -> dict[str, int]:
+def _grouped(
+    conn: sqlite3.Connection, column: str, where: str, params: list[Any]
+) -> dict[str, int]:
     sql = f"SELECT {column}, COUNT(*) c FROM dead_letters d {where} GROUP BY 1 ORDER BY c DESC, 1"
     return {str(k if k is not None else "(none)"): c for k, c in conn.execute(sql, params)}
 
@@ -157,7 +167,8 @@ def dlq_stats(conn: sqlite3.Connection, where: str, params: list[Any], top: int)
     )
     for fingerprint, count, sample_id in conn.execute(fp_sql, (*params, top)).fetchall():
         sample = _entry(conn, sample_id)
-        tasks_sql = f"SELECT DISTINCT d.task FROM dead_letters d {where}{' AND' if where else ' WHERE'} d.fingerprint = ?"
+        joiner = " AND" if where else " WHERE"
+        tasks_sql = f"SELECT DISTINCT d.task FROM dead_letters d {where}{joiner} d.fingerprint = ?"
         tasks = sorted(r[0] for r in conn.execute(tasks_sql, (*params, fingerprint)))
         error = sample.job.last_error if sample else None
         groups.append(

@@ -17,8 +17,12 @@ from importlib import resources
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 
 
-def connect(path: str, *, busy_timeout_ms: int = 5000, synchronous: str = "normal") -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
+def connect(
+    path: str, *, busy_timeout_ms: int = 5000, synchronous: str = "normal"
+) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+    )
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if path != ":memory:" and str(mode).lower() != "wal":
@@ -85,7 +89,6 @@ def migrate(conn: sqlite3.Connection, target: int | None = None) -> int:
 
 def schema_of(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
     """The schema as (type, name, normalised sql), to compare databases in tests."""
-    rows = conn.execute(
-        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
-    ).fetchall()
+    sql = "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY 1, 2"
+    rows = conn.execute(sql).fetchall()
     return [(t, n, re.sub(r"\s+", " ", s or "").strip()) for t, n, s in rows]

@@ -1,0 +1,292 @@
+"""Dead letter queue: the seed report's scenarios and every DLQ operation, on every backend."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from genqueue import (
+    App,
+    DeadLetterNotFound,
+    DLQFilter,
+    ErrorKind,
+    FakeClock,
+    InvalidInput,
+    InvalidJobId,
+    JobNotFound,
+    JobState,
+    RedriveRefused,
+)
+from tests.conformance.helpers import Recorder, make_dead
+from tests.conftest import drain
+
+DAY = 24 * 3600.0
+
+
+class HttpError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status} for job 7")
+        self.status = status
+
+
+@pytest.fixture
+def flaky(app: App) -> dict[str, int]:
+    """A task that fails with a 500 until ``state['ok']`` is set."""
+    state = {"ok": 0, "calls": 0}
+
+    @app.task("gen")
+    async def gen(ctx):  # type: ignore[no-untyped-def]
+        state["calls"] += 1
+        if not state["ok"]:
+            raise HttpError(500)
+        return {"image": "cat.png"}
+
+    return state
+
+
+async def kill(app: App, clock: FakeClock, **enqueue) -> str:  # type: ignore[no-untyped-def]
+    """Enqueue a 'gen' job and run it until it is dead (default policy: 1 retry)."""
+    job = await app.enqueue("gen", {"prompt": "a cat"}, **enqueue)
+    await drain(app)
+    clock.advance(5)
+    await drain(app)
+    return job.id
+
+
+async def test_dlq_move_keeps_full_context(app: App, clock: FakeClock, flaky) -> None:  # type: ignore[no-untyped-def]
+    job_id = await kill(app, clock, user_id="deleted-user-42")
+    entry = await app.dlq.get(job_id)
+    assert entry.job_id == job_id and entry.user_id == "deleted-user-42"
+    assert (
+        entry.task == "gen" and entry.queue == "default" and entry.job.data == {"prompt": "a cat"}
+    )
+    assert (
+        entry.reason == "retries exhausted (1 of 1 used)" and entry.error_kind is ErrorKind.SERVER
+    )
+    assert entry.failed_at == clock.now() and entry.expires_at == clock.now() + 7 * DAY
+    assert entry.retry_attempts == 1 and entry.redrive_count == 0
+    error = entry.job.last_error
+    assert error is not None and error.message == "HTTP 500 for job 7"
+    assert error.type.endswith("HttpError") and "Traceback" in (error.stack or "")
+    assert len(entry.history) == 2 and all(a.error for a in entry.history)
+    assert len(entry.fingerprint) == 16
+    public = entry.to_public()
+    assert public["original_job"] == {"id": job_id, "task": "gen", "data": {"prompt": "a cat"}}
+    assert public["last_error"]["stack"] and public["failure_reason"] == entry.reason
+    json.dumps(public)  # JSON-ready
+
+
+async def test_dlq_move_is_atomic_with_the_state_change(app: App, clock: FakeClock, flaky) -> None:  # type: ignore[no-untyped-def]
+    job_id = await kill(app, clock)
+    assert (await app.get(job_id)).state is JobState.DEAD
+    assert await app.dlq.count() == 1
+
+
+async def test_list_newest_first_with_pagination(app: App) -> None:
+    ids = await make_dead(app, 25)
+    seen, cursor = [], None
+    while True:
+        page = await app.dlq.list(cursor=cursor, limit=10)
+        seen += [e.job_id for e in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    with pytest.raises(InvalidInput):
+        await app.dlq.list(limit=0)
+    with pytest.raises(InvalidInput, match="cursor"):
+        await app.dlq.list(cursor="%%%garbage")
+
+
+async def test_filters(app: App, clock: FakeClock) -> None:
+    a = await make_dead(app, 3, user_id="alice", kind=ErrorKind.AUTH, task="a", message="bad key")
+    t = await app.backend.time()
+    b = await make_dead(
+        app, 2, user_id="bob", kind=ErrorKind.SERVER, task="b", message="HTTP 503", offset=10
+    )
+    assert {e.job_id for e in (await app.dlq.list(DLQFilter(user_id="alice"))).items} == set(a)
+    assert {
+        e.job_id for e in (await app.dlq.list(DLQFilter(error_kind=ErrorKind.SERVER))).items
+    } == set(b)
+    assert {e.job_id for e in (await app.dlq.list(DLQFilter(task="a"))).items} == set(a)
+    fp = (await app.dlq.get(b[0])).fingerprint
+    assert {e.job_id for e in (await app.dlq.list(DLQFilter(fingerprint=fp))).items} == set(b)
+    assert await app.dlq.count(DLQFilter(since=t + 5)) == 2
+    assert await app.dlq.count(DLQFilter(until=t + 5)) == 3
+    assert await app.dlq.count(DLQFilter(user_id="alice", error_kind=ErrorKind.SERVER)) == 0
+
+
+async def test_get_by_id_and_missing_entry(app: App) -> None:
+    [job_id] = await make_dead(app, 1)
+    assert (await app.dlq.get(job_id)).job_id == job_id
+    with pytest.raises(DeadLetterNotFound, match="no dead letter entry for job " + "f" * 32):
+        await app.dlq.get("f" * 32)
+    with pytest.raises(InvalidJobId):
+        await app.dlq.get("nope")
+
+
+async def test_redrive_resets_retry_count_and_keeps_history(
+    app: App, clock: FakeClock, flaky
+) -> None:  # type: ignore[no-untyped-def]
+    job_id = await kill(app, clock)
+    recorder = Recorder(app)
+    job = await app.dlq.redrive(job_id)
+    assert job.state is JobState.QUEUED and job.retry_count == 0 and job.redrive_count == 1
+    assert len(job.history) == 2
+    with pytest.raises(DeadLetterNotFound):
+        await app.dlq.get(job_id)
+    assert recorder.of("dlq_retry")[0]["job_id"] == job_id
+    flaky["ok"] = 1
+    await drain(app)
+    done = await app.get(job_id)
+    assert done.state is JobState.COMPLETED and len(done.history) == 3
+
+
+async def test_redrive_then_fail_again_updates_one_entry(app: App, clock: FakeClock, flaky) -> None:  # type: ignore[no-untyped-def]
+    job_id = await kill(app, clock)
+    await app.dlq.redrive(job_id)
+    await drain(app)
+    clock.advance(5)
+    await drain(app)
+    entry = await app.dlq.get(job_id)
+    assert entry.redrive_count == 1 and entry.retry_attempts == 1 and len(entry.history) == 4
+    assert await app.dlq.count() == 1
+
+
+async def test_redrive_limit(app: App, clock: FakeClock, flaky) -> None:  # type: ignore[no-untyped-def]
+    job_id = await kill(app, clock)
+    for _ in range(3):
+        await app.dlq.redrive(job_id)
+        await drain(app)
+        clock.advance(5)
+        await drain(app)
+    with pytest.raises(RedriveRefused, match="redriven 3 times already; the limit is 3"):
+        await app.dlq.redrive(job_id)
+    assert (await app.dlq.get(job_id)).redrive_count == 3
+
+
+async def test_redrive_missing_entry_is_a_clear_error(app: App) -> None:
+    with pytest.raises(DeadLetterNotFound):
+        await app.dlq.redrive("a" * 32)
+
+
+async def test_bulk_redrive_by_filter_with_dry_run_and_cap(app: App) -> None:
+    a = await make_dead(app, 30, user_id="alice")
+    await make_dead(app, 5, user_id="bob")
+    dry = await app.dlq.redrive_many(filter=DLQFilter(user_id="alice"), dry_run=True, sample_size=3)
+    assert dry.matched == 30 and len(dry.redriven) == 30 and len(dry.sample) == 3
+    assert await app.dlq.count() == 35
+    capped = await app.dlq.redrive_many(filter=DLQFilter(user_id="alice"), limit=10)
+    assert len(capped.redriven) == 10
+    rest = await app.dlq.redrive_many(filter=DLQFilter(user_id="alice"))
+    assert len(rest.redriven) == 20 and set(capped.redriven + rest.redriven) == set(a)
+    assert await app.dlq.count() == 5
+    jobs = [await app.get(i) for i in a]
+    assert all(j.state is JobState.QUEUED and j.redrive_count == 1 for j in jobs)
+
+
+async def test_bulk_redrive_by_ids_reports_missing(app: App) -> None:
+    ids = await make_dead(app, 3)
+    report = await app.dlq.redrive_many([*ids, "b" * 32])
+    assert sorted(report.redriven) == sorted(ids)
+    assert report.refused == {"b" * 32: "not found in the dead letter queue"}
+
+
+async def test_delete_one_and_many(app: App) -> None:
+    ids = await make_dead(app, 4)
+    recorder = Recorder(app)
+    await app.dlq.delete(ids[0])
+    with pytest.raises(JobNotFound):
+        await app.get(ids[0])
+    with pytest.raises(DeadLetterNotFound):
+        await app.dlq.delete(ids[0])
+    assert sorted(await app.dlq.delete_many([*ids[1:], "c" * 32])) == sorted(ids[1:])
+    assert await app.dlq.count() == 0
+    assert [e["count"] for e in recorder.of("dlq_delete")] == [1, 3]
+
+
+async def test_purge_by_filter_and_age(app: App) -> None:
+    t0 = await app.backend.time()
+    await make_dead(app, 5, user_id="old")
+    await make_dead(app, 5, user_id="new", offset=10)
+    assert await app.dlq.purge(DLQFilter(user_id="old"), dry_run=True) == 5
+    assert await app.dlq.purge(DLQFilter(user_id="old")) == 5
+    assert await app.dlq.purge(DLQFilter(until=t0 + 12)) == 2
+    assert await app.dlq.count() == 3
+    assert await app.dlq.purge() == 3
+
+
+async def test_export_jsonl_and_csv(app: App) -> None:
+    ids = await make_dead(app, 3, data={"prompt": 'quote " and, comma'})
+    out = io.StringIO()
+    assert await app.dlq.export(out, format="jsonl") == 3
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert {line["job_id"] for line in lines} == set(ids)
+    assert lines[0]["original_job"]["data"] == {"prompt": 'quote " and, comma'}
+    out = io.StringIO()
+    assert await app.dlq.export(out, format="csv", filter=DLQFilter(user_id="u1")) == 3
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert len(rows) == 3 and json.loads(rows[0]["data"]) == {"prompt": 'quote " and, comma'}
+    assert rows[0]["error_kind"] == "server"
+
+
+async def test_stats(app: App) -> None:
+    await make_dead(app, 3, user_id="alice", kind=ErrorKind.AUTH, task="a", message="bad key")
+    await make_dead(
+        app, 2, user_id="bob", kind=ErrorKind.SERVER, task="b", message="HTTP 503 id 1", offset=10
+    )
+    await make_dead(
+        app, 1, user_id=None, kind=ErrorKind.SERVER, task="b", message="HTTP 503 id 2", offset=20
+    )
+    stats = await app.dlq.stats()
+    assert stats.total == 6
+    assert stats.by_kind == {"auth": 3, "server": 3}
+    assert stats.by_task == {"a": 3, "b": 3}
+    assert stats.by_user == {"alice": 3, "bob": 2, "(none)": 1}
+    assert sum(stats.by_day.values()) == 6
+    top = stats.top_fingerprints
+    assert [(g.count, g.error_kind) for g in top] == [(3, "auth"), (3, "server")] or [
+        (g.count, g.error_kind) for g in top
+    ] == [(3, "server"), (3, "auth")]
+    assert {g.sample_message for g in top} == {"bad key", "HTTP 503 id 1", "HTTP 503 id 2"} & {
+        g.sample_message for g in top
+    }
+    filtered = await app.dlq.stats(DLQFilter(user_id="bob"))
+    assert filtered.total == 2
+
+
+async def test_seven_day_retention_is_enforced(app: App, clock: FakeClock, flaky) -> None:  # type: ignore[no-untyped-def]
+    job_id = await kill(app, clock)
+    clock.advance(7 * DAY - 1)
+    await drain(app)
+    assert (await app.dlq.get(job_id)).job_id == job_id
+    recorder = Recorder(app)
+    clock.advance(1)
+    await drain(app)
+    with pytest.raises(DeadLetterNotFound):
+        await app.dlq.get(job_id)
+    with pytest.raises(JobNotFound):
+        await app.get(job_id)
+    assert recorder.of("dlq_expired") == [{"count": 1, "job_ids": [job_id]}]
+
+
+async def test_expire_runs_from_the_api_too(app: App, clock: FakeClock) -> None:
+    await make_dead(app, 3, step=0)
+    clock.advance(7 * DAY + 1)
+    assert await app.dlq.expire() == 3
+
+
+async def test_ten_thousand_entries(app: App) -> None:
+    ids = await make_dead(app, 10_050, step=0.01)
+    assert await app.dlq.count() == 10_050
+    assert (await app.dlq.get(ids[5000])).job_id == ids[5000]
+    page = await app.dlq.list(limit=1000)
+    assert len(page.items) == 1000 and page.next_cursor
+    out = io.StringIO()
+    assert await app.dlq.export(out) == 10_050
+    report = await app.dlq.redrive_many(filter=DLQFilter(), dry_run=True)
+    assert report.matched == 10_050
+    assert await app.dlq.purge() == 10_050

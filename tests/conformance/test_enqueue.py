@@ -1,0 +1,277 @@
+"""Producers: enqueue, idempotency, validation, get, list, cancel, wait, progress."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from genqueue import (
+    App,
+    FakeClock,
+    IllegalTransition,
+    InvalidInput,
+    InvalidJobId,
+    JobFailed,
+    JobNotFound,
+    JobRequest,
+    JobState,
+    UnknownTask,
+    WaitTimeout,
+)
+from tests.conformance.helpers import Recorder
+from tests.conftest import drain
+
+
+@pytest.fixture
+def noop(app: App):  # type: ignore[no-untyped-def]
+    @app.task("noop")
+    async def noop(ctx):  # type: ignore[no-untyped-def]
+        return {"echo": ctx.data}
+
+    return noop
+
+
+async def count_jobs(app: App) -> int:
+    counts = await app.backend.counts()
+    return sum(sum(states.values()) for states in counts.values())
+
+
+async def test_enqueue_stores_a_queued_job(app: App, clock: FakeClock, noop) -> None:  # type: ignore[no-untyped-def]
+    recorder = Recorder(app)
+    job = await app.enqueue("noop", {"prompt": "cat"}, user_id="u1")
+    assert len(job.id) == 32 and int(job.id, 16) >= 0
+    stored = await app.get(job.id)
+    assert stored.state is JobState.QUEUED
+    assert stored.data == {"prompt": "cat"} and stored.user_id == "u1"
+    assert stored.created_at == stored.updated_at == stored.run_at == clock.now()
+    assert (stored.attempts, stored.retry_count, stored.max_retries) == (0, 0, 1)
+    assert recorder.names() == ["job_enqueued"]
+
+
+async def test_ids_are_random_and_unique(app: App, noop) -> None:  # type: ignore[no-untyped-def]
+    jobs = await app.queue.enqueue_many([JobRequest("noop", {"i": i}) for i in range(200)])
+    assert len({j.id for j in jobs}) == 200
+
+
+async def test_delayed_job_is_scheduled_then_promoted(app: App, clock: FakeClock, noop) -> None:  # type: ignore[no-untyped-def]
+    job = await app.enqueue("noop", {}, delay=60)
+    assert job.state is JobState.SCHEDULED and job.run_at == clock.now() + 60
+    await drain(app)
+    assert (await app.get(job.id)).state is JobState.SCHEDULED  # not early
+    clock.advance(59.9)
+    assert await app.backend.promote(100) == 0
+    clock.advance(0.1)
+    assert await app.backend.promote(100) == 1
+    assert (await app.get(job.id)).state is JobState.QUEUED
+    await drain(app)
+    assert (await app.get(job.id)).state is JobState.COMPLETED
+
+
+async def test_run_at_in_the_past_is_due_now(app: App, clock: FakeClock, noop) -> None:  # type: ignore[no-untyped-def]
+    job = await app.enqueue("noop", {}, run_at=clock.now() - 10)
+    assert job.state is JobState.QUEUED
+
+
+async def test_batch_enqueue_is_all_or_nothing(app: App, noop) -> None:  # type: ignore[no-untyped-def]
+    requests = [JobRequest("noop", {"i": 1}), JobRequest("noop", {"bad": float("nan")})]
+    with pytest.raises(InvalidInput):
+        await app.queue.enqueue_many(requests)
+    assert await count_jobs(app) == 0
+
+
+async def test_idempotency_key_returns_the_pending_job(app: App, noop) -> None:  # type: ignore[no-untyped-def]
+    first = await app.enqueue("noop", {"n": 1}, idempotency_key="k1")
+    again = await app.enqueue("noop", {"n": 2}, idempotency_key="k1")
+    assert again.id == first.id and again.data == {"n": 1}
+    batch = await app.queue.enqueue_many(
+        [JobRequest("noop", idempotency_key="k2"), JobRequest("noop", idempotency_key="k2")]
+    )
+    assert batch[0].id == batch[1].id
+    assert await count_jobs(app) == 2
+    await drain(app)
+    after = await app.enqueue("noop", {"n": 3}, idempotency_key="k1")
+    assert after.id != first.id  # the first one is terminal now
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"task": "nope"}, "task"),
+        ({"data": {"x": object()}}, "data.x"),
+        ({"data": {"x": float("inf")}}, "data.x"),
+        ({"data": {"api_key": "sk-123"}}, "data.api_key"),
+        ({"delay": -1}, "delay"),
+        ({"delay": float("nan")}, "delay"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": 10_000}, "max_retries"),
+        ({"max_retries": "3"}, "max_retries"),
+        ({"queue": "bad queue!"}, "queue"),
+        ({"user_id": ""}, "user_id"),
+        ({"timeout": 0}, "timeout"),
+    ],
+)
+async def test_bad_input_is_rejected_and_nothing_stored(app: App, noop, kwargs, field) -> None:  # type: ignore[no-untyped-def]
+    kwargs = dict(kwargs)
+    task = kwargs.pop("task", "noop")
+    data = kwargs.pop("data", {})
+    with pytest.raises(InvalidInput) as info:
+        await app.enqueue(task, data, **kwargs)
+    assert info.value.field == field
+    assert await count_jobs(app) == 0
+
+
+async def test_unknown_task_lists_known_ones(app: App, noop) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(UnknownTask, match="registered tasks: noop"):
+        await app.enqueue("generate", {})
+
+
+@pytest.mark.parametrize("bad", ["", "xyz", "0" * 31, "g" * 32, "../../etc/passwd", "*", 42])
+async def test_bad_ids_get_a_clear_error(app: App, bad) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidJobId, match="32 hexadecimal"):
+        await app.get(bad)
+
+
+async def test_missing_job_is_not_found(app: App) -> None:
+    with pytest.raises(JobNotFound, match="0" * 32):
+        await app.get("0" * 32)
+
+
+async def test_list_by_state_with_pagination(app: App, clock: FakeClock, noop) -> None:  # type: ignore[no-untyped-def]
+    ids = []
+    for i in range(7):
+        ids.append((await app.enqueue("noop", {"i": i})).id)
+        clock.advance(1)
+    await app.enqueue("noop", {}, delay=100)
+    seen, cursor = [], None
+    while True:
+        page = await app.queue.list(state="queued", limit=3, cursor=cursor)
+        seen += [j.id for j in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids))
+    assert len((await app.queue.list(state=["scheduled"])).items) == 1
+    with pytest.raises(InvalidInput, match="valid states"):
+        await app.queue.list(state="sleeping")
+
+
+async def test_cancel_pending_and_refuse_terminal(app: App, noop) -> None:  # type: ignore[no-untyped-def]
+    job = await app.enqueue("noop", {}, delay=30)
+    cancelled = await app.cancel(job.id, "changed my mind")
+    assert cancelled.state is JobState.CANCELLED
+    assert (await app.get(job.id)).state is JobState.CANCELLED
+    with pytest.raises(IllegalTransition):
+        await app.cancel(job.id)
+    await drain(app)
+    assert (await app.get(job.id)).attempts == 0
+
+
+async def test_cancel_running_job_stops_it(app: App) -> None:
+    started = asyncio.Event()
+    stopped = asyncio.Event()
+
+    @app.task("slow")
+    async def slow(ctx):  # type: ignore[no-untyped-def]
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        finally:
+            stopped.set()
+
+    job = await app.enqueue("slow", {})
+    runner = asyncio.create_task(drain(app, lease_seconds=0.3))
+    await asyncio.wait_for(started.wait(), 5)
+    await app.cancel(job.id)
+    await asyncio.wait_for(stopped.wait(), 5)
+    await asyncio.wait_for(runner, 5)
+    final = await app.get(job.id)
+    assert final.state is JobState.CANCELLED and final.result is None
+
+
+async def test_wait_returns_result_or_raises(app: App) -> None:
+    @app.task("double")
+    async def double(ctx):  # type: ignore[no-untyped-def]
+        return ctx.data * 2
+
+    @app.task("fail")
+    async def fail(ctx):  # type: ignore[no-untyped-def]
+        raise PermissionError("no")
+
+    ok = await app.enqueue("double", 21)
+    bad = await app.enqueue("fail", None)
+    pending = await app.enqueue("double", 1, delay=999)
+    await drain(app)
+    assert await app.wait(ok.id, timeout=1) == 42
+    with pytest.raises(JobFailed, match="dead"):
+        await app.wait(bad.id, timeout=1)
+    with pytest.raises(WaitTimeout):
+        await app.wait(pending.id, timeout=0.05)
+
+
+async def test_progress_is_visible_on_the_job(app: App) -> None:
+    seen = []
+
+    @app.task("steps")
+    async def steps(ctx):  # type: ignore[no-untyped-def]
+        for pct in (10, 50, 90):
+            ctx.progress(pct, f"step {pct}")
+            await ctx.flush()
+            seen.append((await ctx.app.get(ctx.id)).progress)
+        return "done"
+
+    job = await app.enqueue("steps", {})
+    await drain(app)
+    assert [p.percent for p in seen] == [10, 50, 90]
+    assert seen[-1].message == "step 90"
+    assert (await app.get(job.id)).progress.percent == 90  # type: ignore[union-attr]
+
+
+async def test_progress_from_a_sync_task_thread(app: App) -> None:
+    @app.task("sync_steps")
+    def sync_steps(ctx):  # type: ignore[no-untyped-def]
+        for pct in range(0, 101, 10):
+            ctx.progress(pct)
+        return pct
+
+    job = await app.enqueue("sync_steps", {})
+    await drain(app)
+    final = await app.get(job.id)
+    assert final.result == 100 and final.progress is not None and final.progress.percent == 100
+
+
+async def test_finished_jobs_are_removed_after_retention(app: App, clock: FakeClock, noop) -> None:  # type: ignore[no-untyped-def]
+    done = await app.enqueue("noop", {})
+    cancelled = await app.enqueue("noop", {}, delay=10)
+    await app.cancel(cancelled.id)
+    await drain(app)
+    clock.advance(24 * 3600 - 1)
+    await drain(app)
+    assert (await app.get(done.id)).state is JobState.COMPLETED
+    clock.advance(2)
+    recorder = Recorder(app)
+    await drain(app)
+    for job in (done, cancelled):
+        with pytest.raises(JobNotFound):
+            await app.get(job.id)
+    assert recorder.of("jobs_expired")[0]["count"] == 2
+
+
+async def test_blocking_client(app: App, noop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A separate app on the same storage, driven from synchronous code in a thread.
+    from genqueue.backends.memory import MemoryBackend
+
+    if isinstance(app.backend, MemoryBackend):
+        pytest.skip("the memory backend is private to one app")
+    other = App(app.backend.url, clock=app.clock)
+    other.task("noop")(noop.fn)
+
+    def producer() -> str:
+        with other.blocking() as client:
+            job = client.enqueue("noop", {"from": "sync"})
+            assert client.get(job.id).state is JobState.QUEUED
+            return job.id
+
+    job_id = await asyncio.to_thread(producer)
+    await drain(app)
+    assert (await app.get(job_id)).result == {"echo": {"from": "sync"}}

@@ -1,0 +1,76 @@
+"""Fixtures shared by every test: a fake clock, backends by URL, an app and a worker runner."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genqueue import App, FakeClock, RetryPolicy, Worker, WorkerSettings
+from genqueue.backends import Backend, create_backend
+
+
+class FixedRandom:
+    """A random source that always returns the same point of the interval."""
+
+    def __init__(self, fraction: float = 0.5) -> None:
+        self.fraction = fraction
+
+    def uniform(self, a: float, b: float) -> float:
+        return a + (b - a) * self.fraction
+
+
+BACKENDS = [b for b in os.environ.get("GENQUEUE_TEST_BACKENDS", "memory,sqlite").split(",") if b]
+
+
+def backend_url(kind: str, tmp_path: Path) -> str:
+    if kind == "memory":
+        return "memory://"
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'genqueue.db'}"
+    if kind == "redis":
+        from tests.redis_server import redis_url_for_test
+
+        return redis_url_for_test()
+    raise ValueError(kind)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_backend(backend_kind: str, tmp_path: Path, clock: FakeClock) -> Callable[[], Backend]:
+    def make() -> Backend:
+        return create_backend(backend_url(backend_kind, tmp_path), clock=clock)
+
+    return make
+
+
+@pytest.fixture
+async def app(make_backend: Callable[[], Backend], clock: FakeClock) -> AsyncIterator[App]:
+    application = App(make_backend(), clock=clock, retry=RetryPolicy(random=FixedRandom(0.5)))
+    async with application:
+        yield application
+
+
+FAST = WorkerSettings(
+    concurrency=4, lease_seconds=30, poll_interval=0.01, shutdown_grace=1, sweep_interval=3600
+)
+
+
+async def drain(app: App, **settings: Any) -> Worker:
+    """Run a burst worker until nothing is running or due."""
+    options = {**vars(FAST), **settings}
+    worker = Worker(app, burst=True, settings=WorkerSettings(**options))
+    await worker.run()
+    return worker
