@@ -94,6 +94,12 @@ async def test_idempotency_key_returns_the_pending_job(app: App, noop) -> None: 
     assert after.id != first.id  # the first one is terminal now
 
 
+async def test_idempotency_keys_are_scoped_to_a_queue(app: App, noop) -> None:  # type: ignore[no-untyped-def]
+    first = await app.enqueue("noop", {}, idempotency_key="same")
+    other = await app.enqueue("noop", {}, idempotency_key="same", queue="other")
+    assert other.id != first.id
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [

@@ -94,8 +94,8 @@ class Backend(ABC):
     async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
         """Store new jobs atomically, all or none.
 
-        A job whose idempotency key belongs to a stored job that is not terminal is not
-        stored; the stored job is returned in its place.
+        Idempotency keys are scoped to a queue: a job whose key is held by a job of the
+        same queue that is not terminal is not stored; the holder is returned instead.
         """
 
     @abstractmethod

@@ -30,7 +30,7 @@ class MemoryBackend(Backend):
         self.clock = clock or SYSTEM_CLOCK
         self._jobs: dict[str, bytes] = {}
         self._dlq: dict[str, dict[str, Any]] = {}
-        self._idem: dict[str, str] = {}
+        self._idem: dict[tuple[str, str], str] = {}  # (queue, key) -> job id
         self._seq = itertools.count()
         # Heaps of (run_at, seq, id); entries are checked against the stored job on pop.
         self._ready: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
@@ -51,7 +51,7 @@ class MemoryBackend(Backend):
             heapq.heappush(self._ready[job.queue], (job.run_at, next(self._seq), job.id))
         elif job.state in DELAYED_STATES:
             heapq.heappush(self._delayed, (job.run_at, next(self._seq), job.id))
-        key = job.idempotency_key
+        key = (job.queue, job.idempotency_key) if job.idempotency_key else None
         if key is not None:
             if job.state in TERMINAL_STATES:
                 if self._idem.get(key) == job.id:
@@ -63,17 +63,18 @@ class MemoryBackend(Backend):
         job = self._load(job_id)
         self._jobs.pop(job_id, None)
         self._dlq.pop(job_id, None)
-        if job and job.idempotency_key and self._idem.get(job.idempotency_key) == job_id:
-            del self._idem[job.idempotency_key]
+        key = (job.queue, job.idempotency_key) if job and job.idempotency_key else None
+        if key is not None and self._idem.get(key) == job_id:
+            del self._idem[key]
 
     # -- producers ----------------------------------------------------------------------
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
         encoded = [serialization.dumps(job.to_record()) for job in jobs]  # all or none
         out: list[Job] = []
-        batch_keys: dict[str, Job] = {}
+        batch_keys: dict[tuple[str, str], Job] = {}
         for job, _ in zip(jobs, encoded, strict=True):
-            key = job.idempotency_key
+            key = (job.queue, job.idempotency_key) if job.idempotency_key else None
             existing_id = self._idem.get(key) if key else None
             if existing_id is not None:
                 existing = self._load(existing_id)
@@ -202,7 +203,7 @@ class MemoryBackend(Backend):
                 and not (move.require_expired_lease and (current.lease_expires_at or 0) > now)
             )
             if ok and move.job.state is JobState.QUEUED and move.job.idempotency_key:
-                holder = self._idem.get(move.job.idempotency_key)
+                holder = self._idem.get((move.job.queue, move.job.idempotency_key))
                 ok = holder is None or holder == move.job.id
             if ok:
                 self._apply_move(move)

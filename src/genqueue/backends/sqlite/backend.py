@@ -167,7 +167,7 @@ class SQLiteBackend(Backend):
         for job, row in zip(jobs, rows, strict=True):
             existing = None
             if job.idempotency_key:
-                found = conn.execute(q.PENDING_BY_KEY, (job.idempotency_key,)).fetchone()
+                found = conn.execute(q.PENDING_BY_KEY, (job.queue, job.idempotency_key)).fetchone()
                 existing = row_to_job(found) if found else None
             if existing is None:
                 conn.execute(INSERT_JOB, row)

@@ -44,8 +44,8 @@ CREATE INDEX jobs_finished ON jobs (finished_at) WHERE state IN ('completed', 'c
 -- Listing, newest first.
 CREATE INDEX jobs_created ON jobs (created_at, id);
 CREATE INDEX jobs_state_created ON jobs (state, created_at, id);
--- One pending job per idempotency key.
-CREATE UNIQUE INDEX jobs_idempotency ON jobs (idempotency_key)
+-- One pending job per idempotency key and queue.
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (queue, idempotency_key)
     WHERE idempotency_key IS NOT NULL AND state IN ('queued', 'scheduled', 'active', 'retrying');
 
 CREATE TABLE dead_letters (
