@@ -16,6 +16,7 @@ from genqueue.backends import Backend, create_backend
 from genqueue.classify import ClassifierRules, ErrorClassifier
 from genqueue.clock import SYSTEM_CLOCK, Clock
 from genqueue.deadletter import DeadLetterQueue
+from genqueue.errors import ConfigError
 from genqueue.events import Events
 from genqueue.job import Job
 from genqueue.queue import Queue
@@ -133,6 +134,14 @@ class App:
         if task is not None:
             rules = rules.merged(task.options.classifier)
         return ErrorClassifier(rules, self.redactor)
+
+    def use_backend(self, backend: str | Backend) -> None:
+        """Point a closed app at another backend (the CLI's ``--backend``)."""
+        if self._open:
+            raise ConfigError("cannot change the backend of an open app")
+        self.backend = (
+            backend if isinstance(backend, Backend) else create_backend(backend, self.clock)
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ PENDING = "('queued', 'scheduled', 'active', 'retrying')"
 
 JOB_BY_ID = f"SELECT {SELECT_JOB} FROM jobs j WHERE j.id = ?"
 PENDING_BY_KEY = (
-    f"SELECT {SELECT_JOB} FROM jobs j WHERE j.queue = ? AND j.idempotency_key = ? AND j.state IN {PENDING}"
+    f"SELECT {SELECT_JOB} FROM jobs j "
+    f"WHERE j.queue = ? AND j.idempotency_key = ? AND j.state IN {PENDING}"
 )
 COUNTS = "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state"
 

@@ -1,0 +1,82 @@
+"""The ``genqueue`` entry point: the command tree, and errors as one line and an exit code.
+
+Exit codes: 0 success; 1 an error (bad input, refused operation, storage failure); 2 a
+usage error (unknown option, missing argument); 3 not found; 130 interrupted. No command
+prints a traceback unless ``GENQUEUE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from genqueue.cli import dlq, jobs
+from genqueue.cli.common import err, fail_line
+from genqueue.cli.demo import demo_command
+from genqueue.cli.worker import worker
+from genqueue.errors import GenqueueError, NotFound
+
+cli = typer.Typer(
+    name="genqueue",
+    help="genqueue: a job queue for AI generation work, with retries and a dead letter queue.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+cli.command("demo")(demo_command)
+cli.command("worker")(worker)
+cli.command("enqueue")(jobs.enqueue)
+cli.command("stats")(jobs.stats)
+cli.add_typer(jobs.job_app, name="job")
+cli.add_typer(jobs.jobs_app, name="jobs")
+cli.add_typer(dlq.dlq_app, name="dlq")
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns (and, as a console script, exits with) the exit code."""
+    code = _main(argv)
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
+    command = typer.main.get_command(cli)
+    try:
+        # Without standalone mode click returns the code of a typer.Exit instead of raising.
+        result = command.main(args=argv, prog_name="genqueue", standalone_mode=False)
+    except Exception as exc:
+        return _exit_code(exc)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def _exit_code(exc: Exception) -> int:
+    """Report an exception as one line (or click's usage message); return the exit code."""
+    if isinstance(exc, typer.Exit):
+        return int(exc.exit_code)
+    if isinstance(exc, typer.Abort):
+        err.print("aborted")
+        return 1
+    if isinstance(exc, typer.TyperException):  # usage errors: bad option, missing argument
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            fail_line(str(exc))
+        return int(getattr(exc, "exit_code", 2))
+    if isinstance(exc, GenqueueError):
+        fail_line(str(exc))
+        return 3 if isinstance(exc, NotFound) else 1
+    if os.environ.get("GENQUEUE_DEBUG"):
+        raise exc
+    fail_line(f"unexpected {type(exc).__name__}: {exc} (set GENQUEUE_DEBUG=1 for the traceback)")
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

@@ -1,0 +1,62 @@
+"""``genqueue worker``: run a worker in the foreground."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+
+from genqueue.cli.common import AppOpt, BackendOpt, load_app, out
+from genqueue.events import configure_logging
+from genqueue.settings import WorkerSettings
+from genqueue.worker import Worker
+
+
+def worker(
+    queue: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", help="Queue to work (repeat; default: every task's queue)."),
+    ] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Jobs run at once.")] = 10,
+    burst: Annotated[
+        bool, typer.Option("--burst", help="Exit once nothing is running or due.")
+    ] = False,
+    lease: Annotated[
+        float, typer.Option("--lease", help="Lease seconds, renewed by heartbeats.")
+    ] = 30.0,
+    grace: Annotated[
+        float, typer.Option("--grace", help="Seconds running jobs get on shutdown.")
+    ] = 30.0,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning, error.")
+    ] = "info",
+    log_json: Annotated[
+        bool, typer.Option("--log-json", help="Log one JSON object per line.")
+    ] = False,
+    backend: BackendOpt = None,
+    app_path: AppOpt = None,
+) -> None:
+    """Run a worker until SIGTERM/SIGINT (graceful; a second signal releases jobs at once)."""
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
+    settings = WorkerSettings(concurrency=concurrency, lease_seconds=lease, shutdown_grace=grace)
+    app = load_app(app_path, backend)
+    configure_logging(level, json=log_json)
+    runner = Worker(app, queues=queue, settings=settings, burst=burst, handle_signals=True)
+
+    async def main() -> None:
+        async with app:
+            await runner.run()
+
+    if not log_json:
+        out.print(
+            f"worker {runner.id} on {app.backend.url}: queues {', '.join(runner.queues)}, "
+            f"concurrency {concurrency}{', burst' if burst else ''}"
+        )
+    asyncio.run(main())
+    if not log_json:
+        done = ", ".join(f"{k} {v}" for k, v in sorted(runner.stats.items())) or "nothing"
+        out.print(f"worker stopped: {done}")
