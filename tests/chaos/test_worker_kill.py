@@ -96,3 +96,17 @@ def test_two_worker_processes_on_one_sqlite_file_run_each_job_once(workers: Work
             return counts["default"]
 
     assert asyncio.run(states()) == {"completed": 2000}
+
+
+def test_sigterm_lets_running_jobs_finish_then_releases_the_rest(workers: Workers) -> None:
+    quick, slow = enqueue(
+        workers,
+        [JobRequest("chaos.sleep", {"seconds": 0.5}), JobRequest("chaos.sleep", {"seconds": 30})],
+    )
+    proc = workers.start("--concurrency", "2")
+    wait_until(lambda: len(workers.lines("start")) == 2, 20, "both jobs to start")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0  # grace is 1 s: the slow job is released, not awaited
+    assert job_state(workers, quick) is JobState.COMPLETED
+    assert job_state(workers, slow) is JobState.QUEUED
+    assert workers.lines("done")[slow] == 0
