@@ -22,7 +22,54 @@ from genqueue.entry import DeadLetter, DLQFilter, Page, decode_cursor, encode_cu
 from genqueue.job import DELAYED_STATES, EXPIRING_STATES, TERMINAL_STATES, Job, JobState
 
 
-class MemoryBackend(Backend):
+class _SharedStateMixin:
+    """Shared state of the memory backend (see ``Backend.state_get``)."""
+
+    clock: Clock
+    _state: dict[str, tuple[bytes, int, float | None]]
+    _slots: dict[str, dict[str, float]]
+
+    def _live_state(self, key: str) -> tuple[bytes, int, float | None] | None:
+        found = self._state.get(key)
+        if found is not None and found[2] is not None and found[2] <= self.clock.now():
+            return None
+        return found
+
+    async def state_get(self, key: str) -> tuple[Any, int] | None:
+        found = self._live_state(key)
+        return None if found is None else (serialization.loads(found[0]), found[1])
+
+    async def state_put(
+        self, key: str, value: Any, *, expect_version: int, ttl: float | None = None
+    ) -> int | None:
+        found = self._live_state(key)
+        if (found[1] if found else 0) != expect_version:
+            return None
+        version = (self._state[key][1] if key in self._state else 0) + 1
+        expires = None if ttl is None else self.clock.now() + ttl
+        self._state[key] = (serialization.dumps(value), version, expires)
+        return version
+
+    async def slot_acquire(self, key: str, holder: str, limit: int, ttl: float) -> bool:
+        now = self.clock.now()
+        slots = self._slots[key]
+        for other, expires in list(slots.items()):
+            if expires <= now:
+                del slots[other]
+        if holder not in slots and len(slots) >= limit:
+            return False
+        slots[holder] = now + ttl
+        return True
+
+    async def slot_release(self, key: str, holder: str) -> None:
+        self._slots[key].pop(holder, None)
+
+    async def slot_count(self, key: str) -> int:
+        now = self.clock.now()
+        return sum(1 for expires in self._slots[key].values() if expires > now)
+
+
+class MemoryBackend(_SharedStateMixin, Backend):
     capabilities = Capabilities(shared=False, server_time=False)
 
     def __init__(self, clock: Clock | None = None, url: str = "memory://") -> None:
@@ -35,6 +82,8 @@ class MemoryBackend(Backend):
         # Heaps of (run_at, seq, id); entries are checked against the stored job on pop.
         self._ready: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
         self._delayed: list[tuple[float, int, str]] = []
+        self._state: dict[str, tuple[bytes, int, float | None]] = {}  # value, version, expiry
+        self._slots: dict[str, dict[str, float]] = defaultdict(dict)  # key -> holder -> expiry
 
     async def time(self) -> float:
         return self.clock.now()

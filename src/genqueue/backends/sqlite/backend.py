@@ -22,6 +22,7 @@ import orjson
 
 from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
 from genqueue.backends.sqlite import queries as q
+from genqueue.backends.sqlite import state
 from genqueue.backends.sqlite.rows import (
     INSERT_JOB,
     UPDATE_JOB,
@@ -343,6 +344,34 @@ class SQLiteBackend(Backend):
             return ids
 
         return await self._write(expire)
+
+    # -- shared state -----------------------------------------------------------------------
+
+    async def state_get(self, key: str) -> tuple[Any, int] | None:
+        now = self.clock.now()
+        return await self._read(lambda conn: state.get(conn, key, now))
+
+    async def state_put(
+        self, key: str, value: Any, *, expect_version: int, ttl: float | None = None
+    ) -> int | None:
+        now = self.clock.now()
+        expires = None if ttl is None else now + ttl
+        return await self._write(
+            lambda conn: state.put(conn, key, value, expect_version, expires, now)
+        )
+
+    async def slot_acquire(self, key: str, holder: str, limit: int, ttl: float) -> bool:
+        now = self.clock.now()
+        return await self._write(
+            lambda conn: state.acquire(conn, key, holder, limit, now + ttl, now)
+        )
+
+    async def slot_release(self, key: str, holder: str) -> None:
+        await self._write(lambda conn: state.release(conn, key, holder))
+
+    async def slot_count(self, key: str) -> int:
+        now = self.clock.now()
+        return await self._read(lambda conn: state.count(conn, key, now))
 
     async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
         where, params = q.dlq_where(filter, None)
