@@ -193,8 +193,8 @@ class SQLiteBackend(Backend):
     async def counts(self) -> dict[str, dict[str, int]]:
         rows = await self._read(lambda conn: conn.execute(q.COUNTS).fetchall())
         out: dict[str, dict[str, int]] = {}
-        for queue, state, count in rows:
-            out.setdefault(queue, {})[state] = count
+        for queue, state_name, count in rows:
+            out.setdefault(queue, {})[state_name] = count
         return out
 
     # -- workers ------------------------------------------------------------------------
@@ -357,13 +357,17 @@ class SQLiteBackend(Backend):
         now = self.clock.now()
         expires = None if ttl is None else now + ttl
         return await self._write(
-            lambda conn: state.put(conn, key, value, expect_version, expires, now)
+            lambda conn: state.put(
+                conn, key, value, expect_version=expect_version, expires_at=expires, now=now
+            )
         )
 
     async def slot_acquire(self, key: str, holder: str, limit: int, ttl: float) -> bool:
         now = self.clock.now()
         return await self._write(
-            lambda conn: state.acquire(conn, key, holder, limit, now + ttl, now)
+            lambda conn: state.acquire(
+                conn, key, holder, limit=limit, expires_at=now + ttl, now=now
+            )
         )
 
     async def slot_release(self, key: str, holder: str) -> None:

@@ -13,10 +13,11 @@ import orjson
 
 
 def get(conn: sqlite3.Connection, key: str, now: float) -> tuple[Any, int] | None:
-    row = conn.execute(
-        "SELECT value, version FROM shared_state WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
-        (key, now),
-    ).fetchone()
+    sql = (
+        "SELECT value, version FROM shared_state "
+        "WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+    )
+    row = conn.execute(sql, (key, now)).fetchone()
     return None if row is None else (orjson.loads(row[0]), int(row[1]))
 
 
@@ -24,6 +25,7 @@ def put(
     conn: sqlite3.Connection,
     key: str,
     value: Any,
+    *,
     expect_version: int,
     expires_at: float | None,
     now: float,
@@ -44,7 +46,7 @@ def put(
 
 
 def acquire(
-    conn: sqlite3.Connection, key: str, holder: str, limit: int, expires_at: float, now: float
+    conn: sqlite3.Connection, key: str, holder: str, *, limit: int, expires_at: float, now: float
 ) -> bool:
     conn.execute("DELETE FROM slots WHERE key = ? AND expires_at <= ?", (key, now))
     held = conn.execute(
