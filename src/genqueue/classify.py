@@ -37,6 +37,11 @@ class ErrorKind(StrEnum):
     TIMEOUT = "timeout"
     NETWORK = "network"
     REMOTE_FAILED = "remote_failed"
+    #: The provider no longer knows a remote job we were polling (expired or cleaned up).
+    REMOTE_LOST = "remote_lost"
+    #: A submission's outcome is unknown (crash or read timeout after sending) and
+    #: resubmitting could pay twice.
+    SUBMISSION_UNCERTAIN = "submission_uncertain"
     WORKER_LOST = "worker_lost"
     UNKNOWN = "unknown"
 

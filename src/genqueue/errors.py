@@ -56,6 +56,9 @@ class MissingExtra(ConfigError):
 class InvalidInput(GenqueueError, ValueError):
     """The input is invalid; nothing was stored."""
 
+    #: Raised inside a task, bad input is a validation failure (never retried).
+    error_kind = "validation"
+
     def __init__(self, message: str | None = None, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field

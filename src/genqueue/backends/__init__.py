@@ -36,13 +36,12 @@ def create_backend(url: str, clock: Clock | None = None) -> Backend:
         return SQLiteBackend.from_url(url, clock=clock)
     if scheme in ("redis", "rediss"):
         try:
-            from genqueue.backends.redis import RedisBackend  # type: ignore[import-not-found,unused-ignore]
+            from genqueue.backends.redis import RedisBackend
         except ImportError as exc:  # pragma: no cover - depends on the environment
             from genqueue.errors import MissingExtra
 
             raise MissingExtra("redis", "redis") from exc
-        backend: Backend = RedisBackend.from_url(url)
-        return backend
+        return RedisBackend.from_url(url, clock=clock)
     raise ConfigError(
         f"unsupported backend URL {url!r}: use memory://, sqlite:///path.db or redis://host:port/db"
     )

@@ -23,7 +23,7 @@ from genqueue.cli.common import (
     print_json,
     run_with_app,
 )
-from genqueue.cli.render import entries_table, show_entry, stats_view
+from genqueue.cli.render import dlq_stats_view, entries_table, show_entry
 from genqueue.deadletter import RedriveReport
 from genqueue.entry import DLQFilter
 from genqueue.errors import InvalidInput
@@ -320,4 +320,4 @@ def dlq_stats(
     if json:
         print_json(stats.to_public())
     else:
-        stats_view(stats)
+        dlq_stats_view(stats)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from genqueue.app import App
 from genqueue.cli.common import AppOpt, BackendOpt, JsonOpt, load_app, out, print_json, run_with_app
-from genqueue.cli.render import jobs_table, show_job
-from genqueue.job import Job, JobState
+from genqueue.cli.render import jobs_table, show_job, stats_view
+from genqueue.job import Job
 from genqueue.serialization import parse_json_text
 
 job_app = typer.Typer(help="Inspect or cancel one job.", no_args_is_help=True)
@@ -136,26 +136,22 @@ def stats(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Job counts per queue and state, and the size of the dead letter queue."""
-    from rich.table import Table
+    """Jobs per queue and state, the DLQ, provider breakers and cooldowns, and spend."""
+    from genqueue.providers.guard import all_guard_states
+    from genqueue.stats import spend_report
 
     app = load_app(app_path, backend)
 
-    async def go(app: App) -> dict[str, object]:
-        counts = await app.backend.counts()
-        return {"queues": counts, "dead_letters": await app.dlq.count()}
+    async def go(app: App) -> dict[str, Any]:
+        return {
+            "queues": await app.backend.counts(),
+            "dead_letters": await app.dlq.count(),
+            "providers": await all_guard_states(app),
+            "spend": await spend_report(app),
+        }
 
     result = run_with_app(app, go)
     if json:
         print_json(result)
-        return
-    counts = result["queues"]
-    assert isinstance(counts, dict)
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    table.add_column("QUEUE")
-    for state in JobState:
-        table.add_column(state.value.upper(), justify="right")
-    for queue_name in sorted(counts):
-        table.add_row(queue_name, *(str(counts[queue_name].get(s.value, 0)) for s in JobState))
-    out.print(table if counts else "no jobs")
-    out.print(f"dead letter entries: {result['dead_letters']}")
+    else:
+        stats_view(result)

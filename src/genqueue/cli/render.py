@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from rich.panel import Panel
 from rich.table import Table
@@ -11,7 +12,7 @@ from rich.text import Text
 
 from genqueue.cli.common import ago, out, short
 from genqueue.entry import DeadLetter, DLQStats
-from genqueue.job import Job
+from genqueue.job import Job, JobState
 from genqueue.serialization import dumps_str, iso
 
 STATE_STYLE = {
@@ -171,7 +172,7 @@ def show_entry(entry: DeadLetter) -> None:
     show_job(entry.job)
 
 
-def stats_view(stats: DLQStats) -> None:
+def dlq_stats_view(stats: DLQStats) -> None:
     out.print(f"[bold]{stats.total}[/bold] dead letter entries")
     for title, counts in (
         ("by error kind", stats.by_kind),
@@ -209,3 +210,49 @@ def stats_view(stats: DLQStats) -> None:
         out.print(table)
     if stats.cost_lost:
         out.print("spend lost: " + ", ".join(f"{v:g} {k}" for k, v in stats.cost_lost.items()))
+
+
+def _money(amounts: dict[str, float]) -> str:
+    return ", ".join(f"{v:g} {k}" for k, v in sorted(amounts.items())) or "0"
+
+
+def stats_view(report: dict[str, Any]) -> None:
+    """``genqueue stats``: queues x states, DLQ size, provider guards, spend."""
+    counts: dict[str, dict[str, int]] = report["queues"]
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    table.add_column("QUEUE")
+    for state in JobState:
+        table.add_column(state.value.upper(), justify="right")
+    for queue in sorted(counts):
+        table.add_row(queue, *(str(counts[queue].get(s.value, 0)) for s in JobState))
+    out.print(table if counts else "no jobs")
+    out.print(f"dead letter entries: {report['dead_letters']}")
+    for guard in report["providers"]:
+        breaker = guard["breaker"]
+        state = breaker.get("state", "closed")
+        detail = (
+            f" ({breaker.get('reason')})" if state != "closed" and breaker.get("reason") else ""
+        )
+        out.print(
+            f"provider {guard['account']}: circuit {state}{detail}, "
+            f"cooldown {guard['cooldown_remaining']:.1f} s, "
+            f"in flight {guard['in_flight']}/{guard['in_flight_limit']:g}"
+        )
+    spend = report["spend"]
+    out.print(f"spend: {_money(spend['spent'])}; wasted: {_money(spend['wasted'])}")
+    for title in ("by_task", "by_user"):
+        rows = spend[title]
+        if not rows:
+            continue
+        t = Table(
+            title=f"spend {title.replace('_', ' ')}",
+            box=None,
+            header_style="bold",
+            title_justify="left",
+            pad_edge=False,
+        )
+        for column in ("", "SPENT", "WASTED"):
+            t.add_column(column, justify="left" if not column else "right")
+        for key, row in sorted(rows.items()):
+            t.add_row(key, _money(row["spent"]), _money(row["wasted"]))
+        out.print(t)

@@ -1,0 +1,1 @@
+"""Generation providers: the provider contract, shared guards, PixelLab, and its fake."""
