@@ -9,8 +9,10 @@ lesson learned by one worker process holds for all of them, on any backend:
   open it; jobs then wait instead of failing into the DLQ. After a cooldown one probe job
   is let through; its success closes the breaker, its failure reopens it for longer.
 * **Concurrency limit** (async endpoints): at most ``limit`` jobs in flight per account,
-  learned AIMD-style: a 429 halves it and caps it below what was in flight, each success
-  adds a little back, never above the learned ceiling.
+  learned AIMD-style. A 429 halves the limit and sets a ceiling at the number of jobs the
+  provider had accepted and was still running; each accepted job adds ``1/limit`` back, up
+  to the ceiling; a run of ``ceiling`` acceptances without a 429 raises the ceiling by one
+  (probing, in case the account's limit grew).
 
 Keys hold a hash of the API key, never the key.
 """
@@ -74,6 +76,7 @@ class ProviderGuard:
         self._breaker_key = f"breaker:{account}"
         self._limit_key = f"limit:{account}"
         self._slots_key = f"inflight:{account}"
+        self._accepted_key = f"accepted:{account}"
         self._registered = False
 
     async def _now(self) -> float:
@@ -204,30 +207,34 @@ class ProviderGuard:
 
     async def release_slot(self, job_id: str) -> None:
         await self.app.backend.slot_release(self._slots_key, job_id)
+        await self.app.backend.slot_release(self._accepted_key, job_id)
 
     async def on_rate_limited(self) -> None:
-        """Multiplicative decrease, and remember the ceiling the provider showed us."""
-        in_flight = await self.app.backend.slot_count(self._slots_key)
+        """Multiplicative decrease; the ceiling is what the provider was running for us."""
+        running = await self.app.backend.slot_count(self._accepted_key)
 
         def decrease(value: Any) -> Any:
             current = float((value or {}).get("limit", self.max_in_flight))
-            ceiling = max(1, min(int((value or {}).get("ceiling", self.max_in_flight)), in_flight))
-            return {"limit": max(1.0, min(current / 2, ceiling)), "ceiling": ceiling}
+            ceiling = max(1, min(self.max_in_flight, running))
+            return {"limit": max(1.0, min(current / 2, ceiling)), "ceiling": ceiling, "streak": 0}
 
         await self._update(self._limit_key, decrease)
 
-    async def on_accepted(self) -> None:
-        """Additive increase, up to the learned ceiling."""
+    async def on_accepted(self, job_id: str, ttl: float) -> None:
+        """The provider took the job: count it as running, and increase additively."""
+        await self.app.backend.slot_acquire(self._accepted_key, job_id, 1_000_000, ttl)
+        await self._update(self._limit_key, lambda value: _increase(value, self.max_in_flight))
 
-        def increase(value: Any) -> Any:
-            if not value:
-                return None
-            limit, ceiling = float(value["limit"]), int(value["ceiling"])
-            if limit >= ceiling:
-                return None
-            return {"limit": min(float(ceiling), limit + 1 / max(limit, 1.0)), "ceiling": ceiling}
 
-        await self._update(self._limit_key, increase)
+def _increase(value: Any, maximum: int) -> Any:
+    if not value:
+        return None  # never rate limited: the configured maximum applies
+    limit, ceiling = float(value["limit"]), int(value["ceiling"])
+    streak = int(value.get("streak", 0)) + 1
+    if streak >= ceiling and ceiling < maximum:
+        ceiling, streak = ceiling + 1, 0
+    limit = min(float(ceiling), limit + 1 / max(limit, 1.0))
+    return {"limit": limit, "ceiling": ceiling, "streak": streak}
 
 
 async def all_guard_states(app: App) -> list[dict[str, Any]]:

@@ -61,6 +61,7 @@ class PixelLabClient:
         connect_timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         redactor: Redactor | None = None,
+        read_timeout: float | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("a PixelLab API key is required (set PIXELLAB_API_KEY)")
@@ -68,6 +69,7 @@ class PixelLabClient:
         self.redactor = redactor or Redactor()
         self.redactor.add_secret(api_key)
         self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "genqueue"},
@@ -79,6 +81,7 @@ class PixelLabClient:
         await self._http.aclose()
 
     def _timeout(self, read: float) -> httpx.Timeout:
+        read = self._read_timeout if self._read_timeout is not None else read
         return httpx.Timeout(read, connect=self._connect_timeout, write=60.0, pool=10.0)
 
     # -- submit -----------------------------------------------------------------------------

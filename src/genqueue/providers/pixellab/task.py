@@ -58,6 +58,8 @@ class PixelLabSettings:
     lost_grace: float = 30.0
     #: Deadline for one attempt's polling; None takes the route's (15 min by default).
     poll_deadline: float | None = None
+    #: Read timeout of every request; None takes the route's (300 s sync, 60 s async).
+    read_timeout: float | None = None
     max_rate_limit_waits: int = 10
     max_in_flight: int = 8
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
@@ -95,6 +97,7 @@ class PixelLab:
                 self.settings.resolved_key(),
                 base_url=self.settings.base_url,
                 redactor=self.app.redactor,
+                read_timeout=self.settings.read_timeout,
             )
         return self._client
 
@@ -134,7 +137,7 @@ class PixelLab:
             await ctx.set_remote_job_id(
                 outcome.remote_job_id, submitting=False, **outcome.extra_ids
             )
-            await self.guard.on_accepted()
+            await self.guard.on_accepted(ctx.id, self._slot_ttl(route))
             return await self._poll(ctx, route, outcome)
         await ctx.set_meta(submitting=False)
         return self._finish(ctx, route, outcome, None)

@@ -1,0 +1,31 @@
+"""Fixtures: a fake PixelLab server per test, and a client pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from genqueue.providers.fake_pixellab import FakeOptions, FakePixelLab
+from genqueue.providers.pixellab.client import PixelLabClient
+
+KEY = "sk-canary-7d1f0a9c3b5e"
+
+
+@pytest.fixture
+def fake() -> Iterator[FakePixelLab]:
+    server = FakePixelLab(FakeOptions(tokens={KEY: "main"}, complete_after_polls=2))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def client(fake: FakePixelLab) -> AsyncIterator[PixelLabClient]:
+    pixellab = PixelLabClient(KEY, base_url=fake.base_url)
+    try:
+        yield pixellab
+    finally:
+        await pixellab.aclose()
