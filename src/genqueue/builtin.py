@@ -1,16 +1,20 @@
 """The built-in app the CLI uses when no ``--app`` is given: genqueue's own tasks.
 
-It holds the demo's simulated generation task, so that ``genqueue worker``, ``genqueue
-enqueue demo.generate ...`` and every read command work on a fresh install.
+* ``pixellab.generate`` (queue ``pixellab``): PixelLab generation; the worker needs
+  ``PIXELLAB_API_KEY`` (and ``PIXELLAB_BASE_URL`` to point it at the fake).
+* ``demo.generate`` (queue ``demo``): simulated generation that fails on purpose, to try
+  the CLI and the DLQ without any provider.
 """
 
 from __future__ import annotations
 
-from genqueue import demo
+from genqueue import simulated
 from genqueue.app import App
+from genqueue.providers import pixellab
 
 
 def create_app(backend: str | None = None) -> App:
     app = App(backend)
-    demo.register(app)
+    simulated.register(app)
+    pixellab.register(app)
     return app

@@ -236,6 +236,22 @@ def _dead(
 def _plan_snooze(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
     delay = outcome.delay or 0.0
     attempt = _attempt(job, ctx, AttemptOutcome.SNOOZED, delay=delay)
+    attempt.details.update(reason=outcome.reason, snoozes=1)
+    last = job.history[-1] if job.history else None
+    if (
+        last is not None
+        and last.outcome is AttemptOutcome.SNOOZED
+        and last.details.get("reason") == outcome.reason
+    ):
+        # A job that keeps waiting for the same reason (a cooldown, a free slot) gets one
+        # history entry that counts its snoozes, not one entry per wake-up.
+        attempt = replace(
+            last,
+            finished_at=ctx.now,
+            delay=delay,
+            details={**last.details, "snoozes": int(last.details.get("snoozes", 1)) + 1},
+        )
+        job = replace(job, history=job.history[:-1])
     new = _next(job, JobState.SCHEDULED, attempt, ctx, run_at=ctx.now + delay)
     return Plan(_move(job, new, ctx), attempt)
 

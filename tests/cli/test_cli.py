@@ -191,3 +191,20 @@ def test_user_app_by_import_path(
     work(capsys)
     done = cli_json(capsys, "job", "show", job["id"])
     assert isinstance(done, dict) and done["result"] == "HI"
+
+
+def test_demo_accounts_for_every_job(db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = cli(capsys, "demo", "--jobs", "30", "--output", str(tmp_path / "sprites"), "--seed", "3")
+    assert code == 0, err
+    assert "every job accounted for" in out and "jobs                                            30" not in err
+    assert len(list((tmp_path / "sprites").rglob("*.png"))) >= 20
+    listed = cli_json(capsys, "jobs", "list", "--queue", "pixellab", "--limit", "100")
+    assert isinstance(listed, dict) and len(listed["items"]) == 30
+    assert {j["state"] for j in listed["items"]} <= {"completed", "dead"}
+
+
+def test_fake_pixellab_rejects_bad_options(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "fake-pixellab", "--preset", "nope")
+    assert code == 1 and "unknown --preset" in err
+    code, _, err = cli(capsys, "fake-pixellab", "--host", "0.0.0.0")
+    assert code == 1 and "loopback" in err

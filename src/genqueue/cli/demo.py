@@ -1,77 +1,166 @@
-"""``genqueue demo``: a batch of generation jobs, a live progress bar, a summary."""
+"""``genqueue demo``: PixelLab generation jobs through genqueue, with a live progress bar.
+
+By default it starts the fake PixelLab server in this process with a realistic fault mix
+(no network, no key). With ``--provider pixellab`` and ``PIXELLAB_API_KEY`` set it runs a
+few cheap jobs against the real API instead.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+import os
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from genqueue import demo
 from genqueue.app import App
 from genqueue.cli.common import BackendOpt, out
+from genqueue.errors import ConfigError
+from genqueue.providers.fake_pixellab import DEFAULT_TOKEN, FakeOptions, FakePixelLab
+from genqueue.providers.guard import BreakerSettings
+from genqueue.providers.pixellab import PixelLab, PixelLabSettings, register
+from genqueue.providers.pixellab import demo as pixellab_demo
+from genqueue.queue import JobRequest
+from genqueue.retry import RetryPolicy
 from genqueue.settings import backend_url
 
 
 def demo_command(
-    jobs: Annotated[int, typer.Option("--jobs", "-n", help="How many jobs to run.")] = 200,
-    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Jobs run at once.")] = 20,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-n", help="How many jobs (default 200; 6 on the real API)."),
+    ] = None,
+    provider: Annotated[
+        str, typer.Option("--provider", help="fake (default) or pixellab (needs PIXELLAB_API_KEY).")
+    ] = "fake",
+    workers: Annotated[int, typer.Option("--workers", help="Workers to run in this process.")] = 2,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", help="Jobs each worker runs at once.")
+    ] = 12,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Where the sprites are written.")
+    ] = Path("genqueue-output"),
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of the job mix and of the fake's faults.")
+    ] = 7,
     backend: BackendOpt = None,
 ) -> None:
-    """Run simulated generation jobs that fail in every way, and summarise what happened."""
-    if not 1 <= jobs <= 100_000:
+    """Generate pixel art through genqueue and summarise what happened to every job."""
+    if provider not in ("fake", "pixellab"):
+        raise ConfigError(f"unknown --provider {provider!r}: use fake or pixellab")
+    real = provider == "pixellab"
+    count = jobs if jobs is not None else (6 if real else 200)
+    if not 1 <= count <= 100_000:
         raise typer.BadParameter("must be between 1 and 100000", param_hint="--jobs")
+    if real and not os.environ.get("PIXELLAB_API_KEY"):
+        raise ConfigError("--provider pixellab needs PIXELLAB_API_KEY in the environment")
     logging.getLogger("genqueue").setLevel(logging.CRITICAL)  # the progress bar tells the story
-    app = App(backend_url(backend))
-    demo.register(app)
-    out.print(f"genqueue demo: {jobs} simulated generation jobs on {app.backend.url}")
-    with Progress(
-        TextColumn("[bold]jobs"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=out,
-        transient=False,
-    ) as progress:
-        bar = progress.add_task("jobs", total=jobs)
+    with ExitStack() as stack:
+        fake = None if real else stack.enter_context(_fake_server(seed))
+        settings = _settings(fake, output)
+        app = App(backend_url(backend), retry=RetryPolicy(base_delay=1.0, max_delay=30.0))
+        pixellab = register(app, settings)
+        where = f"a fake PixelLab at {fake.base_url}" if fake else "the real PixelLab API"
+        out.print(f"genqueue demo: {count} generation jobs on {app.backend.url} against {where}")
+        requests = pixellab_demo.batch(count, seed=seed, real=real)
+        report = _run(app, pixellab, requests, workers, concurrency)
+        fake_stats = fake.stats() if fake else None
+    _print(report, fake_stats)
 
-        def advance(done: int, total: int) -> None:
-            progress.update(bar, completed=done)
 
-        async def main() -> demo.DemoSummary:
+def _fake_server(seed: int) -> FakePixelLab:
+    return FakePixelLab(FakeOptions.demo(seed=seed, tokens={DEFAULT_TOKEN: "demo"}))
+
+
+def _settings(fake: FakePixelLab | None, output: Path) -> PixelLabSettings:
+    if fake is None:
+        return PixelLabSettings(output_dir=output)  # the real API: key from the environment
+    return PixelLabSettings(
+        api_key=DEFAULT_TOKEN,
+        base_url=fake.base_url,
+        output_dir=output,
+        poll_interval=0.3,
+        lost_grace=10.0,
+        breaker=BreakerSettings(cooldown=3.0, auth_cooldown=3.0, max_cooldown=10.0),
+    )
+
+
+def _run(
+    app: App, pixellab: PixelLab, requests: list[JobRequest], workers: int, concurrency: int
+) -> pixellab_demo.DemoReport:
+    columns = (TextColumn("[bold]jobs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=out) as bar:
+        task = bar.add_task("jobs", total=len(requests))
+
+        async def main() -> pixellab_demo.DemoReport:
             async with app:
-                return await demo.run_demo(
-                    app, count=jobs, concurrency=concurrency, on_progress=advance
-                )
+                try:
+                    return await pixellab_demo.run(
+                        app,
+                        pixellab,
+                        requests,
+                        workers=workers,
+                        concurrency=concurrency,
+                        on_progress=lambda done, total: bar.update(task, completed=done),
+                    )
+                finally:
+                    await pixellab.aclose()
 
-        summary = asyncio.run(main())
-    _print_summary(summary)
+        return asyncio.run(main())
 
 
-def _print_summary(summary: demo.DemoSummary) -> None:
+def _money(amounts: dict[str, float]) -> str:
+    usd = amounts.get("usd", 0.0)
+    generations = amounts.get("generations", 0.0)
+    return f"${usd:.2f} ({generations:g} generations)"
+
+
+def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> None:
     table = Table(
         title="summary", box=None, title_justify="left", show_header=False, pad_edge=False
     )
     table.add_column()
     table.add_column(justify="right")
-    table.add_row("jobs", str(summary.total))
-    table.add_row("completed", str(summary.states.get("completed", 0)))
-    table.add_row("  after a retry", str(summary.completed_after_retry))
-    table.add_row("retried (at least once)", str(summary.retried))
-    table.add_row("dead-lettered", str(summary.states.get("dead", 0)))
-    for kind, count in sorted(summary.dead_by_kind.items(), key=lambda kv: -kv[1]):
-        table.add_row(f"  {kind}", str(count))
-    other = summary.total - summary.states.get("completed", 0) - summary.states.get("dead", 0)
+    completed, dead = report.states.get("completed", 0), report.states.get("dead", 0)
+    rows = [
+        ("jobs", report.total),
+        ("completed", completed),
+        ("  after a retry", report.completed_after_retry),
+        ("  images written", report.images),
+        ("retried (at least once)", report.retried),
+        ("resumed a remote job instead of resubmitting", report.resumed),
+        ("resubmitted once after an uncertain submit", report.uncertain_resubmits),
+        ("waited on a rate limit (no retry spent)", report.rate_limited),
+        ("dead-lettered", dead),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    for kind, n in sorted(report.dead_by_kind.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"  {kind}", str(n))
+    other = report.total - completed - dead
     if other:
         table.add_row("not finished", str(other))
-    table.add_row("spend (simulated)", f"${summary.spend_usd:.2f}")
-    table.add_row("time", f"{summary.seconds:.1f} s")
+    table.add_row("spend", _money(report.spent))
+    table.add_row("  wasted (failed attempts, dead jobs)", _money(report.wasted))
+    table.add_row("  attempts that may have been billed, cost unknown", str(report.maybe_billed))
+    table.add_row("time", f"{report.seconds:.1f} s")
     out.print(table)
+    if fake is not None:
+        submits = sum(fake["submits_by_operation"].values())
+        out.print(
+            f"fake PixelLab: {submits} submits, {fake['charges']} charges, "
+            f"{fake['errors']['429']} answered 429, {fake['errors']['5xx']} answered 5xx, "
+            f"{fake['dropped_connections']} connections dropped"
+        )
+    status = "every job accounted for" if report.accounted else "SOME JOBS ARE MISSING"
+    out.print(f"{status}; sprites in {report.output_dir}/")
     out.print(
         "next: [bold]genqueue dlq list[/bold] (what failed), "
         "[bold]genqueue dlq stats[/bold] (grouped), [bold]genqueue dlq show JOB_ID[/bold], "
-        "[bold]genqueue dlq retry --all --kind server[/bold]"
+        "[bold]genqueue stats[/bold] (spend, breakers)"
     )

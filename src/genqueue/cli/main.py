@@ -15,6 +15,7 @@ import typer
 from genqueue.cli import dlq, jobs
 from genqueue.cli.common import err, fail_line
 from genqueue.cli.demo import demo_command
+from genqueue.cli.fake import fake_pixellab
 from genqueue.cli.worker import worker
 from genqueue.errors import GenqueueError, NotFound
 
@@ -26,6 +27,7 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli.command("demo")(demo_command)
+cli.command("fake-pixellab")(fake_pixellab)
 cli.command("worker")(worker)
 cli.command("enqueue")(jobs.enqueue)
 cli.command("stats")(jobs.stats)

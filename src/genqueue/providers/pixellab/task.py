@@ -123,9 +123,15 @@ class PixelLab:
         operation, params = parse_data(ctx.data)
         route = route_for(operation)
         if ctx.job.remote_job_id:
+            # An earlier attempt (or a redrive) already has a job at PixelLab: resume it.
+            await ctx.set_meta(resumed=int(ctx.job.meta.get("resumed", 0)) + 1)
             return await self._poll(ctx, route, RemoteRef.parse(operation, ctx.job.remote_job_id))
-        await self._check_uncertain(ctx, route)
-        await self._admit(ctx, route)
+        await self._admit(ctx, route)  # may snooze: before anything counts as a resubmit
+        try:
+            await self._check_uncertain(ctx, route)
+        except ProviderError:
+            await self.guard.release_slot(ctx.id)
+            raise
         await ctx.set_meta(submitting=True, submitted_at=await self.app.backend.time())
         try:
             outcome = await self.client.submit(GenerationRequest(ctx.id, operation, params))

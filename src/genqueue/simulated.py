@@ -1,8 +1,9 @@
-"""The demo: simulated generation jobs that fail in every way genqueue knows.
+"""Simulated generation: a task that fails in every way genqueue knows, on purpose.
 
 ``demo.generate`` pretends to call a paid image API. Each job's ``scenario`` says how the
 call behaves: succeed, fail once with a transient error and then succeed, or fail with
-an error that is never retried. Nothing touches the network. ``run_demo`` enqueues a
+an error that is never retried. Nothing touches the network, so the CLI and the queue's
+failure handling can be tried (and tested) without any provider. ``run_demo`` enqueues a
 mixed batch from several users, runs a worker in this process and returns a summary.
 """
 
