@@ -432,10 +432,9 @@ class ErrorClassifier:
     def _clean_details(self, details: Any) -> dict[str, Any]:
         if not isinstance(details, Mapping):
             return {}
-        out: dict[str, Any] = {}
-        for key, value in details.items():
-            out[str(key)] = self.redactor(value) if isinstance(value, str) else value
-        return out
+        cleaned = self.redactor.deep({str(key): value for key, value in details.items()})
+        assert isinstance(cleaned, dict)
+        return cleaned
 
 
 def _qualified_type(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote
 
 MASK = "[REDACTED]"
@@ -59,6 +60,16 @@ class Redactor:
     def text(self, text: str) -> str:
         """Like calling the redactor, for a value known not to be None."""
         return self(text) or ""
+
+    def deep(self, value: Any) -> Any:
+        """Redact every string inside a JSON-like value (dicts, lists, strings)."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {key: self.deep(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.deep(item) for item in value]
+        return value
 
 
 def _mask_match(match: re.Match[str]) -> str:

@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
 
 from genqueue import App, JobContext, RetryPolicy
+from genqueue.providers.pixellab import PixelLabSettings, register
 
 app = App(
     os.environ.get("GENQUEUE_BACKEND"), retry=RetryPolicy(max_retries=1, base_delay=0.1, jitter=0)
+)
+# pixellab.generate against whatever PIXELLAB_BASE_URL and PIXELLAB_API_KEY the test sets
+register(
+    app,
+    PixelLabSettings(
+        poll_interval=0.05,
+        lost_grace=10,
+        output_dir=Path(os.environ.get("GENQUEUE_OUTPUT_DIR", "genqueue-output")),
+    ),
 )
 
 

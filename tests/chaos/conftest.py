@@ -22,6 +22,7 @@ class Workers:
         self.url = url
         self.ledger = ledger
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.extra_env: dict[str, str] = {}
 
     def env(self) -> dict[str, str]:
         return {
@@ -29,6 +30,7 @@ class Workers:
             "GENQUEUE_BACKEND": self.url,
             "CHAOS_LEDGER": str(self.ledger),
             "PYTHONPATH": str(ROOT),
+            **self.extra_env,
         }
 
     def start(self, *args: str) -> subprocess.Popen[bytes]:

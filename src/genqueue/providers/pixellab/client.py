@@ -258,7 +258,7 @@ class PixelLabClient:
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
             return self._text(value)
-        return elide(value)
+        return self.redactor.deep(elide(value))
 
     def _text(self, value: Any) -> str:
         if value is None:
