@@ -193,10 +193,14 @@ def test_user_app_by_import_path(
     assert isinstance(done, dict) and done["result"] == "HI"
 
 
-def test_demo_accounts_for_every_job(db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, err = cli(capsys, "demo", "--jobs", "30", "--output", str(tmp_path / "sprites"), "--seed", "3")
+def test_demo_accounts_for_every_job(
+    db: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = cli(
+        capsys, "demo", "--jobs", "30", "--output", str(tmp_path / "sprites"), "--seed", "3"
+    )
     assert code == 0, err
-    assert "every job accounted for" in out and "jobs                                            30" not in err
+    assert "every job accounted for" in out
     assert len(list((tmp_path / "sprites").rglob("*.png"))) >= 20
     listed = cli_json(capsys, "jobs", "list", "--queue", "pixellab", "--limit", "100")
     assert isinstance(listed, dict) and len(listed["items"]) == 30
