@@ -1,0 +1,1 @@
+"""Peer adapters of the genqueue benchmark; see common.py and run.py."""

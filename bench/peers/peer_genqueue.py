@@ -1,0 +1,78 @@
+"""genqueue: ``genqueue-redis`` (redis://) and ``genqueue-sqlite`` (sqlite:/// file).
+
+Worker: ``Worker(app, queues=["bench"], WorkerSettings(concurrency=100))``. Retry:
+``RetryPolicy(max_retries=1, base_delay=0, jitter=0)``; the flaky job raises
+``TaskError(kind="server")``, a retryable kind. Bulk: ``app.queue.enqueue_many`` with
+1,000 ``JobRequest`` per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+
+import genqueue
+from genqueue import App, JobRequest, RetryPolicy, TaskError, Worker, WorkerSettings
+from peers import common
+
+QUEUE = "bench"
+CONCURRENCY = 100
+
+
+def backend_url(config: str) -> str:
+    if config == "genqueue-sqlite":
+        return "sqlite:///" + os.path.join(os.path.abspath(common.data_dir()), "bench.db")
+    return common.redis_url()
+
+
+def make_app(config: str) -> App:
+    app = App(backend_url(config), retry=RetryPolicy(max_retries=1, base_delay=0, jitter=0))
+
+    @app.task("noop", queue=QUEUE)
+    async def noop(ctx: genqueue.JobContext) -> None:
+        common.COUNTER.bump()
+
+    @app.task("flaky", queue=QUEUE)
+    async def flaky(ctx: genqueue.JobContext) -> None:
+        if common.flaky_should_fail(ctx.data["i"]):
+            raise TaskError("flaky", kind="server")
+
+    return app
+
+
+class GenqueueAdapter(common.Adapter):
+    packages = ("genqueue", "redis", "hiredis")
+    is_async = True
+    has_bulk = True
+
+    def __init__(self, config: str) -> None:
+        self.config = config or "genqueue-redis"
+        self.app = make_app(self.config)
+
+    async def setup(self) -> None:
+        await self.app.open()
+
+    async def teardown(self) -> None:
+        await self.app.close()
+
+    async def single(self, task: str, i: int) -> None:
+        await self.app.enqueue(task, {"i": i})
+
+    async def bulk(self, task: str, ids: Sequence[int]) -> None:
+        await self.app.queue.enqueue_many([JobRequest(task=task, data={"i": i}) for i in ids])
+
+    def worker(self) -> None:
+        settings = WorkerSettings(concurrency=CONCURRENCY)
+        worker = Worker(self.app, queues=[QUEUE], settings=settings, handle_signals=True)
+
+        async def run() -> None:
+            try:
+                await worker.run()
+            finally:
+                await self.app.close()
+
+        asyncio.run(run())
+
+
+ADAPTER = GenqueueAdapter
