@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,11 @@ class FixedRandom:
         return a + (b - a) * self.fraction
 
 
-BACKENDS = [b for b in os.environ.get("GENQUEUE_TEST_BACKENDS", "memory,sqlite").split(",") if b]
+# Redis joins the default run when redis-server is installed (and under CI, where a
+# missing redis-server must fail rather than skip).
+_WITH_REDIS = bool(shutil.which("redis-server") or os.environ.get("CI"))
+_DEFAULT_BACKENDS = "memory,sqlite,redis" if _WITH_REDIS else "memory,sqlite"
+BACKENDS = [b for b in os.environ.get("GENQUEUE_TEST_BACKENDS", _DEFAULT_BACKENDS).split(",") if b]
 
 
 def backend_url(kind: str, tmp_path: Path) -> str:

@@ -76,6 +76,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._force = False
+        self._fetch_failures = 0
         self._finished_fetching = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -178,13 +179,15 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         idle = 0.005
-        backend, settings = self.app.backend, self.settings
+        settings = self.settings
         while not self._stop.is_set():
             free = settings.concurrency - len(self._running)
             if free <= 0:
                 await self._wait_for(self._slot_freed, None)
                 continue
-            jobs = await backend.fetch(self.queues, self.id, free, settings.lease_seconds)
+            jobs = await self._fetch(free)
+            if jobs is None:
+                continue  # storage unavailable: _fetch waited before we try again
             for job in jobs:
                 self._start(job)
             if jobs:
@@ -192,14 +195,41 @@ class Worker:
                 continue
             if self.burst and not self._running:
                 # Outcomes of finished jobs are stored by now; one more look decides.
-                jobs = await backend.fetch(self.queues, self.id, free, settings.lease_seconds)
-                if not jobs:
+                jobs = await self._fetch(free)
+                if jobs == []:
                     return
-                for job in jobs:
+                for job in jobs or ():
                     self._start(job)
                 continue
             await self._wait_for(self._slot_freed, idle)
             idle = min(idle * 2, settings.poll_interval)
+
+    async def _fetch(self, limit: int) -> list[Job] | None:
+        """Claim up to ``limit`` jobs; None (after a backoff) if the storage failed.
+
+        A worker outlives storage outages: it keeps its running jobs, waits, and fetches
+        again once the backend answers (which is also when their outcomes get stored).
+        """
+        try:
+            jobs = await self.app.backend.fetch(
+                self.queues, self.id, limit, self.settings.lease_seconds
+            )
+        except Exception:
+            self._fetch_failures += 1
+            delay = min(0.25 * 2 ** (self._fetch_failures - 1), 10.0)
+            log.warning(
+                "fetching jobs failed (%d in a row); retrying in %.2f s",
+                self._fetch_failures,
+                delay,
+                exc_info=self._fetch_failures == 1,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            return None
+        if self._fetch_failures:
+            log.warning("fetching jobs works again after %d failures", self._fetch_failures)
+            self._fetch_failures = 0
+        return jobs
 
     async def _wait_for(self, event: asyncio.Event, timeout: float | None) -> None:
         event.clear()
@@ -464,6 +494,10 @@ class Worker:
             self.app.events.emit(EventName.JOBS_EXPIRED, count=total)
 
     async def _maintain_once(self) -> None:
-        await self._promote()
-        await self.reclaim()
-        await self.sweep()
+        try:
+            await self._promote()
+            await self.reclaim()
+            await self.sweep()
+        except Exception:
+            # The side tasks retry these on their own schedule; do not refuse to start.
+            log.warning("start-up maintenance failed; continuing", exc_info=True)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,8 +60,8 @@ def demo_command(
         raise typer.BadParameter("must be between 1 and 100000", param_hint="--jobs")
     if real and not os.environ.get("PIXELLAB_API_KEY"):
         raise ConfigError("--provider pixellab needs PIXELLAB_API_KEY in the environment")
-    logging.getLogger("genqueue").setLevel(logging.CRITICAL)  # the progress bar tells the story
     with ExitStack() as stack:
+        stack.enter_context(_quiet(logging.getLogger("genqueue")))  # the bar tells the story
         fake = None if real else stack.enter_context(_fake_server(seed))
         settings = _settings(fake, output)
         app = App(backend_url(backend), retry=RetryPolicy(base_delay=1.0, max_delay=30.0))
@@ -71,6 +72,16 @@ def demo_command(
         report = _run(app, pixellab, requests, workers, concurrency)
         fake_stats = fake.stats() if fake else None
     _print(report, fake_stats)
+
+
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _fake_server(seed: int) -> FakePixelLab:

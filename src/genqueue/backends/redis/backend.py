@@ -1,0 +1,450 @@
+"""The Redis backend: every state change is one Lua script on one queue's keys.
+
+Scripts (``lua/``) do the atomic work on one queue; this module groups calls by queue
+and merges results, so nothing ever spans two Cluster slots. Due times, leases and
+retention follow the Redis server's clock (``TIME`` inside the scripts); ``time()``
+returns an estimate of it kept current by every script reply. A ``FakeClock`` given by
+tests stands in for the server clock so they can move time; any other clock is ignored.
+
+Calls that name only a job id find its queue through ``registry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import replace
+
+import orjson
+
+from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
+from genqueue.backends.redis import codec, listing, scripts, stats
+from genqueue.backends.redis.connection import (
+    Connection,
+    RedisOptions,
+    check_server,
+    inspect_server,
+    safe_url,
+)
+from genqueue.backends.redis.keys import KeySchema
+from genqueue.backends.redis.registry import QueueRegistry
+from genqueue.backends.redis.shared import SharedStateMixin
+from genqueue.clock import Clock, FakeClock
+from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
+from genqueue.errors import BackendError, InvalidInput
+from genqueue.job import Job, JobState
+
+#: Most items one script call handles, so no script runs long on a big queue.
+CHUNK = 500
+#: Most jobs one deleting script removes (each takes every index entry with it): ~5 ms.
+DELETE_CHUNK = 200
+#: Most jobs one fetch script claims (~10 ms of Redis time); a worker asks again.
+FETCH_MAX = 1000
+#: Delayed jobs promoted by one fetch call.
+PROMOTE_PER_FETCH = 200
+#: Ask Redis for its time when no script reply has refreshed the estimate for this long.
+CLOCK_MAX_AGE = 30.0
+
+
+class RedisBackend(SharedStateMixin, Backend):
+    def __init__(
+        self,
+        options: RedisOptions | str,
+        *,
+        clock: Clock | None = None,
+        allow_eviction: bool | None = None,
+        url: str | None = None,
+    ) -> None:
+        if isinstance(options, str):
+            url = url or options
+            options = RedisOptions.from_url(options)
+        if allow_eviction is not None:
+            options = replace(options, allow_eviction=allow_eviction)
+        self.options = options
+        self.url = url or options.url
+        self.keys = KeySchema(options.prefix)
+        # Only a test clock replaces the server's: a skewed machine clock must not matter.
+        self.test_clock = clock if isinstance(clock, FakeClock) else None
+        self.capabilities = Capabilities(shared=True, server_time=self.test_clock is None)
+        #: The Redis server's version, known after ``open()``.
+        self.server_version: str | None = None
+        self._conn: Connection | None = None
+        self.registry = QueueRegistry(self.keys, lambda: self.conn)
+
+    @classmethod
+    def from_url(cls, url: str, clock: Clock | None = None) -> RedisBackend:
+        return cls(RedisOptions.from_url(url), clock=clock, url=url)
+
+    def __repr__(self) -> str:
+        return f"<RedisBackend {safe_url(self.url)} prefix={self.keys.prefix}>"
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        conn = Connection(self.options)
+        try:
+            report = await conn.call("INFO", lambda: inspect_server(conn.redis))
+            check_server(report, self.options)
+
+            async def load_scripts() -> None:
+                for script in scripts.SCRIPTS.values():
+                    await conn.redis.script_load(script.text)
+
+            await conn.call("SCRIPT LOAD", load_scripts)
+            await conn.server_time()
+        except BaseException:
+            await conn.close()
+            raise
+        self.server_version = report.version
+        self._conn = conn
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+    @property
+    def conn(self) -> Connection:
+        if self._conn is None:
+            raise BackendError(
+                "the Redis backend is not open (use `async with app:` or app.open())"
+            )
+        return self._conn
+
+    def _clock(self) -> str:
+        return codec.num(self.test_clock.now()) if self.test_clock is not None else ""
+
+    async def time(self) -> float:
+        if self.test_clock is not None:
+            return self.test_clock.now()
+        conn = self.conn
+        estimate = conn.clock.now()
+        if estimate is None or conn.clock.stale(CLOCK_MAX_AGE):
+            return await conn.server_time()
+        return estimate
+
+    async def queues(self) -> list[str]:
+        """Every queue that has ever had a job (the registry)."""
+        return await self.registry.queues()
+
+    async def _read(self, queue: str, job_ids: Sequence[str]) -> list[scripts.Stored | None]:
+        out: list[scripts.Stored | None] = []
+        for start in range(0, len(job_ids), CHUNK):
+            chunk = job_ids[start : start + CHUNK]
+            reply = await scripts.read_jobs(
+                self.conn.evaluate, self.keys.queue(queue), self._clock(), chunk
+            )
+            out += reply.jobs
+        return out
+
+    async def _load(
+        self, items: Sequence[tuple[str, str]]
+    ) -> dict[str, tuple[Job, DeadLetter | None]]:
+        """Jobs and their entries by (queue, id), read one queue at a time."""
+        by_queue: dict[str, list[str]] = defaultdict(list)
+        for queue, job_id in items:
+            by_queue[queue].append(job_id)
+        replies = await asyncio.gather(*(self._read(q, ids) for q, ids in by_queue.items()))
+        out: dict[str, tuple[Job, DeadLetter | None]] = {}
+        for (queue, ids), stored in zip(by_queue.items(), replies, strict=True):
+            for job_id, item in zip(ids, stored, strict=True):
+                if item is not None:
+                    job = codec.decode_job(job_id, queue, item)
+                    out[job_id] = (job, codec.decode_entry(job_id, queue, item))
+        return out
+
+    # -- producers ----------------------------------------------------------------------
+
+    async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
+        if len({job.id for job in jobs}) < len(jobs):
+            raise InvalidInput("a batch holds the same job id twice", field="id")
+        by_queue: dict[str, list[int]] = defaultdict(list)
+        for index, job in enumerate(jobs):
+            by_queue[job.queue].append(index)
+        encoded = [codec.enqueue_args(job) for job in jobs]  # all encode before any write
+        await self.registry.register(list(by_queue))
+        out: list[Job] = list(jobs)
+        # Atomic per queue: a batch spanning queues is one script per queue.
+        for queue, indexes in by_queue.items():
+            keys = self.keys.queue(queue)
+            reply = await scripts.enqueue(
+                self.conn.evaluate, keys, self._clock(), [encoded[i] for i in indexes]
+            )
+            for index, holder in zip(indexes, reply.holders, strict=True):
+                if holder is not None:
+                    holder_id = codec.parse_hot(holder.hot)[6][-32:]
+                    out[index] = codec.decode_job(holder_id, queue, holder)
+                self.registry.remember(out[index].id, queue)
+        return out
+
+    async def get(self, job_id: str) -> Job | None:
+        where = await self.registry.locate([job_id])
+        if job_id not in where:
+            return None
+        found = await self._load([(where[job_id], job_id)])
+        return found[job_id][0] if job_id in found else None
+
+    async def list_jobs(self, query: JobQuery) -> Page[Job]:
+        queues = [query.queue] if query.queue is not None else await self.queues()
+        return await listing.list_jobs(self.conn, self.keys, queues, query, self._load)
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        queues = await self.queues()
+        states = JobState
+
+        async def cards() -> list[int]:
+            pipe = self.conn.redis.pipeline(transaction=False)
+            for queue in queues:
+                for state in states:
+                    pipe.zcard(self.keys.queue(queue).jobs(state.value))
+            return list(await pipe.execute())
+
+        values = iter(await self.conn.call("ZCARD", cards))
+        out: dict[str, dict[str, int]] = {}
+        for queue in queues:
+            counts = {state.value: int(next(values)) for state in states}
+            counts = {s: n for s, n in counts.items() if n}
+            if counts:
+                out[queue] = counts
+        return out
+
+    # -- workers ------------------------------------------------------------------------
+
+    async def fetch(
+        self, queues: Sequence[str], worker_id: str, limit: int, lease_seconds: float
+    ) -> list[Job]:
+        if limit <= 0 or not queues:
+            return []
+        await self.registry.register(queues)
+        order = list(queues) if len(queues) == 1 else await self._due_first(queues)
+        claimed: list[Job] = []
+        for queue in order:
+            reply = await scripts.fetch(
+                self.conn.evaluate,
+                self.keys.queue(queue),
+                self._clock(),
+                worker_id=worker_id,
+                limit=min(limit - len(claimed), FETCH_MAX),
+                lease_seconds=lease_seconds,
+                promote_limit=PROMOTE_PER_FETCH,
+            )
+            for job_id, body, attempts in reply.claimed:
+                job = codec.fetched_job(
+                    job_id,
+                    body,
+                    attempts,
+                    queue=queue,
+                    owner=worker_id,
+                    now=reply.now,
+                    lease=lease_seconds,
+                )
+                claimed.append(job)
+                self.registry.remember(job_id, queue)
+            if len(claimed) >= min(limit, FETCH_MAX):
+                break
+        return claimed
+
+    async def _due_first(self, queues: Sequence[str]) -> list[str]:
+        """Queues with work due, the one with the oldest due job first."""
+        now = await self.time()
+
+        async def heads() -> list[list[tuple[bytes, float]]]:
+            pipe = self.conn.redis.pipeline(transaction=False)
+            for queue in queues:
+                keys = self.keys.queue(queue)
+                pipe.zrange(keys["ready"], 0, 0, withscores=True)
+                pipe.zrange(keys["delayed"], 0, 0, withscores=True)
+            return list(await pipe.execute())
+
+        found = await self.conn.call("ZRANGE", heads)
+        due: list[tuple[float, int, str]] = []
+        for index, queue in enumerate(queues):
+            scores = [s for _, s in found[2 * index]]
+            scores += [s for _, s in found[2 * index + 1] if s <= now]
+            if scores:
+                due.append((min(scores), index, queue))
+        return [queue for _, _, queue in sorted(due)]
+
+    async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[str]:
+        if not leases:
+            return []
+        where = await self.registry.locate([lease.job_id for lease in leases])
+        lost = [lease.job_id for lease in leases if lease.job_id not in where]
+        by_queue: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for lease in leases:
+            if lease.job_id in where:
+                by_queue[where[lease.job_id]].append((lease.job_id, lease.token))
+        for queue, items in by_queue.items():
+            for start in range(0, len(items), CHUNK):
+                reply = await scripts.heartbeat(
+                    self.conn.evaluate,
+                    self.keys.queue(queue),
+                    self._clock(),
+                    lease_seconds,
+                    items[start : start + CHUNK],
+                )
+                lost += reply.ids
+        return lost
+
+    async def update_running(self, lease: Lease, update: RunningUpdate) -> bool:
+        where = await self.registry.locate([lease.job_id])
+        if lease.job_id not in where:
+            return False
+        progress = orjson.dumps(update.progress.to_record()) if update.progress else b""
+        reply = await scripts.update_running(
+            self.conn.evaluate,
+            self.keys.queue(where[lease.job_id]),
+            self._clock(),
+            job_id=lease.job_id,
+            token=lease.token,
+            progress=progress,
+            patch=codec.running_patch(update),
+        )
+        return reply.flags[0]
+
+    async def move(self, moves: Sequence[Move]) -> list[bool]:
+        encoded = [codec.move_args(m) for m in moves]  # encode all before any write
+        by_queue: dict[str, list[int]] = defaultdict(list)
+        for index, item in enumerate(moves):
+            by_queue[item.job.queue].append(index)
+        results = [False] * len(moves)
+        for queue, indexes in by_queue.items():
+            for chunk in _distinct_chunks(indexes, [m.job.id for m in moves]):
+                reply = await scripts.move(
+                    self.conn.evaluate,
+                    self.keys.queue(queue),
+                    self._clock(),
+                    [encoded[i] for i in chunk],
+                )
+                for index, applied in zip(chunk, reply.flags, strict=True):
+                    results[index] = applied
+        return results
+
+    async def expired(self, limit: int) -> list[Job]:
+        now = await self.time()
+        queues = await self.queues()
+
+        async def read() -> list[list[tuple[bytes, float]]]:
+            pipe = self.conn.redis.pipeline(transaction=False)
+            for queue in queues:
+                pipe.zrangebyscore(
+                    self.keys.queue(queue)["leases"], "-inf", now, 0, limit, withscores=True
+                )
+            return list(await pipe.execute())
+
+        found = await self.conn.call("ZRANGEBYSCORE", read)
+        candidates = sorted(
+            (score, queue, member.decode())
+            for queue, items in zip(queues, found, strict=True)
+            for member, score in items
+        )[:limit]
+        loaded = await self._load([(queue, job_id) for _, queue, job_id in candidates])
+        return [loaded[job_id][0] for _, _, job_id in candidates if job_id in loaded]
+
+    async def promote(self, limit: int) -> int:
+        moved = 0
+        for queue in await self.queues():
+            while moved < limit:
+                size = min(CHUNK, limit - moved)
+                reply = await scripts.promote(
+                    self.conn.evaluate, self.keys.queue(queue), self._clock(), size
+                )
+                moved += reply.n
+                if reply.n < size:
+                    break
+        return moved
+
+    async def purge_finished(self, finished_before: float, limit: int) -> int:
+        removed = 0
+        for queue in await self.queues():
+            while removed < limit:
+                size = min(DELETE_CHUNK, limit - removed)
+                reply = await scripts.purge_finished(
+                    self.conn.evaluate, self.keys.queue(queue), self._clock(), finished_before, size
+                )
+                removed += reply.n
+                if reply.n < size:
+                    break
+        return removed
+
+    # -- dead letter queue ----------------------------------------------------------------
+
+    async def dlq_get(self, job_id: str) -> DeadLetter | None:
+        where = await self.registry.locate([job_id])
+        if job_id not in where:
+            return None
+        found = await self._load([(where[job_id], job_id)])
+        return found[job_id][1] if job_id in found else None
+
+    async def _dlq_queues(self, filter: DLQFilter) -> list[str]:
+        return [filter.queue] if filter.queue is not None else await self.queues()
+
+    async def dlq_list(self, filter: DLQFilter, cursor: str | None, limit: int) -> Page[DeadLetter]:
+        queues = await self._dlq_queues(filter)
+        return await listing.dlq_list(
+            self.conn, self.keys, queues, filter, cursor=cursor, limit=limit, load=self._load
+        )
+
+    async def dlq_count(self, filter: DLQFilter) -> int:
+        queues = await self._dlq_queues(filter)
+        return await listing.dlq_count(self.conn, self.keys, queues, filter, self._load)
+
+    async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
+        if not replace(filter, queue=None).is_empty:
+            return await super().dlq_stats(filter, top)  # a scan of the matching entries
+        queues = await self._dlq_queues(filter)
+        return await stats.index_stats(
+            self.conn, self.keys, self._clock(), queues, top=top, load_entry=self._dlq_entry
+        )
+
+    async def _dlq_entry(self, queue: str, job_id: str) -> DeadLetter | None:
+        found = await self._load([(queue, job_id)])
+        return found[job_id][1] if job_id in found else None
+
+    async def dlq_delete(self, job_ids: Sequence[str]) -> list[str]:
+        where = await self.registry.locate(job_ids)
+        by_queue: dict[str, list[str]] = defaultdict(list)
+        for job_id in dict.fromkeys(job_ids):
+            if job_id in where:
+                by_queue[where[job_id]].append(job_id)
+        deleted: set[str] = set()
+        for queue, ids in by_queue.items():
+            for start in range(0, len(ids), DELETE_CHUNK):
+                reply = await scripts.dlq_delete(
+                    self.conn.evaluate,
+                    self.keys.queue(queue),
+                    self._clock(),
+                    ids[start : start + DELETE_CHUNK],
+                )
+                deleted.update(reply.ids)
+        return [job_id for job_id in dict.fromkeys(job_ids) if job_id in deleted]
+
+    async def dlq_expire(self, limit: int) -> list[str]:
+        expired: list[str] = []
+        for queue in await self.queues():
+            while len(expired) < limit:
+                size = min(DELETE_CHUNK, limit - len(expired))
+                reply = await scripts.dlq_expire(
+                    self.conn.evaluate, self.keys.queue(queue), self._clock(), size
+                )
+                expired += reply.ids
+                if len(reply.ids) < size:
+                    break
+        return expired
+
+
+def _distinct_chunks(indexes: Sequence[int], ids: Sequence[str]) -> list[list[int]]:
+    """Split ``indexes`` in order into chunks of at most CHUNK with distinct job ids
+    (a script applies its batch at once; a second move of a job must see the first)."""
+    chunks: list[list[int]] = [[]]
+    seen: set[str] = set()
+    for index in indexes:
+        if len(chunks[-1]) >= CHUNK or ids[index] in seen:
+            chunks.append([])
+            seen = set()
+        chunks[-1].append(index)
+        seen.add(ids[index])
+    return [c for c in chunks if c]

@@ -1,0 +1,192 @@
+"""Jobs and dead letter entries to and from what the Redis scripts store.
+
+A job is stored as its whole record (JSON body) plus a small "hot" record holding the
+fields that fetch, heartbeat and promote change without rewriting the body (state,
+attempts, lease, started/updated times, owner), plus running updates (progress, and
+patches with remote id, meta and cost) written while it runs. ``decode_job`` overlays
+them on the body. A body that is not valid JSON still becomes a ``Job`` (with
+``data_error`` set), so the worker dead-letters it instead of crashing on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from genqueue.backends.base import Move, RunningUpdate
+from genqueue.backends.redis.keys import created_member, time_key, value_prefix
+from genqueue.backends.redis.scripts import Stored
+from genqueue.entry import DeadLetter
+from genqueue.job import Job, JobState
+
+
+def num(value: float | None) -> str:
+    """A float as the exact text Redis and Lua read back to the same double."""
+    return "" if value is None else repr(float(value))
+
+
+def _opt_float(text: str) -> float | None:
+    return float(text) if text else None
+
+
+def enqueue_args(job: Job) -> tuple[Any, ...]:
+    return (
+        job.id,
+        job.state.value,
+        num(job.run_at),
+        job.idempotency_key or "",
+        orjson.dumps(job.to_record()),
+        created_member(job.created_at, job.id),
+        num(job.updated_at),
+        job.attempts,
+    )
+
+
+def move_args(move: Move) -> tuple[Any, ...]:
+    job = move.job
+    if job.state is JobState.DEAD and move.entry is None:
+        raise ValueError("a move to DEAD needs its entry")
+    entry = encode_entry(move.entry) if job.state is JobState.DEAD and move.entry else b""
+    return (
+        job.id,
+        move.expect_state.value,
+        move.expect_token,
+        "1" if move.require_expired_lease else "",
+        job.state.value,
+        job.attempts,
+        num(job.lease_expires_at),
+        num(job.started_at),
+        num(job.updated_at),
+        job.lease_owner or "",
+        num(job.run_at),
+        num(job.finished_at),
+        job.idempotency_key or "",
+        orjson.dumps(job.to_record()),
+        entry,
+    )
+
+
+def encode_entry(entry: DeadLetter) -> bytes:
+    """The stored entry: its record, its index members, its expiry and its cost."""
+    record = entry.index_record()
+    tail = time_key(entry.failed_at) + entry.job_id
+    user = record["user_id"]
+    fingerprint = value_prefix(entry.fingerprint)
+    members = [
+        tail,
+        value_prefix(user) + tail if user is not None else "",
+        value_prefix(entry.error_kind.value) + tail,
+        value_prefix(entry.task) + tail,
+        fingerprint + tail,
+        fingerprint + value_prefix(entry.task) + tail,
+    ]
+    cost = [[unit, num(amount), num(-amount)] for unit, amount in sorted(entry.job.cost.items())]
+    return orjson.dumps({"r": record, "m": members, "x": num(entry.expires_at), "c": cost})
+
+
+def running_patch(update: RunningUpdate) -> bytes:
+    """The JSON line update_running appends (b'' when there is nothing but progress)."""
+    patch: dict[str, Any] = {}
+    if update.remote_job_id is not None:
+        patch["remote_job_id"] = update.remote_job_id
+    if update.meta:
+        patch["meta"] = update.meta
+    if update.cost:
+        patch["cost"] = update.cost
+    return orjson.dumps(patch) if patch else b""
+
+
+def parse_hot(raw: bytes) -> list[str]:
+    """[state, attempts, lease, started, updated, seqm, cm, owner]."""
+    return raw.decode().split("|", 7)
+
+
+def decode_job(job_id: str, queue: str, stored: Stored) -> Job:
+    state, attempts, lease, started, updated, _, _, owner = parse_hot(stored.hot)
+    try:
+        record = orjson.loads(stored.body)
+        if not isinstance(record, dict):
+            raise TypeError("the job record is not an object")
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        return _undecodable(
+            job_id, queue, stored.body, state=state, attempts=int(attempts), error=str(exc)
+        )
+    record["state"] = state
+    record["attempts"] = int(attempts)
+    record["lease_expires_at"] = _opt_float(lease)
+    record["started_at"] = _opt_float(started)
+    record["updated_at"] = _opt_float(updated) or record.get("updated_at")
+    record["lease_owner"] = owner or None
+    if stored.prog:
+        record["progress"] = orjson.loads(stored.prog)
+    if stored.patch:
+        for line in stored.patch.split(b"\n"):
+            _apply_patch(record, orjson.loads(line))
+    return Job.from_record(record)
+
+
+def _apply_patch(record: dict[str, Any], patch: dict[str, Any]) -> None:
+    if "remote_job_id" in patch:
+        record["remote_job_id"] = patch["remote_job_id"]
+    if "meta" in patch:
+        record["meta"] = {**(record.get("meta") or {}), **patch["meta"]}
+    if "cost" in patch:
+        record["cost"] = dict(patch["cost"])
+
+
+def _undecodable(
+    job_id: str, queue: str, raw: bytes, *, state: str, attempts: int, error: str
+) -> Job:
+    return Job(
+        id=job_id,
+        task="(undecodable)",
+        queue=queue,
+        created_at=0.0,
+        run_at=0.0,
+        state=JobState(state),
+        attempts=attempts,
+        data=raw.decode(errors="replace"),
+        data_error=f"invalid job record ({error})",
+    )
+
+
+def fetched_job(
+    job_id: str, body: bytes, attempts: int, *, queue: str, owner: str, now: float, lease: float
+) -> Job:
+    """A job the fetch script just claimed, from its body and the claim's values."""
+    try:
+        record = orjson.loads(body)
+        if not isinstance(record, dict):
+            raise TypeError("the job record is not an object")
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        job = _undecodable(
+            job_id, queue, body, state=JobState.ACTIVE.value, attempts=attempts, error=str(exc)
+        )
+    else:
+        record["state"] = JobState.ACTIVE.value
+        record["attempts"] = attempts
+        record["lease_owner"] = owner
+        record["lease_expires_at"] = now + lease
+        record["started_at"] = now
+        record["updated_at"] = now
+        return Job.from_record(record)
+    job.lease_owner, job.lease_expires_at, job.started_at, job.updated_at = (
+        owner,
+        now + lease,
+        now,
+        now,
+    )
+    return job
+
+
+def decode_entry(job_id: str, queue: str, stored: Stored) -> DeadLetter | None:
+    if stored.entry is None:
+        return None
+    record = orjson.loads(stored.entry)["r"]
+    return DeadLetter.from_records(record, decode_job(job_id, queue, stored))
+
+
+def entry_record(raw: bytes) -> dict[str, Any]:
+    record: dict[str, Any] = orjson.loads(raw)["r"]
+    return record

@@ -1,0 +1,195 @@
+"""The whole Redis key schema of genqueue, and the sortable strings stored in its indexes.
+
+Every key of a queue starts with the hash tag ``{<prefix>:<queue>}``, so all of a
+queue's keys live in one Cluster slot and each Lua script (which only ever touches one
+queue) can run on Redis Cluster. Scripts receive every key through ``KEYS`` in the order
+of ``QUEUE_KEYS``; nothing builds a key name inside Lua. Outside any queue live the
+registry of queue names (``<prefix>:queues``, written and read from Python only) and the
+shared state records and slot sets (``<prefix>:state:<key>``, ``<prefix>:slots:<key>``),
+each touched alone by its scripts.
+
+Per queue (``T`` is the tag)::
+
+    T:body      HASH  id -> job record (JSON), rewritten whole by enqueue and move
+    T:hot       HASH  id -> "state|attempts|lease|started|updated|seqm|cm|owner", the
+                      fields fetch/heartbeat/promote change without rewriting the body
+    T:prog      HASH  id -> progress (JSON) of a running job
+    T:patch     HASH  id -> running updates (JSON lines: remote id, meta, cost)
+    T:ready     ZSET  seqm -> run_at       queued jobs; seqm = 16-hex enqueue seq + id,
+                                           so equal due times keep enqueue order
+    T:delayed   ZSET  id -> run_at         scheduled and retrying jobs
+    T:leases    ZSET  id -> lease expiry   active jobs
+    T:finished  ZSET  id -> finished_at    completed and cancelled jobs (retention)
+    T:idem      HASH  idempotency key -> id of the pending job holding it
+    T:seq       STRING enqueue counter
+    T:jobs:<s>  ZSET  (lex) cm = time_key(created_at) + id, one per state: listing
+                      newest first with exact cursors, and counts (ZCARD)
+    T:dlq       HASH  id -> dead letter entry (JSON: record, index members, cost)
+    T:dlq:all   ZSET  (lex) time_key(failed_at) + id
+    T:dlq:user|kind|task|fp  ZSET (lex) value_prefix(value) + time_key(failed_at) + id
+    T:dlq:fptask ZSET (lex) value_prefix(fingerprint) + value_prefix(task) + time_key + id
+                      (which tasks share a fingerprint, for stats)
+    T:dlq:expires ZSET id -> expires_at
+    T:dlq:cost  HASH  unit -> cost lost in the queue's entries (for stats)
+
+Lex indexes hold every member at score 0 and sort by bytes: ``time_key`` maps a float to
+16 hex digits that sort like the number, and ``value_prefix`` makes each value's range
+contiguous and unambiguous, whatever bytes the value holds.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field
+
+from genqueue.errors import ConfigError
+
+STATES = ("queued", "scheduled", "active", "retrying", "completed", "dead", "cancelled")
+
+#: The order in which every queue script receives its keys (see lua/lib/prelude.lua).
+QUEUE_KEYS = (
+    "body",
+    "hot",
+    "prog",
+    "patch",
+    "ready",
+    "delayed",
+    "leases",
+    "finished",
+    "idem",
+    "seq",
+    "dlq",
+    "dlq:all",
+    "dlq:user",
+    "dlq:kind",
+    "dlq:task",
+    "dlq:fp",
+    "dlq:expires",
+    "dlq:cost",
+    *(f"jobs:{state}" for state in STATES),
+    "dlq:fptask",
+)
+
+#: DLQ value indexes, in the order of an entry's members (after ``dlq:all``) and of
+#: the ``index`` argument of ``dlq_groups.lua``.
+DLQ_VALUE_INDEXES = ("dlq:user", "dlq:kind", "dlq:task", "dlq:fp", "dlq:fptask")
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_SIGN = 1 << 63
+_MASK = (1 << 64) - 1
+ID_LENGTH = 32
+TIME_KEY_LENGTH = 16
+
+
+def check_prefix(prefix: str) -> str:
+    if not _PREFIX_RE.match(prefix):
+        raise ConfigError(
+            f"invalid Redis key prefix {prefix!r}: use 1-64 letters, digits, '_', '.', ':' or '-'"
+        )
+    return prefix
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """The keys of one queue, all under its hash tag."""
+
+    tag: str
+    names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(f"{self.tag}:{name}" for name in QUEUE_KEYS))
+
+    def __getitem__(self, name: str) -> str:
+        return f"{self.tag}:{name}"
+
+    def jobs(self, state: str) -> str:
+        return f"{self.tag}:jobs:{state}"
+
+
+class KeySchema:
+    """Key names for one prefix; cheap to call on hot paths (queue keys are cached)."""
+
+    def __init__(self, prefix: str = "genqueue") -> None:
+        self.prefix = check_prefix(prefix)
+        self.queues_key = f"{prefix}:queues"
+        self._queues: dict[str, QueueKeys] = {}
+
+    def state(self, key: str) -> str:
+        """A shared state record (cooldowns, breakers): HASH v (JSON), n (version), x."""
+        return f"{self.prefix}:state:{key}"
+
+    def slots(self, key: str) -> str:
+        """A set of concurrency slots: ZSET holder -> expiry."""
+        return f"{self.prefix}:slots:{key}"
+
+    def queue(self, name: str) -> QueueKeys:
+        keys = self._queues.get(name)
+        if keys is None:
+            keys = self._queues[name] = QueueKeys("{" + f"{self.prefix}:{name}" + "}")
+        return keys
+
+
+# -- sortable members -----------------------------------------------------------------------
+
+
+def time_key(value: float) -> str:
+    """16 hex digits that sort (as bytes) exactly like the float does."""
+    bits = struct.unpack(">Q", struct.pack(">d", float(value)))[0]
+    bits = (~bits & _MASK) if bits & _SIGN else bits | _SIGN
+    return f"{bits:016x}"
+
+
+def time_from_key(key: str) -> float:
+    """The float a ``time_key`` was made from."""
+    bits = int(key, 16)
+    bits = bits & ~_SIGN if bits & _SIGN else ~bits & _MASK
+    return float(struct.unpack(">d", struct.pack(">Q", bits))[0])
+
+
+def value_prefix(value: str) -> str:
+    """A value as a member prefix: its byte length (4 digits), then the value."""
+    return f"{len(value.encode()):04d}{value}"
+
+
+def split_prefixes(group: str) -> list[str]:
+    """The values of a member prefix made of ``value_prefix`` parts."""
+    values = []
+    raw = group.encode()
+    while raw:
+        size = int(raw[:4])
+        values.append(raw[4 : 4 + size].decode())
+        raw = raw[4 + size :]
+    return values
+
+
+def created_member(created_at: float, job_id: str) -> str:
+    return time_key(created_at) + job_id
+
+
+def member_id(member: bytes | str) -> str:
+    """The job id at the end of any lex member."""
+    text = member.decode() if isinstance(member, bytes) else member
+    return text[-ID_LENGTH:]
+
+
+def lex_range(
+    prefix: str,
+    since: float | None = None,
+    until: float | None = None,
+    before: tuple[float, str] | None = None,
+) -> tuple[str, str]:
+    """(max, min) bounds for ZREVRANGEBYLEX over members ``prefix + time_key + id``.
+
+    ``since`` is inclusive, ``until`` exclusive, ``before`` a cursor (exclusive).
+    """
+    low = "[" + prefix + time_key(since) if since is not None else ("[" + prefix if prefix else "-")
+    # Hex digits stop at 'f', so prefix + 'g' is above every member of the prefix.
+    uppers = []
+    if until is not None:
+        uppers.append(prefix + time_key(until))
+    if before is not None:
+        uppers.append(prefix + time_key(before[0]) + before[1])
+    if uppers:
+        return "(" + min(uppers), low
+    return ("(" + prefix + "g" if prefix else "+"), low

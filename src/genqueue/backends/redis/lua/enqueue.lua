@@ -1,0 +1,46 @@
+-- enqueue: store a batch of new jobs of one queue, all or none.
+-- KEYS: the queue's keys (see lib/prelude.lua).
+-- ARGV: [1] clock, then 8 per job: id, state, run_at, idempotency key ('' for none),
+--       body (JSON), cm (created member), updated_at, attempts.
+-- Returns: {now, r1, r2, ...}: ri is '' when job i was stored, or {body, hot, prog,
+--       patch} of the pending job that holds its idempotency key (the job is not stored).
+--       Raises "GENQUEUE_DUPLICATE <id>" (nothing stored) if an id exists with another
+--       body; an identical body is a re-sent enqueue and counts as stored.
+local now_s = clock_now()
+local ids = {}
+for i = 2, #ARGV, 8 do ids[#ids + 1] = ARGV[i] end
+local existing = hmget(K_BODY, ids)
+for j, id in ipairs(ids) do
+  if existing[j] and existing[j] ~= ARGV[8 * j - 2] then
+    return redis.error_reply('GENQUEUE_DUPLICATE ' .. id)
+  end
+end
+local seq = redis.call('INCRBY', K_SEQ, #ids) - #ids
+local ops = new_ops()
+local claimed = {} -- idempotency keys taken by this batch
+local out = {now_s}
+for j, id in ipairs(ids) do
+  local i = 8 * j - 6
+  local state, run_at, key = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local holder = key ~= '' and (claimed[key] or redis.call('HGET', K_IDEM, key))
+  if holder then
+    if claimed[key] then flush(ops) end -- the holder is in this batch: write it first
+    out[#out + 1] = read_job(holder)
+  elseif existing[j] then
+    out[#out + 1] = ''
+  else
+    seq = seq + 1
+    local seqm = string.format('%016x', seq) .. id
+    local cm = ARGV[i + 5]
+    op(ops.add, 'HSET', K_BODY, id, ARGV[i + 4])
+    op(ops.add, 'HSET', K_HOT, id, pack_hot(state, ARGV[i + 7], '', '', ARGV[i + 6], seqm, cm, ''))
+    index(ops, id, state, seqm, cm, run_at, '', '')
+    if key ~= '' and not is_terminal(state) then
+      op(ops.add, 'HSET', K_IDEM, key, id)
+      claimed[key] = id
+    end
+    out[#out + 1] = ''
+  end
+end
+flush(ops)
+return out

@@ -1,0 +1,209 @@
+-- genqueue prelude: prepended by scripts.py to every script in lua/. It is not a script.
+--
+-- It names the queue's keys, reads the clock, packs the per-job "hot" record, and batches
+-- writes. Every queue script gets the queue's keys in KEYS, in this order
+-- (keys.QUEUE_KEYS):
+--   1 body  2 hot  3 prog  4 patch  5 ready  6 delayed  7 leases  8 finished  9 idem
+--   10 seq  11 dlq  12 dlq:all  13 dlq:user  14 dlq:kind  15 dlq:task  16 dlq:fp
+--   17 dlq:expires  18 dlq:cost  19-25 jobs:<state> (queued scheduled active retrying
+--   completed dead cancelled)  26 dlq:fptask
+-- ARGV[1] is always the clock: '' for Redis TIME, or epoch seconds (a test FakeClock).
+-- Every reply starts with the time the script used, so the client can track the offset
+-- between its clock and the server's for free.
+--
+-- Hot record: "state|attempts|lease|started|updated|seqm|cm|owner" (owner last: it may
+-- contain '|'). Times are stored as the exact strings they were computed as ('%.17g').
+--
+-- Batching: scripts work on many jobs at once, so reads use one HMGET per key and writes
+-- are collected per key (ops) and sent as one variadic command per key: a batch of N jobs
+-- costs a handful of commands, not a handful per job. Removals are flushed before
+-- additions (a job leaves its old indexes before it joins its new ones), and no argument
+-- list is unpacked in pieces larger than UNPACK_MAX (Lua's unpack limit is ~8000).
+
+local K_BODY, K_HOT, K_PROG, K_PATCH = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_READY, K_DELAYED, K_LEASES, K_FINISHED = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local K_IDEM, K_SEQ, K_DLQ, K_DLQ_ALL = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local K_DLQ_VALUES = {KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[26]}
+local K_DLQ_EXPIRES, K_DLQ_COST = KEYS[17], KEYS[18]
+local K_JOBS = {
+  queued = KEYS[19], scheduled = KEYS[20], active = KEYS[21], retrying = KEYS[22],
+  completed = KEYS[23], dead = KEYS[24], cancelled = KEYS[25],
+}
+local UNPACK_MAX = 4000
+
+local function clock_now()
+  if ARGV[1] ~= '' then
+    return ARGV[1], tonumber(ARGV[1])
+  end
+  local t = redis.call('TIME')
+  local s = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+  return s, tonumber(s)
+end
+
+local function fmt(n)
+  return string.format('%.17g', n)
+end
+
+local function parse_hot(raw)
+  return string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+end
+
+local function pack_hot(state, attempts, lease, started, updated, seqm, cm, owner)
+  return table.concat({state, attempts, lease, started, updated, seqm, cm, owner}, '|')
+end
+
+local function is_terminal(state)
+  return state == 'completed' or state == 'dead' or state == 'cancelled'
+end
+
+-- Run a variadic command over a long argument list, UNPACK_MAX arguments at a time.
+local function call_chunked(cmd, key, args)
+  for i = 1, #args, UNPACK_MAX do
+    redis.call(cmd, key, unpack(args, i, math.min(i + UNPACK_MAX - 1, #args)))
+  end
+end
+
+-- HMGET of many fields: values in field order, false where absent.
+local function hmget(key, fields)
+  local out = {}
+  for i = 1, #fields, UNPACK_MAX do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + UNPACK_MAX - 1, #fields)))
+    for _, v in ipairs(part) do out[#out + 1] = v end
+  end
+  return out
+end
+
+local function new_ops()
+  return {rem = {}, add = {}, dropped = false}
+end
+
+-- Collect one write: group is ops.rem (ZREM, HDEL) or ops.add (ZADD, HSET).
+local function op(group, cmd, key, a, b)
+  local g = group[key]
+  if not g then
+    g = {cmd = cmd, args = {}}
+    group[key] = g
+  end
+  g.args[#g.args + 1] = a
+  if b ~= nil then g.args[#g.args + 1] = b end
+end
+
+local function flush(ops)
+  for key, g in pairs(ops.rem) do call_chunked(g.cmd, key, g.args) end
+  for key, g in pairs(ops.add) do call_chunked(g.cmd, key, g.args) end
+  ops.rem, ops.add = {}, {}
+  if ops.dropped and redis.call('HLEN', K_DLQ) == 0 then
+    redis.call('DEL', K_DLQ_COST) -- no entries left: drop the float drift too
+  end
+  ops.dropped = false
+end
+
+-- A dead letter entry (JSON: r record, m index members, x expiry, c cost) joins or
+-- leaves its indexes. Cost is rare and per unit, so it is written at once.
+local function add_entry(ops, id, raw)
+  local e = cjson.decode(raw)
+  op(ops.add, 'HSET', K_DLQ, id, raw)
+  op(ops.add, 'ZADD', K_DLQ_ALL, 0, e.m[1])
+  for i = 1, #K_DLQ_VALUES do
+    if e.m[i + 1] and e.m[i + 1] ~= '' then op(ops.add, 'ZADD', K_DLQ_VALUES[i], 0, e.m[i + 1]) end
+  end
+  op(ops.add, 'ZADD', K_DLQ_EXPIRES, e.x, id)
+  for _, c in ipairs(e.c) do redis.call('HINCRBYFLOAT', K_DLQ_COST, c[1], c[2]) end
+end
+
+local function drop_entry(ops, id, raw)
+  local e = cjson.decode(raw)
+  op(ops.rem, 'ZREM', K_DLQ_ALL, e.m[1])
+  for i = 1, #K_DLQ_VALUES do
+    if e.m[i + 1] and e.m[i + 1] ~= '' then op(ops.rem, 'ZREM', K_DLQ_VALUES[i], e.m[i + 1]) end
+  end
+  op(ops.rem, 'ZREM', K_DLQ_EXPIRES, id)
+  op(ops.rem, 'HDEL', K_DLQ, id)
+  for _, c in ipairs(e.c) do redis.call('HINCRBYFLOAT', K_DLQ_COST, c[1], c[3]) end
+  ops.dropped = true
+end
+
+-- Take a job out of the indexes of its state (entry: its dead letter entry, if dead).
+local function unindex(ops, id, state, seqm, cm, entry)
+  if state == 'queued' then
+    op(ops.rem, 'ZREM', K_READY, seqm)
+  elseif state == 'scheduled' or state == 'retrying' then
+    op(ops.rem, 'ZREM', K_DELAYED, id)
+  elseif state == 'active' then
+    op(ops.rem, 'ZREM', K_LEASES, id)
+  elseif state == 'completed' or state == 'cancelled' then
+    op(ops.rem, 'ZREM', K_FINISHED, id)
+  elseif state == 'dead' and entry then
+    drop_entry(ops, id, entry)
+  end
+  op(ops.rem, 'ZREM', K_JOBS[state], cm)
+end
+
+-- Put a job in the indexes of its state (a dead job's entry is added by the caller).
+local function index(ops, id, state, seqm, cm, run_at, lease, finished)
+  if state == 'queued' then
+    op(ops.add, 'ZADD', K_READY, run_at, seqm)
+  elseif state == 'scheduled' or state == 'retrying' then
+    op(ops.add, 'ZADD', K_DELAYED, run_at, id)
+  elseif state == 'active' then
+    op(ops.add, 'ZADD', K_LEASES, lease, id)
+  elseif state == 'completed' or state == 'cancelled' then
+    op(ops.add, 'ZADD', K_FINISHED, finished, id)
+  end
+  op(ops.add, 'ZADD', K_JOBS[state], 0, cm)
+end
+
+-- Delete jobs and everything that points at them; returns which existed (true/false).
+local function delete_jobs(ops, ids)
+  local hots = hmget(K_HOT, ids)
+  local entries = hmget(K_DLQ, ids)
+  local existed = {}
+  for i, id in ipairs(ids) do
+    existed[i] = hots[i] ~= false
+    if hots[i] then
+      local state, _, _, _, _, seqm, cm = parse_hot(hots[i])
+      unindex(ops, id, state, seqm, cm, entries[i])
+      if state ~= 'dead' and entries[i] then drop_entry(ops, id, entries[i]) end
+      op(ops.rem, 'HDEL', K_BODY, id)
+      op(ops.rem, 'HDEL', K_HOT, id)
+      op(ops.rem, 'HDEL', K_PROG, id)
+      op(ops.rem, 'HDEL', K_PATCH, id)
+    elseif entries[i] then
+      drop_entry(ops, id, entries[i]) -- an entry without its job: drop it all the same
+    end
+  end
+  flush(ops)
+  return existed
+end
+
+-- Make due scheduled/retrying jobs queued, oldest due first; return how many.
+local function promote(now_s, limit)
+  local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', now_s, 'WITHSCORES', 'LIMIT', 0, limit)
+  local n = #due / 2
+  if n == 0 then return 0 end
+  -- The due members are exactly the lowest n ranks.
+  redis.call('ZREMRANGEBYRANK', K_DELAYED, 0, n - 1)
+  local ids = {}
+  for i = 1, #due, 2 do ids[#ids + 1] = due[i] end
+  local hots = hmget(K_HOT, ids)
+  local ops = new_ops()
+  for i, id in ipairs(ids) do
+    if hots[i] then
+      local state, attempts, lease, started, _, seqm, cm, owner = parse_hot(hots[i])
+      op(ops.add, 'HSET', K_HOT, id, pack_hot('queued', attempts, lease, started, now_s, seqm, cm, owner))
+      op(ops.add, 'ZADD', K_READY, due[2 * i], seqm)
+      op(ops.rem, 'ZREM', K_JOBS[state], cm)
+      op(ops.add, 'ZADD', K_JOBS.queued, 0, cm)
+    end
+  end
+  flush(ops)
+  return n
+end
+
+-- The stored parts of a job: body, hot record, progress, running patches.
+local function read_job(id)
+  return {
+    redis.call('HGET', K_BODY, id), redis.call('HGET', K_HOT, id),
+    redis.call('HGET', K_PROG, id), redis.call('HGET', K_PATCH, id),
+  }
+end

@@ -1,0 +1,74 @@
+"""Which queues exist, and which queue each job is in.
+
+Scripts work on one queue, but some calls name only a job id (heartbeat, get, DLQ
+delete). Jobs never change queue, so the queue of every job this process has seen is
+remembered (bounded); other ids are looked up in every queue of the registry, a set
+outside any queue that enqueue and fetch keep current (re-adding their queues now and
+then, in case Redis lost it in a restart without persistence).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+from genqueue.backends.redis.connection import Connection
+from genqueue.backends.redis.keys import KeySchema
+
+#: Queues are re-added to the registry this often (seconds).
+REGISTER_EVERY = 30.0
+#: Job ids whose queue is remembered.
+REMEMBER_MAX = 200_000
+
+
+class QueueRegistry:
+    def __init__(self, keys: KeySchema, conn: Callable[[], Connection]) -> None:
+        self.keys = keys
+        self._conn = conn
+        self._where: OrderedDict[str, str] = OrderedDict()
+        self._registered: dict[str, float] = {}  # queue -> when it was last registered
+
+    def remember(self, job_id: str, queue: str) -> None:
+        self._where[job_id] = queue
+        if len(self._where) > REMEMBER_MAX:
+            self._where.popitem(last=False)
+
+    async def queues(self) -> list[str]:
+        """Every queue that has ever had a job."""
+        conn = self._conn()
+        members = await conn.call("SMEMBERS", lambda: conn.redis.smembers(self.keys.queues_key))
+        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+
+    async def register(self, queues: Sequence[str]) -> None:
+        now = time.monotonic()
+        todo = [
+            q for q in queues if now - self._registered.get(q, -REGISTER_EVERY) >= REGISTER_EVERY
+        ]
+        if todo:
+            conn = self._conn()
+            await conn.call("SADD", lambda: conn.redis.sadd(self.keys.queues_key, *todo))
+            self._registered.update(dict.fromkeys(todo, now))
+
+    async def locate(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """Queue of each job id that exists (remembered, else asked of every queue)."""
+        found = {i: self._where[i] for i in job_ids if i in self._where}
+        missing = [i for i in dict.fromkeys(job_ids) if i not in found]
+        if not missing:
+            return found
+        pairs = [(q, i) for i in missing for q in await self.queues()]
+        if not pairs:
+            return found
+        conn = self._conn()
+
+        async def probe() -> list[int]:
+            pipe = conn.redis.pipeline(transaction=False)
+            for queue, job_id in pairs:
+                pipe.hexists(self.keys.queue(queue)["hot"], job_id)
+            return list(await pipe.execute())
+
+        for (queue, job_id), exists in zip(pairs, await conn.call("HEXISTS", probe), strict=True):
+            if exists:
+                found[job_id] = queue
+                self.remember(job_id, queue)
+        return found

@@ -1,0 +1,307 @@
+"""The Lua scripts of the Redis backend and one typed Python wrapper for each.
+
+Each ``lua/<operation>.lua`` is one operation on one queue; ``lua/lib/prelude.lua`` (key
+names, clock, shared helpers) is prepended to each when it is loaded. A wrapper turns
+typed arguments into ``KEYS``/``ARGV`` and the raw reply into typed values; it runs the
+script through an ``Evaluator`` (the backend's, which handles NOSCRIPT, timeouts and
+reconnects). ``WRAPPERS`` maps every script name to its wrapper; a test checks that each
+``.lua`` file has exactly one.
+
+Every reply starts with the time the script used (see the prelude), returned here as
+``now`` so the backend can keep its estimate of the server clock current.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+from genqueue.backends.redis.keys import QueueKeys
+
+PACKAGE = "genqueue.backends.redis"
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    text: str
+    sha: str
+
+
+def _read(path: str) -> str:
+    return (resources.files(PACKAGE) / "lua" / path).read_text(encoding="utf-8")
+
+
+def script_names() -> list[str]:
+    folder = resources.files(PACKAGE) / "lua"
+    return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".lua"))
+
+
+def load_scripts() -> dict[str, Script]:
+    prelude = _read("lib/prelude.lua")
+    out = {}
+    for name in script_names():
+        text = prelude + "\n" + _read(f"{name}.lua")
+        out[name] = Script(name, text, hashlib.sha1(text.encode()).hexdigest())  # noqa: S324 - Redis names scripts by SHA1
+    return out
+
+
+SCRIPTS = load_scripts()
+
+
+class Evaluator(Protocol):
+    async def __call__(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any: ...
+
+
+WRAPPERS: dict[str, Callable[..., Awaitable[Any]]] = {}
+
+
+def _wrapper(fn: _F) -> _F:
+    WRAPPERS[fn.__name__] = fn
+    return fn
+
+
+def _now(reply: Sequence[Any]) -> float:
+    return float(reply[0])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+# -- replies --------------------------------------------------------------------------------
+
+
+class Stored(NamedTuple):
+    """The stored parts of one job (and its dead letter entry, if any)."""
+
+    body: bytes
+    hot: bytes
+    prog: bytes | None
+    patch: bytes | None
+    entry: bytes | None = None
+
+
+class EnqueueReply(NamedTuple):
+    now: float
+    #: Per job: None if stored, else the pending job that holds its idempotency key.
+    holders: list[Stored | None]
+
+
+class FetchReply(NamedTuple):
+    now: float
+    #: (id, body, attempts) of each claimed job, in claim order.
+    claimed: list[tuple[str, bytes, int]]
+
+
+class IdsReply(NamedTuple):
+    now: float
+    ids: list[str]
+
+
+class FlagsReply(NamedTuple):
+    now: float
+    flags: list[bool]
+
+
+class CountReply(NamedTuple):
+    now: float
+    n: int
+
+
+class ReadReply(NamedTuple):
+    now: float
+    jobs: list[Stored | None]
+
+
+# -- wrappers -------------------------------------------------------------------------------
+
+
+@_wrapper
+async def enqueue(
+    run: Evaluator, keys: QueueKeys, clock: str, jobs: Sequence[Sequence[Any]]
+) -> EnqueueReply:
+    """``jobs``: (id, state, run_at, idempotency key, body, cm, updated_at, attempts)."""
+    args: list[Any] = [clock]
+    for job in jobs:
+        args.extend(job)
+    reply = await run(SCRIPTS["enqueue"], keys.names, args)
+    holders = [Stored(*item) if item else None for item in reply[1:]]
+    return EnqueueReply(_now(reply), holders)
+
+
+@_wrapper
+async def fetch(
+    run: Evaluator,
+    keys: QueueKeys,
+    clock: str,
+    *,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    promote_limit: int,
+) -> FetchReply:
+    reply = await run(
+        SCRIPTS["fetch"], keys.names, [clock, worker_id, limit, lease_seconds, promote_limit]
+    )
+    claimed = [(_text(reply[i]), reply[i + 1], int(reply[i + 2])) for i in range(1, len(reply), 3)]
+    return FetchReply(_now(reply), claimed)
+
+
+@_wrapper
+async def heartbeat(
+    run: Evaluator,
+    keys: QueueKeys,
+    clock: str,
+    lease_seconds: float,
+    leases: Sequence[tuple[str, int]],
+) -> IdsReply:
+    args: list[Any] = [clock, lease_seconds]
+    for job_id, token in leases:
+        args += [job_id, token]
+    reply = await run(SCRIPTS["heartbeat"], keys.names, args)
+    return IdsReply(_now(reply), [_text(x) for x in reply[1:]])
+
+
+@_wrapper
+async def update_running(
+    run: Evaluator,
+    keys: QueueKeys,
+    clock: str,
+    *,
+    job_id: str,
+    token: int,
+    progress: bytes | str,
+    patch: bytes | str,
+) -> FlagsReply:
+    reply = await run(
+        SCRIPTS["update_running"], keys.names, [clock, job_id, token, progress, patch]
+    )
+    return FlagsReply(_now(reply), [bool(reply[1])])
+
+
+@_wrapper
+async def move(
+    run: Evaluator, keys: QueueKeys, clock: str, moves: Sequence[Sequence[Any]]
+) -> FlagsReply:
+    """``moves``: the 15 values per move listed in ``lua/move.lua``."""
+    args: list[Any] = [clock]
+    for item in moves:
+        args.extend(item)
+    reply = await run(SCRIPTS["move"], keys.names, args)
+    return FlagsReply(_now(reply), [bool(x) for x in reply[1:]])
+
+
+@_wrapper
+async def promote(run: Evaluator, keys: QueueKeys, clock: str, limit: int) -> CountReply:
+    reply = await run(SCRIPTS["promote"], keys.names, [clock, limit])
+    return CountReply(_now(reply), int(reply[1]))
+
+
+@_wrapper
+async def purge_finished(
+    run: Evaluator, keys: QueueKeys, clock: str, finished_before: float, limit: int
+) -> CountReply:
+    reply = await run(SCRIPTS["purge_finished"], keys.names, [clock, finished_before, limit])
+    return CountReply(_now(reply), int(reply[1]))
+
+
+@_wrapper
+async def dlq_delete(
+    run: Evaluator, keys: QueueKeys, clock: str, job_ids: Sequence[str]
+) -> IdsReply:
+    reply = await run(SCRIPTS["dlq_delete"], keys.names, [clock, *job_ids])
+    return IdsReply(_now(reply), [_text(x) for x in reply[1:]])
+
+
+@_wrapper
+async def dlq_expire(run: Evaluator, keys: QueueKeys, clock: str, limit: int) -> IdsReply:
+    reply = await run(SCRIPTS["dlq_expire"], keys.names, [clock, limit])
+    return IdsReply(_now(reply), [_text(x) for x in reply[1:]])
+
+
+@_wrapper
+async def read_jobs(
+    run: Evaluator, keys: QueueKeys, clock: str, job_ids: Sequence[str]
+) -> ReadReply:
+    reply = await run(SCRIPTS["read_jobs"], keys.names, [clock, *job_ids])
+    jobs: list[Stored | None] = []
+    for i in range(1, len(reply), 5):
+        body, hot, prog, patch, entry = reply[i : i + 5]
+        jobs.append(Stored(body, hot, prog, patch, entry) if body is not None else None)
+    return ReadReply(_now(reply), jobs)
+
+
+# -- shared state (one key each, outside any queue) ----------------------------------------
+
+
+class StateReply(NamedTuple):
+    now: float
+    value: bytes | None
+    version: int
+
+
+@_wrapper
+async def state_get(run: Evaluator, key: str, clock: str) -> StateReply:
+    reply = await run(SCRIPTS["state_get"], [key], [clock])
+    if len(reply) < 3:
+        return StateReply(_now(reply), None, 0)
+    return StateReply(_now(reply), reply[1], int(reply[2]))
+
+
+@_wrapper
+async def state_put(
+    run: Evaluator, key: str, clock: str, *, value: bytes, expect_version: int, ttl: float | None
+) -> CountReply:
+    """``n`` is the new version, or 0 if the stored version was not the expected one."""
+    ttl_arg = "" if ttl is None else ttl
+    reply = await run(SCRIPTS["state_put"], [key], [clock, value, expect_version, ttl_arg])
+    return CountReply(_now(reply), int(reply[1]))
+
+
+@_wrapper
+async def slot_acquire(
+    run: Evaluator, key: str, clock: str, *, holder: str, limit: int, ttl: float
+) -> FlagsReply:
+    reply = await run(SCRIPTS["slot_acquire"], [key], [clock, holder, limit, ttl])
+    return FlagsReply(_now(reply), [bool(reply[1])])
+
+
+@_wrapper
+async def slot_release(run: Evaluator, key: str, clock: str, holder: str) -> FlagsReply:
+    reply = await run(SCRIPTS["slot_release"], [key], [clock, holder])
+    return FlagsReply(_now(reply), [bool(reply[1])])
+
+
+@_wrapper
+async def slot_count(run: Evaluator, key: str, clock: str) -> CountReply:
+    reply = await run(SCRIPTS["slot_count"], [key], [clock])
+    return CountReply(_now(reply), int(reply[1]))
+
+
+class GroupsReply(NamedTuple):
+    now: float
+    #: Lex bound to resume from, or "" when every group was returned.
+    resume: str
+    groups: list[tuple[str, int]]
+
+
+@_wrapper
+async def dlq_groups(
+    run: Evaluator,
+    keys: QueueKeys,
+    clock: str,
+    *,
+    index: int,
+    resume: str,
+    limit: int,
+    within: str,
+) -> GroupsReply:
+    """``index``: 1-based position in ``keys.DLQ_VALUE_INDEXES``."""
+    reply = await run(SCRIPTS["dlq_groups"], keys.names, [clock, index, resume, limit, within])
+    groups = [(_text(reply[i]), int(reply[i + 1])) for i in range(2, len(reply), 2)]
+    return GroupsReply(_now(reply), _text(reply[1]), groups)

@@ -1,0 +1,41 @@
+"""The worker outlives storage failures: fetch errors back off, then work resumes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from genqueue import App, BackendError, JobState, Worker, WorkerSettings
+from genqueue.backends.memory import MemoryBackend
+
+
+class FlakyBackend(MemoryBackend):
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise BackendError("storage is unreachable")
+        return await super().fetch(*args, **kwargs)
+
+
+async def test_fetch_failures_back_off_and_recover(caplog: pytest.LogCaptureFixture) -> None:
+    backend = FlakyBackend(failures=3)
+    app = App(backend)
+
+    @app.task("t")
+    async def task(ctx):  # type: ignore[no-untyped-def]
+        return "ok"
+
+    async with app:
+        job = await app.enqueue("t", {})
+        backend.failures = 3
+        with caplog.at_level(logging.WARNING, logger="genqueue.worker"):
+            await Worker(app, burst=True, settings=WorkerSettings(poll_interval=0.01)).run()
+        assert (await app.get(job.id)).state is JobState.COMPLETED
+    assert "fetching jobs failed (3 in a row)" in caplog.text
+    assert "works again after 3 failures" in caplog.text
