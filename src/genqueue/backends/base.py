@@ -171,31 +171,32 @@ class Backend(ABC):
     # Small records that every worker process sees, so that a limit learned by one worker
     # (a provider's Retry-After, an open breaker) holds for all. Values are JSON.
 
+    @abstractmethod
     async def state_get(self, key: str) -> tuple[Any, int] | None:
         """The value stored under ``key`` and its version, or None if absent or expired."""
-        raise NotImplementedError(f"{type(self).__name__} has no shared state")
 
+    @abstractmethod
     async def state_put(
         self, key: str, value: Any, *, expect_version: int, ttl: float | None = None
     ) -> int | None:
         """Compare-and-set: store ``value`` if the stored version is ``expect_version``
         (0 means absent or expired); return the new version, or None if it changed."""
-        raise NotImplementedError(f"{type(self).__name__} has no shared state")
 
+    @abstractmethod
     async def slot_acquire(self, key: str, holder: str, limit: int, ttl: float) -> bool:
         """Take (or renew) one of ``limit`` slots under ``key`` for ``ttl`` seconds.
 
         Expired slots are free. A holder that already has a slot keeps it (and renews it)
         even if the limit has since been lowered.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no shared state")
 
+    @abstractmethod
     async def slot_release(self, key: str, holder: str) -> None:
-        raise NotImplementedError(f"{type(self).__name__} has no shared state")
+        """Give the holder's slot back (a no-op if it holds none)."""
 
+    @abstractmethod
     async def slot_count(self, key: str) -> int:
         """Live (unexpired) slots held under ``key``."""
-        raise NotImplementedError(f"{type(self).__name__} has no shared state")
 
     async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
         """Aggregate matching entries. Backends with a query engine override this."""
