@@ -43,18 +43,19 @@ def enqueue_args(job: Job) -> tuple[Any, ...]:
     )
 
 
-def move_args(move: Move) -> tuple[Any, ...]:
+def move_args(move: Move) -> tuple[str, ...]:
+    """The 15 strings of one move (see ``lua/move.lua``); sent JSON-encoded in one batch."""
     job = move.job
     if job.state is JobState.DEAD and move.entry is None:
         raise ValueError("a move to DEAD needs its entry")
-    entry = encode_entry(move.entry) if job.state is JobState.DEAD and move.entry else b""
+    entry = encode_entry(move.entry).decode() if job.state is JobState.DEAD and move.entry else ""
     return (
         job.id,
         move.expect_state.value,
-        move.expect_token,
+        str(move.expect_token),
         "1" if move.require_expired_lease else "",
         job.state.value,
-        job.attempts,
+        str(job.attempts),
         num(job.lease_expires_at),
         num(job.started_at),
         num(job.updated_at),
@@ -62,7 +63,7 @@ def move_args(move: Move) -> tuple[Any, ...]:
         num(job.run_at),
         num(job.finished_at),
         job.idempotency_key or "",
-        orjson.dumps(job.to_record()),
+        orjson.dumps(job.to_record()).decode(),
         entry,
     )
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+
+import orjson
 from importlib import resources
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -188,11 +190,8 @@ async def update_running(
 async def move(
     run: Evaluator, keys: QueueKeys, clock: str, moves: Sequence[Sequence[Any]]
 ) -> FlagsReply:
-    """``moves``: the 15 values per move listed in ``lua/move.lua``."""
-    args: list[Any] = [clock]
-    for item in moves:
-        args.extend(item)
-    reply = await run(SCRIPTS["move"], keys.names, args)
+    """``moves``: the 15 strings per move listed in ``lua/move.lua``."""
+    reply = await run(SCRIPTS["move"], keys.names, [clock, orjson.dumps(moves)])
     return FlagsReply(_now(reply), [bool(x) for x in reply[1:]])
 
 
