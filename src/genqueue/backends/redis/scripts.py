@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-
-import orjson
 from importlib import resources
 from typing import Any, NamedTuple, Protocol, TypeVar
+
+import orjson
 
 from genqueue.backends.redis.keys import QueueKeys
 
