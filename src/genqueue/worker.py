@@ -24,19 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from genqueue.announce import announce
 from genqueue.backends.base import Lease, RunningUpdate
 from genqueue.batcher import MoveBatcher
 from genqueue.classify import ErrorKind
 from genqueue.context import JobContext
 from genqueue.events import EventName
 from genqueue.execution import Outcome, OutcomeKind, PlanContext, execute, failure, plan
-from genqueue.job import Job, JobState
+from genqueue.job import Job
 from genqueue.settings import WorkerSettings
 from genqueue.task import Task
 
 if TYPE_CHECKING:
     from genqueue.app import App
-    from genqueue.execution import Plan
 
 log = logging.getLogger("genqueue.worker")
 
@@ -335,7 +335,8 @@ class Worker:
         the_plan = plan(job, outcome, ctx)
         applied = await self._batcher.submit(the_plan.move)
         if applied:
-            self._announce(job, outcome, the_plan)
+            self.stats[the_plan.move.job.state.value] += 1
+            announce(self.app.events, job, outcome, the_plan)
         else:
             log.warning(
                 "job %s changed hands before its outcome (%s) was stored; discarded",
@@ -344,76 +345,6 @@ class Worker:
             )
             self.stats["discarded"] += 1
         return applied
-
-    def _announce(self, job: Job, outcome: Outcome, the_plan: Plan) -> None:
-        new = the_plan.move.job
-        emit = self.app.events.emit
-        base = {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempts}
-        self.stats[new.state.value] += 1
-        if outcome.kind is OutcomeKind.COMPLETED:
-            emit(EventName.JOB_COMPLETED, **base, duration=round(the_plan.attempt.duration, 6))
-        elif outcome.kind is OutcomeKind.SNOOZE:
-            emit(EventName.JOB_SNOOZED, **base, delay=outcome.delay, run_at=new.run_at)
-        elif outcome.kind is OutcomeKind.CANCEL:
-            emit(EventName.JOB_CANCELLED, **base, reason=outcome.reason)
-        elif outcome.kind is OutcomeKind.RELEASE:
-            emit(EventName.JOB_RELEASED, **base, reason=outcome.reason)
-        else:
-            self._announce_failure(job, new, the_plan, base)
-
-    def _announce_failure(
-        self, job: Job, new: Job, the_plan: Plan, base: dict[str, object]
-    ) -> None:
-        emit = self.app.events.emit
-        error = new.last_error
-        assert error is not None
-        assert the_plan.decision is not None
-        emit(
-            EventName.QUEUE_ERROR,
-            **base,
-            user_id=job.user_id,
-            error_kind=error.kind.value,
-            error_type=error.type,
-            error_message=error.message,
-            stack=error.stack,
-            status=error.status,
-            retry_count=job.retry_count,
-            max_retries=job.max_retries,
-            remote_job_id=job.remote_job_id,
-        )
-        decision = the_plan.decision
-        emit(
-            EventName.RETRY_DECISION,
-            **base,
-            allowed=decision.retry,
-            reason=decision.reason,
-            error_kind=error.kind.value,
-            retry_count=job.retry_count,
-            max_retries=job.max_retries,
-            delay=decision.delay if decision.retry else None,
-        )
-        if new.state is JobState.RETRYING:
-            emit(
-                EventName.QUEUE_RETRY,
-                **base,
-                retry_count=new.retry_count,
-                delay=decision.delay,
-                run_at=new.run_at,
-            )
-        else:
-            entry = the_plan.move.entry
-            assert entry is not None
-            emit(
-                EventName.QUEUE_DLQ_MOVE,
-                **base,
-                user_id=job.user_id,
-                reason=entry.reason,
-                error_kind=entry.error_kind.value,
-                fingerprint=entry.fingerprint,
-                remote_job_id=job.remote_job_id,
-                retry_count=new.retry_count,
-                cost=new.cost or None,
-            )
 
     # -- side tasks -----------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import BACKENDS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -64,9 +66,19 @@ class Workers:
                 proc.stderr.close()
 
 
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(f"sqlite:///{tmp_path / 'chaos.db'}", tmp_path / "ledger.txt")
+CHAOS_BACKENDS = [b for b in BACKENDS if b in ("sqlite", "redis")]
+
+
+@pytest.fixture(params=CHAOS_BACKENDS)
+def workers(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workers]:
+    """Worker processes on a shared backend: one SQLite file, or one Redis server."""
+    if request.param == "redis":
+        from tests.redis_server import redis_url_for_test
+
+        url = redis_url_for_test()
+    else:
+        url = f"sqlite:///{tmp_path / 'chaos.db'}"
+    pool = Workers(url, tmp_path / "ledger.txt")
     yield pool
     pool.stop_all()
 

@@ -79,7 +79,7 @@ def test_job_that_kills_its_worker_every_time_ends_in_the_dlq(workers: Workers) 
     assert kind == "worker_lost" and reason.startswith("retries exhausted")
 
 
-def test_two_worker_processes_on_one_sqlite_file_run_each_job_once(workers: Workers) -> None:
+def test_two_worker_processes_on_one_backend_run_each_job_once(workers: Workers) -> None:
     ids = enqueue(workers, [JobRequest("chaos.count", {"i": i}) for i in range(2000)])
     procs = [workers.start("--burst", "--concurrency", "20") for _ in range(2)]
     for proc in procs:

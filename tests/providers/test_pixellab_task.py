@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import BACKENDS, backend_url
 from tests.providers.conftest import KEY
 
 from genqueue import App, ErrorKind, JobRequest, JobState, RetryPolicy, Worker, WorkerSettings
@@ -52,10 +53,14 @@ def settings(fake: FakePixelLab, out: Path, **changes: Any) -> PixelLabSettings:
 
 @asynccontextmanager
 async def pixellab_app(
-    fake: FakePixelLab, tmp_path: Path, max_retries: int = 2, **changes: Any
+    fake: FakePixelLab,
+    tmp_path: Path,
+    max_retries: int = 2,
+    backend: str = "sqlite",
+    **changes: Any,
 ) -> AsyncIterator[tuple[App, PixelLab]]:
     app = App(
-        f"sqlite:///{tmp_path / 'q.db'}",
+        backend_url(backend, tmp_path),
         retry=RetryPolicy(base_delay=0.05, jitter=0, max_retries=max_retries),
     )
     integration = register(app, settings(fake, tmp_path / "out", **changes))
@@ -66,9 +71,15 @@ async def pixellab_app(
         await integration.aclose()
 
 
-@pytest.fixture
-async def setup(fake: FakePixelLab, tmp_path: Path) -> AsyncIterator[tuple[App, PixelLab]]:
-    async with pixellab_app(fake, tmp_path) as pair:
+SHARED_BACKENDS = [b for b in BACKENDS if b in ("sqlite", "redis")]
+
+
+@pytest.fixture(params=SHARED_BACKENDS)
+async def setup(
+    request: pytest.FixtureRequest, fake: FakePixelLab, tmp_path: Path
+) -> AsyncIterator[tuple[App, PixelLab]]:
+    """The task on every shared backend: the guards live in the backend's shared state."""
+    async with pixellab_app(fake, tmp_path, backend=request.param) as pair:
         yield pair
 
 
@@ -287,9 +298,10 @@ async def test_poll_errors_resume_and_a_redrive_resumes_too(
     assert fake.stats()["charges_by_client_job"] == {job_id: 1}
 
 
+@pytest.mark.parametrize("backend", SHARED_BACKENDS)
 @pytest.mark.parametrize("retry_after", [1, None])
 async def test_rate_limits_spend_no_retry_budget_and_are_shared(
-    fake: FakePixelLab, tmp_path: Path, retry_after: int | None
+    fake: FakePixelLab, tmp_path: Path, retry_after: int | None, backend: str
 ) -> None:
     options = FakeOptions(
         tokens={KEY: "main"},
@@ -298,7 +310,9 @@ async def test_rate_limits_spend_no_retry_budget_and_are_shared(
         complete_after_polls=3,
     )
     with FakePixelLab(options) as limited:
-        async with pixellab_app(limited, tmp_path, max_retries=1, max_in_flight=6) as (app, _):
+        async with pixellab_app(
+            limited, tmp_path, max_retries=1, max_in_flight=6, backend=backend
+        ) as (app, _):
             ids = await enqueue(app, "generate-image-v2", PRO, n=10)
             await run_until(app, terminal(app, ids), concurrency=10, timeout=60)
             jobs = [await app.get(i) for i in ids]

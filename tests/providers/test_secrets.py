@@ -71,11 +71,11 @@ async def test_canary_key_appears_nowhere(
     assert_clean(export.getvalue(), "the DLQ export")
     assert_clean(log.getvalue(), "the logs")
     assert "[REDACTED]" in export.getvalue()  # the echo was there, and was masked
-    for name in ("q.db", "q.db-wal", "q.db-shm"):
+    for name in ("genqueue.db", "genqueue.db-wal", "genqueue.db-shm"):
         path = tmp_path / name
         if path.exists():
             assert_clean(path.read_bytes().decode("latin-1"), name)
-    url = f"sqlite:///{tmp_path / 'q.db'}"
+    url = f"sqlite:///{tmp_path / 'genqueue.db'}"
     for args in (
         ["dlq", "list", "--json"],
         ["dlq", "stats", "--json"],

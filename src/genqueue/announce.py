@@ -1,0 +1,80 @@
+"""The events that tell what happened to a job once its outcome is stored.
+
+One outcome can mean several events (a failure is a ``queue_error``, a ``retry_decision``
+and then a ``queue_retry`` or a ``queue_dlq_move``); this module decides which, with
+their fields, so the worker only says "this plan was applied".
+"""
+
+from __future__ import annotations
+
+from genqueue.events import EventName, Events
+from genqueue.execution import Outcome, OutcomeKind, Plan
+from genqueue.job import Job, JobState
+
+
+def announce(events: Events, job: Job, outcome: Outcome, plan: Plan) -> None:
+    """Emit the events of ``plan``, applied to ``job`` (the job as it was running)."""
+    new = plan.move.job
+    base = {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempts}
+    if outcome.kind is OutcomeKind.COMPLETED:
+        events.emit(EventName.JOB_COMPLETED, **base, duration=round(plan.attempt.duration, 6))
+    elif outcome.kind is OutcomeKind.SNOOZE:
+        events.emit(EventName.JOB_SNOOZED, **base, delay=outcome.delay, run_at=new.run_at)
+    elif outcome.kind is OutcomeKind.CANCEL:
+        events.emit(EventName.JOB_CANCELLED, **base, reason=outcome.reason)
+    elif outcome.kind is OutcomeKind.RELEASE:
+        events.emit(EventName.JOB_RELEASED, **base, reason=outcome.reason)
+    else:
+        _failure(events, job, new, plan, base)
+
+
+def _failure(events: Events, job: Job, new: Job, plan: Plan, base: dict[str, object]) -> None:
+    error = new.last_error
+    decision = plan.decision
+    assert error is not None
+    assert decision is not None
+    events.emit(
+        EventName.QUEUE_ERROR,
+        **base,
+        user_id=job.user_id,
+        error_kind=error.kind.value,
+        error_type=error.type,
+        error_message=error.message,
+        stack=error.stack,
+        status=error.status,
+        retry_count=job.retry_count,
+        max_retries=job.max_retries,
+        remote_job_id=job.remote_job_id,
+    )
+    events.emit(
+        EventName.RETRY_DECISION,
+        **base,
+        allowed=decision.retry,
+        reason=decision.reason,
+        error_kind=error.kind.value,
+        retry_count=job.retry_count,
+        max_retries=job.max_retries,
+        delay=decision.delay if decision.retry else None,
+    )
+    if new.state is JobState.RETRYING:
+        events.emit(
+            EventName.QUEUE_RETRY,
+            **base,
+            retry_count=new.retry_count,
+            delay=decision.delay,
+            run_at=new.run_at,
+        )
+        return
+    entry = plan.move.entry
+    assert entry is not None
+    events.emit(
+        EventName.QUEUE_DLQ_MOVE,
+        **base,
+        user_id=job.user_id,
+        reason=entry.reason,
+        error_kind=entry.error_kind.value,
+        fingerprint=entry.fingerprint,
+        remote_job_id=job.remote_job_id,
+        retry_count=new.retry_count,
+        cost=new.cost or None,
+    )
