@@ -201,7 +201,7 @@ class Worker:
                 for job in jobs or ():
                     self._start(job)
                 continue
-            await self._wait_for(self._slot_freed, idle)
+            await self._idle(idle)
             idle = min(idle * 2, settings.poll_interval)
 
     async def _fetch(self, limit: int) -> list[Job] | None:
@@ -230,6 +230,20 @@ class Worker:
             log.warning("fetching jobs works again after %d failures", self._fetch_failures)
             self._fetch_failures = 0
         return jobs
+
+    async def _idle(self, timeout: float) -> None:
+        """Nothing was due: wait for new work, a freed slot or a stop, at most ``timeout``."""
+        self._slot_freed.clear()
+        waits = [
+            asyncio.ensure_future(self._stop.wait()),
+            asyncio.ensure_future(self._slot_freed.wait()),
+            asyncio.ensure_future(self.app.backend.wait_for_work(self.queues, timeout)),
+        ]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
 
     async def _wait_for(self, event: asyncio.Event, timeout: float | None) -> None:
         event.clear()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from genqueue import App, AttemptOutcome, ErrorKind, FakeClock, JobState, Worker, WorkerSettings
 from genqueue.backends.base import Lease, Move, RunningUpdate
 from tests.conformance.helpers import Recorder
@@ -189,3 +191,28 @@ async def test_second_stop_request_releases_at_once(app: App) -> None:
     worker.request_stop()
     await asyncio.wait_for(runner, 5)
     assert (await app.get(job.id)).state is JobState.QUEUED
+
+
+async def test_waiting_for_work_wakes_on_enqueue(app: App) -> None:
+    register(app)
+    # Far longer than the test may take: only a wake-up ends the wait in time.
+    waiter = asyncio.create_task(app.backend.wait_for_work(["default"], 60))
+    await asyncio.sleep(0.3)  # it is waiting (and, on Redis, subscribed) by now
+    assert not waiter.done()
+    await app.enqueue("gen", {})
+    await asyncio.wait_for(waiter, 10)
+
+
+async def test_waiting_for_work_wakes_on_another_process_enqueue(
+    app: App, backend_kind: str
+) -> None:
+    if backend_kind == "memory":
+        pytest.skip("the memory backend is private to one process")
+    register(app)
+    producer = App(app.backend.url, clock=app.clock, strict_tasks=False)
+    async with producer:
+        waiter = asyncio.create_task(app.backend.wait_for_work(["default"], 60))
+        await asyncio.sleep(0.3)
+        assert not waiter.done()
+        await producer.enqueue("gen", {})
+        await asyncio.wait_for(waiter, 10)

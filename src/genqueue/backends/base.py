@@ -13,6 +13,7 @@ The conformance suite (``tests/conformance``) is the specification of this modul
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -122,6 +123,14 @@ class Backend(ABC):
         ``attempts + 1``, ``lease_owner = worker_id``, ``started_at = now`` and
         ``lease_expires_at = now + lease_seconds``.
         """
+
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        """Return when jobs of ``queues`` may have become ready, or after ``timeout``.
+
+        The default just sleeps (polling); a backend that can push (Redis pub/sub) wakes
+        idle workers at once. Spurious wake-ups are allowed, lost ones only cost latency.
+        """
+        await asyncio.sleep(timeout)
 
     @abstractmethod
     async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[str]:

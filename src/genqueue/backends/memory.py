@@ -9,6 +9,8 @@ JSON fails here as it would anywhere else.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
 import itertools
 from collections import defaultdict
@@ -84,6 +86,7 @@ class MemoryBackend(_SharedStateMixin, Backend):
         self._delayed: list[tuple[float, int, str]] = []
         self._state: dict[str, tuple[bytes, int, float | None]] = {}  # value, version, expiry
         self._slots: dict[str, dict[str, float]] = defaultdict(dict)  # key -> holder -> expiry
+        self._work = asyncio.Event()  # set whenever a job became queued
 
     async def time(self) -> float:
         return self.clock.now()
@@ -98,6 +101,7 @@ class MemoryBackend(_SharedStateMixin, Backend):
         self._jobs[job.id] = serialization.dumps(job.to_record())
         if job.state is JobState.QUEUED:
             heapq.heappush(self._ready[job.queue], (job.run_at, next(self._seq), job.id))
+            self._work.set()
         elif job.state in DELAYED_STATES:
             heapq.heappush(self._delayed, (job.run_at, next(self._seq), job.id))
         key = (job.queue, job.idempotency_key) if job.idempotency_key else None
@@ -169,6 +173,12 @@ class MemoryBackend(_SharedStateMixin, Backend):
         return {q: dict(states) for q, states in out.items()}
 
     # -- workers ------------------------------------------------------------------------
+
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        if not self._work.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work.wait(), timeout)
+        self._work.clear()
 
     async def fetch(
         self, queues: Sequence[str], worker_id: str, limit: int, lease_seconds: float

@@ -30,6 +30,7 @@ from genqueue.backends.redis.connection import (
 from genqueue.backends.redis.keys import KeySchema
 from genqueue.backends.redis.registry import QueueRegistry
 from genqueue.backends.redis.shared import SharedStateMixin
+from genqueue.backends.redis.wake import WakeUps
 from genqueue.clock import Clock, FakeClock
 from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
 from genqueue.errors import BackendError, InvalidInput
@@ -71,6 +72,7 @@ class RedisBackend(SharedStateMixin, Backend):
         self.server_version: str | None = None
         self._conn: Connection | None = None
         self.registry = QueueRegistry(self.keys, lambda: self.conn)
+        self.wakeups = WakeUps(lambda: self.conn.redis, lambda q: self.keys.queue(q)["ready"])
 
     @classmethod
     def from_url(cls, url: str, clock: Clock | None = None) -> RedisBackend:
@@ -102,6 +104,7 @@ class RedisBackend(SharedStateMixin, Backend):
         self._conn = conn
 
     async def close(self) -> None:
+        await self.wakeups.close()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.close()
@@ -212,6 +215,9 @@ class RedisBackend(SharedStateMixin, Backend):
         return out
 
     # -- workers ------------------------------------------------------------------------
+
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        await self.wakeups.wait(queues, timeout)
 
     async def fetch(
         self, queues: Sequence[str], worker_id: str, limit: int, lease_seconds: float

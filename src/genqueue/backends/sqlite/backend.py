@@ -11,6 +11,7 @@ worker that lost its lease from writing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,13 @@ from genqueue.job import Job, JobState
 
 T = TypeVar("T")
 
+#: How often an idle worker checks whether another process committed new work.
+WATCH_INTERVAL = 0.02
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
 
 class SQLiteBackend(Backend):
     capabilities = Capabilities(shared=True, server_time=False)
@@ -60,6 +68,8 @@ class SQLiteBackend(Backend):
         self.synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        #: Set when this process stored jobs that may be ready (enqueue, move, promote).
+        self._local_work = asyncio.Event()
 
     @classmethod
     def from_url(cls, url: str, clock: Clock | None = None) -> SQLiteBackend:
@@ -151,7 +161,9 @@ class SQLiteBackend(Backend):
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
         rows = [job_values(job) for job in jobs]
-        return await self._write(lambda conn: self._enqueue(conn, jobs, rows))
+        stored = await self._write(lambda conn: self._enqueue(conn, jobs, rows))
+        self._local_work.set()
+        return stored
 
     def _enqueue(
         self, conn: sqlite3.Connection, jobs: Sequence[Job], rows: list[tuple[Any, ...]]
@@ -220,6 +232,23 @@ class SQLiteBackend(Backend):
 
         return await self._write(claim)
 
+    async def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        """Wake on this process's own writes at once, and on other processes' commits within
+        ``WATCH_INTERVAL`` (``PRAGMA data_version`` changes when another connection commits;
+        reading it touches no table)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        version = await self._read(_data_version)
+        while not self._local_work.is_set():
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._local_work.wait(), min(WATCH_INTERVAL, left))
+            if await self._read(_data_version) != version:
+                return
+        self._local_work.clear()
+
     async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[str]:
         if not leases:
             return []
@@ -256,7 +285,9 @@ class SQLiteBackend(Backend):
             (m, job_values(m.job), entry_values(m.entry) if m.entry else None) for m in moves
         ]
         now = self.clock.now()
-        return await self._write(lambda conn: [self._move_one(conn, *p, now) for p in prepared])
+        applied = await self._write(lambda conn: [self._move_one(conn, *p, now) for p in prepared])
+        self._local_work.set()
+        return applied
 
     def _move_one(
         self,

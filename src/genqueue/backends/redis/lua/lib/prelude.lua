@@ -14,6 +14,9 @@
 -- Hot record: "state|attempts|lease|started|updated|seqm|cm|owner" (owner last: it may
 -- contain '|'). Times are stored as the exact strings they were computed as ('%.17g').
 --
+-- Wake-ups: a script that makes jobs ready (queued) publishes on a channel named like the
+-- queue's ready key, so idle workers subscribed to it fetch at once instead of polling.
+--
 -- Batching: scripts work on many jobs at once, so reads use one HMGET per key and writes
 -- are collected per key (ops) and sent as one variadic command per key: a batch of N jobs
 -- costs a handful of commands, not a handful per job. Removals are flushed before
@@ -74,7 +77,7 @@ local function hmget(key, fields)
 end
 
 local function new_ops()
-  return {rem = {}, add = {}, dropped = false}
+  return {rem = {}, add = {}, dropped = false, readied = false}
 end
 
 -- Collect one write: group is ops.rem (ZREM, HDEL) or ops.add (ZADD, HSET).
@@ -96,6 +99,11 @@ local function flush(ops)
     redis.call('DEL', K_DLQ_COST) -- no entries left: drop the float drift too
   end
   ops.dropped = false
+  if ops.readied then
+    -- Wake idle workers of this queue (they subscribe to a channel named like the key).
+    redis.call('PUBLISH', K_READY, '1')
+    ops.readied = false
+  end
 end
 
 -- A dead letter entry (JSON: r record, m index members, x expiry, c cost) joins or
@@ -143,6 +151,7 @@ end
 local function index(ops, id, state, seqm, cm, run_at, lease, finished)
   if state == 'queued' then
     op(ops.add, 'ZADD', K_READY, run_at, seqm)
+    ops.readied = true
   elseif state == 'scheduled' or state == 'retrying' then
     op(ops.add, 'ZADD', K_DELAYED, run_at, id)
   elseif state == 'active' then
@@ -192,6 +201,7 @@ local function promote(now_s, limit)
       local state, attempts, lease, started, _, seqm, cm, owner = parse_hot(hots[i])
       op(ops.add, 'HSET', K_HOT, id, pack_hot('queued', attempts, lease, started, now_s, seqm, cm, owner))
       op(ops.add, 'ZADD', K_READY, due[2 * i], seqm)
+      ops.readied = true
       op(ops.rem, 'ZREM', K_JOBS[state], cm)
       op(ops.add, 'ZADD', K_JOBS.queued, 0, cm)
     end
