@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,25 @@ from genqueue.providers.fake_pixellab import FakeOptions, FakePixelLab
 from genqueue.providers.pixellab.client import PixelLabClient
 
 KEY = "sk-canary-7d1f0a9c3b5e"
+
+
+MakeFake = Callable[..., FakePixelLab]
+
+
+@pytest.fixture
+def make_fake() -> Iterator[MakeFake]:
+    """Start fake servers with any options (each stopped after the test)."""
+    fakes: list[FakePixelLab] = []
+
+    def make(**options: Any) -> FakePixelLab:
+        options.setdefault("tokens", {KEY: "main"})
+        server = FakePixelLab(FakeOptions(**options)).start()
+        fakes.append(server)
+        return server
+
+    yield make
+    for server in fakes:
+        server.stop()
 
 
 @pytest.fixture

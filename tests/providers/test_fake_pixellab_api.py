@@ -5,14 +5,14 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
+from tests.providers.conftest import MakeFake
 
-from genqueue.providers.fake_pixellab import FakeOptions, FakePixelLab
+from genqueue.providers.fake_pixellab import FakePixelLab
 from genqueue.providers.fake_pixellab.png import ImageSpec, encode_png, sprite_rgba
 from genqueue.providers.fake_pixellab.routes import ROUTES, pro_image_count
 
@@ -21,22 +21,16 @@ OTHER = "other-key-456"
 PIXFLUX = {"description": "a tiny knight", "image_size": {"width": 64, "height": 48}}
 PRO = {"description": "a cat", "image_size": {"width": 100, "height": 100}}
 
-MakeFake = Callable[..., FakePixelLab]
-
 
 @pytest.fixture
-def make_fake() -> Iterator[MakeFake]:
-    fakes: list[FakePixelLab] = []
+def make_fake(make_fake: MakeFake) -> MakeFake:
+    """The shared factory, with this file's two tokens by default."""
 
-    def _make(**options: Any) -> FakePixelLab:
+    def make(**options: Any) -> FakePixelLab:
         options.setdefault("tokens", {TOKEN: "main", OTHER: "other"})
-        fake = FakePixelLab(FakeOptions(**options)).start()
-        fakes.append(fake)
-        return fake
+        return make_fake(**options)
 
-    yield _make
-    for fake in fakes:
-        fake.stop()
+    return make
 
 
 @pytest.fixture

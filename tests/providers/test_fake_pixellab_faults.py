@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from tests.providers.conftest import MakeFake
 
 from genqueue.providers.fake_pixellab import (
     FakeOptions,
@@ -33,22 +34,16 @@ PIXFLUX = {"description": "a tiny knight", "image_size": {"width": 64, "height":
 PRO = {"description": "a cat", "image_size": {"width": 100, "height": 100}}
 DROPPED = (httpx.RemoteProtocolError, httpx.ReadError)
 
-MakeFake = Callable[..., FakePixelLab]
-
 
 @pytest.fixture
-def make_fake() -> Iterator[MakeFake]:
-    fakes: list[FakePixelLab] = []
+def make_fake(make_fake: MakeFake) -> MakeFake:
+    """The shared factory, with this file's two tokens by default."""
 
-    def _make(**options: Any) -> FakePixelLab:
+    def make(**options: Any) -> FakePixelLab:
         options.setdefault("tokens", {TOKEN: "main", OTHER: "other"})
-        fake = FakePixelLab(FakeOptions(**options)).start()
-        fakes.append(fake)
-        return fake
+        return make_fake(**options)
 
-    yield _make
-    for fake in fakes:
-        fake.stop()
+    return make
 
 
 @pytest.fixture
