@@ -406,3 +406,15 @@ async def test_stats_show_spend_and_the_breaker(
     [guard] = await all_guard_states(app)
     assert guard["breaker"]["state"] == "closed" and guard["account"].startswith("pixellab:")
     assert KEY not in str(guard)
+
+
+async def test_uncertain_resubmits_are_a_setting(fake: FakePixelLab, tmp_path: Path) -> None:
+    fake.add_fault("POST /v2/generate-image-v2", accept_then_fail(drop=True), times=1)
+    async with pixellab_app(fake, tmp_path, uncertain_resubmits_async=1) as (app, _):
+        [job_id] = await enqueue(app, "generate-image-v2", PRO)
+        await run_until(app, terminal(app, [job_id]))
+        job = await app.get(job_id)
+    assert job.state is JobState.COMPLETED and job.meta["uncertain_resubmits"] == 1
+    # the price of allowing it: the lost submission was billed too
+    assert fake.stats()["submits_by_client_job"] == {job_id: 2}
+    assert fake.stats()["charges_by_client_job"] == {job_id: 2}

@@ -29,11 +29,6 @@ class Route:
     #: Seconds a remote job may take before polling gives up (the next attempt resumes it).
     deadline: float
 
-    @property
-    def uncertain_resubmits(self) -> int:
-        """How often a submission with an unknown outcome may be sent again."""
-        return 1 if self.mode == "sync" else 0
-
 
 @cache
 def routes() -> dict[str, Route]:

@@ -60,6 +60,10 @@ class PixelLabSettings:
     poll_deadline: float | None = None
     #: Read timeout of every request; None takes the route's (300 s sync, 60 s async).
     read_timeout: float | None = None
+    #: How often a submission whose outcome is unknown may be sent again, by route mode.
+    #: Async submits are never resent by default: a remote job we cannot see may exist.
+    uncertain_resubmits_sync: int = 1
+    uncertain_resubmits_async: int = 0
     max_rate_limit_waits: int = 10
     max_in_flight: int = 8
     breaker: BreakerSettings = field(default_factory=BreakerSettings)
@@ -154,9 +158,14 @@ class PixelLab:
         if not ctx.job.meta.get("submitting"):
             return
         done = int(ctx.job.meta.get("uncertain_resubmits", 0))
-        if done >= route.uncertain_resubmits:
+        if done >= self._resubmits_allowed(route):
             raise self._uncertain(route, "an earlier attempt sent it and never learned the outcome")
         await ctx.set_meta(uncertain_resubmits=done + 1)
+
+    def _resubmits_allowed(self, route: Route) -> int:
+        if route.mode == "sync":
+            return self.settings.uncertain_resubmits_sync
+        return self.settings.uncertain_resubmits_async
 
     def _uncertain(self, route: Route, why: str) -> ProviderError:
         return ProviderError(
@@ -199,7 +208,7 @@ class PixelLab:
             await self.guard.release_slot(ctx.id)
         if exc.maybe_charged:
             # The request went out; PixelLab may have accepted (and billed) it.
-            if int(ctx.job.meta.get("uncertain_resubmits", 0)) >= route.uncertain_resubmits:
+            if int(ctx.job.meta.get("uncertain_resubmits", 0)) >= self._resubmits_allowed(route):
                 raise self._uncertain(route, f"the response was lost ({exc})") from exc
             await self.guard.record_failure(ctx.id, exc.error_kind.value, immediate=False)
             return  # the retry resubmits once (sync operations only)
