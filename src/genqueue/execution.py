@@ -143,9 +143,8 @@ def _attempt(job: Job, ctx: PlanContext, outcome: AttemptOutcome, **extra: Any) 
     spent = job.meta.get("attempt_cost")
     if spent:
         details["cost"] = spent
-    for key in ("remote_job_id",):
-        if getattr(job, key):
-            details[key] = getattr(job, key)
+    if job.remote_job_id:
+        details["remote_job_id"] = job.remote_job_id
     return Attempt(
         number=job.attempts,
         started_at=job.started_at if job.started_at is not None else ctx.now,

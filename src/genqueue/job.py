@@ -274,5 +274,4 @@ class Job:
         out["history"] = [a.to_public() for a in self.history]
         if self.progress:
             out["progress"]["updated_at"] = iso(self.progress.updated_at)
-        out.pop("meta", None)
         return out

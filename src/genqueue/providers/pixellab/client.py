@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from genqueue.classify import ErrorKind, parse_retry_after
+from genqueue.classify import ErrorKind, kind_for_status, parse_retry_after
 from genqueue.providers.base import (
     Completed,
     GenerationRequest,
@@ -31,17 +31,6 @@ from genqueue.redact import Redactor
 DEFAULT_BASE_URL = "https://api.pixellab.ai/v2"
 BASE_URL_ENV = "PIXELLAB_BASE_URL"
 
-_STATUS_KINDS = {
-    400: ErrorKind.VALIDATION,
-    401: ErrorKind.AUTH,
-    402: ErrorKind.PAYMENT,
-    403: ErrorKind.AUTH,
-    404: ErrorKind.VALIDATION,
-    409: ErrorKind.VALIDATION,
-    422: ErrorKind.VALIDATION,
-    429: ErrorKind.RATE_LIMITED,
-    529: ErrorKind.RATE_LIMITED,
-}
 _DONE = frozenset({"completed", "complete", "succeeded", "success", "done"})
 _FAILED = frozenset({"failed", "error", "errored", "cancelled", "canceled"})
 
@@ -217,9 +206,8 @@ class PixelLabClient:
         self, response: httpx.Response, *, submitting: bool, remote_id: str | None = None
     ) -> ProviderError:
         status = response.status_code
-        kind = _STATUS_KINDS.get(status) or (
-            ErrorKind.SERVER if status >= 500 else ErrorKind.UNKNOWN
-        )
+        # PixelLab's 529 means "rate limit exceeded"; every other 5xx is a server error.
+        kind = ErrorKind.SERVER if status >= 500 and status != 529 else kind_for_status(status)
         detail = self._detail(response)
         return ProviderError(
             f"PixelLab answered {status} to {'a submit' if submitting else 'a poll'}: "
