@@ -1,8 +1,8 @@
 """The job: its fields, its states and the moves allowed between them.
 
 A ``Job`` is plain data. ``JobState`` is stored, never inferred; ``TRANSITIONS`` is the
-whole state machine, and every change of state in genqueue goes through
-``Job.check_transition``. Records (``to_record``/``from_record``) are the JSON-ready form
+whole state machine: every change of state in genqueue is a ``backends.base.Move``, which
+refuses a transition the table does not allow. Records (``to_record``/``from_record``) are the JSON-ready form
 that backends store; ``to_public`` is the form shown to people and scripts (ISO times).
 """
 
@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from genqueue.classify import ClassifiedError
-from genqueue.errors import IllegalTransition, InvalidJobId
+from genqueue.errors import InvalidJobId
 from genqueue.serialization import iso
 
 
@@ -190,10 +190,6 @@ class Job:
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
-
-    def check_transition(self, target: JobState) -> None:
-        if target not in TRANSITIONS[self.state]:
-            raise IllegalTransition(self.id, self.state.value, target.value)
 
     def to_record(self) -> dict[str, Any]:
         return {

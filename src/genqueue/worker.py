@@ -77,7 +77,6 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._force = False
         self._fetch_failures = 0
-        self._finished_fetching = asyncio.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -88,10 +87,6 @@ class Worker:
             for running in self._running.values():
                 self._release(running)
         self._stop.set()
-
-    @property
-    def running_jobs(self) -> list[Job]:
-        return [r.job for r in self._running.values()]
 
     async def run(self) -> Counter[str]:
         """Run until stopped (or, in burst mode, until nothing is running or due)."""

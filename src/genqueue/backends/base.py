@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup, Page
-from genqueue.job import Job, JobState, Progress
+from genqueue.errors import IllegalTransition
+from genqueue.job import TRANSITIONS, Job, JobState, Progress
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ class Move:
     #: Apply only if the stored lease has expired by the backend's clock (reclaiming a
     #: job from a lost worker must not race a worker that is still heartbeating).
     require_expired_lease: bool = False
+
+    def __post_init__(self) -> None:
+        # Every change of state is a Move, so this is where the state machine is enforced.
+        if self.job.state not in TRANSITIONS[self.expect_state]:
+            raise IllegalTransition(self.job.id, self.expect_state.value, self.job.state.value)
 
 
 @dataclass(frozen=True)
