@@ -2,8 +2,9 @@
 
 A ``Job`` is plain data. ``JobState`` is stored, never inferred; ``TRANSITIONS`` is the
 whole state machine: every change of state in genqueue is a ``backends.base.Move``, which
-refuses a transition the table does not allow. Records (``to_record``/``from_record``) are the JSON-ready form
-that backends store; ``to_public`` is the form shown to people and scripts (ISO times).
+refuses a transition the table does not allow. Records (``to_record``/``from_record``)
+are the JSON-ready form that backends store; ``to_public`` is the form shown to people
+and scripts (ISO times).
 """
 
 from __future__ import annotations
