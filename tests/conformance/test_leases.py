@@ -216,3 +216,22 @@ async def test_waiting_for_work_wakes_on_another_process_enqueue(
         assert not waiter.done()
         await producer.enqueue("gen", {})
         await asyncio.wait_for(waiter, 10)
+
+
+async def test_cost_can_be_stored_before_the_attempt_ends(app: App) -> None:
+    seen = []
+
+    @app.task("paid")
+    async def paid(ctx):  # type: ignore[no-untyped-def]
+        ctx.add_cost(usd=0.25, generations=2)
+        await ctx.save_cost()  # a crash from here on cannot lose what was spent
+        seen.append((await ctx.app.get(ctx.id)).cost)
+        ctx.add_cost(usd=0.25)
+        return None
+
+    job = await app.enqueue("paid", {})
+    await drain(app)
+    assert seen == [{"usd": 0.25, "generations": 2.0}]
+    stored = await app.get(job.id)
+    assert stored.cost == {"usd": 0.5, "generations": 2.0}
+    assert stored.history[-1].details["cost"] == {"usd": 0.5, "generations": 2.0}
