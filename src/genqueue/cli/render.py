@@ -236,7 +236,7 @@ def stats_view(report: dict[str, Any]) -> None:
         out.print(
             f"provider {guard['account']}: circuit {state}{detail}, "
             f"cooldown {guard['cooldown_remaining']:.1f} s, "
-            f"in flight {guard['in_flight']}/{guard['in_flight_limit']:g}"
+            f"in flight {guard['in_flight']} of a limit of {guard['in_flight_limit']:.1f}"
         )
     spend = report["spend"]
     out.print(f"spend: {_money(spend['spent'])}; wasted: {_money(spend['wasted'])}")
