@@ -140,6 +140,9 @@ class Worker:
                 await fetcher
             await self._wait_running()
         finally:
+            # Side loops also stop on the flag: a cancellation swallowed inside a client
+            # library (seen with redis-py) must not leave a loop spinning forever.
+            self._stop.set()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

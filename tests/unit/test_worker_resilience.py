@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -39,3 +40,31 @@ async def test_fetch_failures_back_off_and_recover(caplog: pytest.LogCaptureFixt
         assert (await app.get(job.id)).state is JobState.COMPLETED
     assert "fetching jobs failed (3 in a row)" in caplog.text
     assert "works again after 3 failures" in caplog.text
+
+
+class SwallowingBackend(MemoryBackend):
+    """A client library that swallows a cancellation (redis-py has done this)."""
+
+    async def promote(self, limit: int) -> int:
+        task = asyncio.current_task()
+        if task is not None and task.get_name() == "genqueue-promoter":
+            # The side loop's call hangs until cancelled, then swallows the cancellation.
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                return 0
+        return await super().promote(limit)
+
+
+async def test_a_swallowed_cancellation_does_not_keep_a_burst_worker_alive() -> None:
+    app = App(SwallowingBackend())
+
+    @app.task("t")
+    async def task(ctx):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.2)  # by then the promoter is stuck in a call
+
+    async with app:
+        await app.enqueue("t", {})
+        worker = Worker(app, burst=True, settings=WorkerSettings(poll_interval=0.025))
+        async with asyncio.timeout(5):
+            await worker.run()
