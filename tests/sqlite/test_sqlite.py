@@ -68,18 +68,21 @@ def test_migrating_step_by_step_equals_a_fresh_schema(tmp_path: Path) -> None:
 
 
 def test_concurrent_first_open_migrates_once(tmp_path: Path) -> None:
-    path = str(tmp_path / "race.db")
+    # Several rounds: the race for the lock that enabling WAL takes is not won the same
+    # way every time.
+    for round_ in range(10):
+        path = str(tmp_path / f"race-{round_}.db")
 
-    def open_and_migrate(_: int) -> int:
-        conn = connect(path)
-        try:
-            return migrate(conn)
-        finally:
-            conn.close()
+        def open_and_migrate(_: int, path: str = path) -> int:
+            conn = connect(path)
+            try:
+                return migrate(conn)
+            finally:
+                conn.close()
 
-    with ThreadPoolExecutor(8) as pool:
-        versions = list(pool.map(open_and_migrate, range(8)))
-    assert set(versions) == {len(migrations())}
+        with ThreadPoolExecutor(8) as pool:
+            versions = list(pool.map(open_and_migrate, range(8)))
+        assert set(versions) == {len(migrations())}
 
 
 async def test_corrupted_job_data_is_dead_lettered_and_still_readable(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import time
 from importlib import resources
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
@@ -24,7 +25,7 @@ def connect(
         path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
     )
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    mode = _enable_wal(conn, busy_timeout_ms / 1000)
     if path != ":memory:" and str(mode).lower() != "wal":
         conn.close()
         raise sqlite3.OperationalError(f"could not enable WAL on {path} (journal_mode={mode})")
@@ -34,6 +35,22 @@ def connect(
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("PRAGMA foreign_keys = OFF")
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, patience: float) -> str:
+    """Switch to WAL. Several processes opening a new file at once race for the exclusive
+    lock this needs, and SQLite answers "locked" without calling the busy handler, so the
+    losers wait and try again (within the busy timeout)."""
+    deadline = time.monotonic() + patience
+    delay = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def migrations() -> list[tuple[int, str, str]]:
