@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from genqueue.app import App
 
 Writer = Callable[[Lease, RunningUpdate], Awaitable[bool]]
+#: Where ``note()`` keeps details until the attempt is recorded (then they move to it).
+NOTES_META = "attempt_notes"
 
 
 class LeaseLost(GenqueueError):
@@ -114,6 +116,10 @@ class JobContext:
             self.job.cost[unit] = round(self.job.cost.get(unit, 0.0) + float(amount), 9)
             spent = self.job.meta.setdefault("attempt_cost", {})
             spent[unit] = round(spent.get(unit, 0.0) + float(amount), 9)
+
+    def note(self, **details: Any) -> None:
+        """Add details (JSON values) to this attempt's entry in the job's history."""
+        self.job.meta.setdefault(NOTES_META, {}).update(details)
 
     async def save_cost(self) -> None:
         """Store the cost recorded so far, so a crash cannot lose what was spent."""

@@ -43,6 +43,10 @@ class EventName(StrEnum):
     WORKER_STOPPED = "worker_stopped"
     CIRCUIT_OPENED = "circuit_opened"
     CIRCUIT_CLOSED = "circuit_closed"
+    #: The probe let through a half-open breaker failed: open again, for longer.
+    CIRCUIT_PROBE_FAILED = "circuit_probe_failed"
+    #: The account balance decided an uncertain submit: ``clear`` or ``charged``.
+    SUBMISSION_RECONCILED = "submission_reconciled"
 
 
 _LEVELS: Mapping[EventName, int] = {
@@ -50,6 +54,7 @@ _LEVELS: Mapping[EventName, int] = {
     EventName.QUEUE_DLQ_MOVE: logging.ERROR,
     EventName.JOB_LEASE_LOST: logging.WARNING,
     EventName.CIRCUIT_OPENED: logging.WARNING,
+    EventName.CIRCUIT_PROBE_FAILED: logging.WARNING,
 }
 
 

@@ -21,7 +21,7 @@ import orjson
 
 from genqueue.backends.base import Move
 from genqueue.classify import ClassifiedError, ErrorClassifier, ErrorKind
-from genqueue.context import JobContext
+from genqueue.context import NOTES_META, JobContext
 from genqueue.entry import DeadLetter
 from genqueue.job import Attempt, AttemptOutcome, Job, JobState
 from genqueue.retry import RetryDecision, RetryPolicy, normalise_count
@@ -145,6 +145,7 @@ def _attempt(job: Job, ctx: PlanContext, outcome: AttemptOutcome, **extra: Any) 
         details["cost"] = spent
     if job.remote_job_id:
         details["remote_job_id"] = job.remote_job_id
+    details.update(job.meta.get(NOTES_META) or {})
     return Attempt(
         number=job.attempts,
         started_at=job.started_at if job.started_at is not None else ctx.now,
@@ -157,7 +158,7 @@ def _attempt(job: Job, ctx: PlanContext, outcome: AttemptOutcome, **extra: Any) 
 
 
 def _next(job: Job, state: JobState, attempt: Attempt, ctx: PlanContext, **changes: Any) -> Job:
-    meta = {k: v for k, v in job.meta.items() if k != "attempt_cost"}
+    meta = {k: v for k, v in job.meta.items() if k not in ("attempt_cost", NOTES_META)}
     return replace(
         job,
         state=state,

@@ -24,6 +24,7 @@ from genqueue.cli.common import BackendOpt, out
 from genqueue.errors import ConfigError
 from genqueue.providers.fake_pixellab import DEFAULT_TOKEN, FakeOptions, FakePixelLab
 from genqueue.providers.guard import BreakerSettings
+from genqueue.providers.ledger import LedgerSettings
 from genqueue.providers.pixellab import PixelLab, PixelLabSettings, register
 from genqueue.providers.pixellab import demo as pixellab_demo
 from genqueue.queue import JobRequest
@@ -98,6 +99,8 @@ def _settings(fake: FakePixelLab | None, output: Path) -> PixelLabSettings:
         poll_interval=0.3,
         lost_grace=10.0,
         breaker=BreakerSettings(cooldown=3.0, auth_cooldown=3.0, max_cooldown=10.0),
+        # The demo's fake settles charges within a second, so readings can come quickly.
+        ledger=LedgerSettings(settlement_lag=1.5, reconcile_after=3.0, inflight_grace=5.0),
     )
 
 
@@ -145,7 +148,7 @@ def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> Non
         ("  images written", report.images),
         ("retried (at least once)", report.retried),
         ("resumed a remote job instead of resubmitting", report.resumed),
-        ("resubmitted once after an uncertain submit", report.uncertain_resubmits),
+        ("sent again once the balance showed a lost submit was not charged", report.reconciled),
         ("waited on a rate limit (no retry spent)", report.rate_limited),
         ("dead-lettered", dead),
     ]
@@ -163,8 +166,10 @@ def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> Non
     out.print(table)
     if fake is not None:
         submits = sum(fake["submits_by_operation"].values())
+        twice = sum(1 for n in fake["charges_by_client_job"].values() if n > 1)
         out.print(
-            f"fake PixelLab: {submits} submits, {fake['charges']} charges, "
+            f"fake PixelLab: {submits} submits, {fake['charges']} charges "
+            f"(${fake['total_charged_usd']:.2f}), {twice} jobs charged twice, "
             f"{fake['errors']['429']} answered 429, {fake['errors']['5xx']} answered 5xx, "
             f"{fake['dropped_connections']} connections dropped"
         )

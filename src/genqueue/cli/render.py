@@ -216,6 +216,40 @@ def _money(amounts: dict[str, float]) -> str:
     return ", ".join(f"{v:g} {k}" for k, v in sorted(amounts.items())) or "0"
 
 
+def _provider_lines(guard: dict[str, Any]) -> list[str]:
+    """A provider account: breaker, cooldown, limits, and its uncertain submits."""
+    breaker = guard["breaker"]
+    state = breaker["state"]
+    detail = f" ({breaker['reason']})" if state != "closed" and breaker.get("reason") else ""
+    lanes = "; ".join(
+        f"{lane} {info['in_flight']} in flight (limit {int(info['limit'])})"
+        for lane, info in guard["lanes"].items()
+    )
+    lines = [
+        f"provider {guard['account']}: circuit {state}{detail}; "
+        f"cooldown {guard['cooldown_remaining']:.0f} s; {lanes}"
+    ]
+    ledger = guard.get("ledger") or {}
+    if ledger.get("uncertain") or ledger.get("blind_resubmits"):
+        lines.append(
+            f"  uncertain submits: {ledger['uncertain']} ({ledger['cleared']} not charged, "
+            f"sent again; {ledger['charged']} maybe charged; {ledger['undecided']} waiting); "
+            f"possible duplicate charges (blind resends): {ledger['blind_resubmits']}"
+        )
+    unattributed = _minus(ledger.get("unexplained") or {}, ledger.get("attributed") or {})
+    if unattributed or ledger.get("external"):
+        lines.append(
+            f"  charged for lost submits, not on any job: {_money(unattributed)}; "
+            f"charged by other clients of the account: {_money(ledger.get('external') or {})}"
+        )
+    return lines
+
+
+def _minus(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    diff = {unit: round(a.get(unit, 0.0) - b.get(unit, 0.0), 9) for unit in a}
+    return {unit: amount for unit, amount in diff.items() if abs(amount) > 1e-9}
+
+
 def stats_view(report: dict[str, Any]) -> None:
     """``genqueue stats``: queues x states, DLQ size, provider guards, spend."""
     counts: dict[str, dict[str, int]] = report["queues"]
@@ -228,16 +262,8 @@ def stats_view(report: dict[str, Any]) -> None:
     out.print(table if counts else "no jobs")
     out.print(f"dead letter entries: {report['dead_letters']}")
     for guard in report["providers"]:
-        breaker = guard["breaker"]
-        state = breaker.get("state", "closed")
-        detail = (
-            f" ({breaker.get('reason')})" if state != "closed" and breaker.get("reason") else ""
-        )
-        out.print(
-            f"provider {guard['account']}: circuit {state}{detail}, "
-            f"cooldown {guard['cooldown_remaining']:.1f} s, "
-            f"in flight {guard['in_flight']} of a limit of {guard['in_flight_limit']:.1f}"
-        )
+        for line in _provider_lines(guard):
+            out.print(line)
     spend = report["spend"]
     out.print(f"spend: {_money(spend['spent'])}; wasted: {_money(spend['wasted'])}")
     for title in ("by_task", "by_user"):

@@ -1,62 +1,48 @@
-"""Guards shared by every worker that calls one provider account: cooldown, breaker, limit.
+"""Guards shared by every worker that calls one provider account: cooldown, breaker, limits.
 
-All three live in the backend's shared state (``Backend.state_*`` and ``slot_*``), so a
+All of them live in the backend's shared state (``Backend.state_*`` and ``slot_*``), so a
 lesson learned by one worker process holds for all of them, on any backend:
 
 * **Cooldown**: after a 429/529 nobody calls the account until ``Retry-After`` (or a
-  capped backoff) has passed.
-* **Circuit breaker**: auth or payment errors, or a burst of server errors/timeouts,
-  open it; jobs then wait instead of failing into the DLQ. After a cooldown one probe job
-  is let through; its success closes the breaker, its failure reopens it for longer.
-* **Concurrency limit** (async endpoints): at most ``limit`` jobs in flight per account,
-  learned AIMD-style. A 429 halves the limit and sets a ceiling at the number of jobs the
-  provider had accepted and was still running; each accepted job adds ``1/limit`` back, up
-  to the ceiling; a run of ``ceiling`` acceptances without a 429 raises the ceiling by one
-  (probing, in case the account's limit grew).
+  backoff that grows with each cooldown in a row) has passed. Rate-limit answers to
+  requests that were already in flight during a cooldown do not extend it.
+* **Circuit breaker** (``genqueue.providers.breaker``): auth or payment errors, or a run
+  of server errors/timeouts, open it; jobs then wait instead of failing into the DLQ.
+* **Concurrency limits**, one per *lane*: ``async`` counts jobs the provider runs for us
+  (its 429 limit), ``sync`` counts requests in flight (its 529 overload). Each is learned
+  AIMD-style: a rate-limit answer halves the limit and sets a ceiling at what was running;
+  each accepted request adds ``1/limit`` back, up to the ceiling; a run of ``ceiling``
+  acceptances without a rejection raises the ceiling by one (probing, in case the
+  account's limit grew).
 
-Keys hold a hash of the API key, never the key.
+Keys hold a hash of the API key, never the key: a new key is a new account, whose breaker
+starts closed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
-from typing import Any
+import random
+from typing import Any, Literal
 
 from genqueue.app import App
 from genqueue.events import EventName
+from genqueue.providers import breaker as breakers
+from genqueue.providers import ledger
+from genqueue.providers.breaker import ACCOUNTS_KEY, BreakerSettings, Change, Gate
+
+__all__ = ["BreakerSettings", "Gate", "Lane", "ProviderGuard", "account_id", "backoff"]
 
 CAS_TRIES = 20
-ACCOUNTS_KEY = "provider-accounts"
+Lane = Literal["sync", "async"]
+#: Rate-limit strikes are forgotten this long after the last cooldown (or at a success).
+STRIKE_MEMORY = 60.0
 
 
 def account_id(provider: str, api_key: str) -> str:
     digest = hashlib.sha256(api_key.encode()).hexdigest()[:12]
     return f"{provider}:{digest}"
-
-
-@dataclass(frozen=True)
-class BreakerSettings:
-    #: Consecutive server errors/timeouts (within ``window``) that open the breaker.
-    failure_threshold: int = 5
-    window: float = 60.0
-    #: First open period; doubles on every failed probe, up to ``max_cooldown``.
-    cooldown: float = 15.0
-    auth_cooldown: float = 30.0
-    max_cooldown: float = 600.0
-    #: A probe that has not reported back after this long frees the way for another.
-    probe_timeout: float = 120.0
-
-
-@dataclass(frozen=True)
-class Gate:
-    """What a job may do now: go, or wait ``delay`` seconds (and why)."""
-
-    go: bool
-    delay: float = 0.0
-    reason: str = ""
-    probe: bool = False
 
 
 class ProviderGuard:
@@ -73,11 +59,15 @@ class ProviderGuard:
         self.breaker = breaker or BreakerSettings()
         self.max_in_flight = max_in_flight
         self._cooldown_key = f"cooldown:{account}"
-        self._breaker_key = f"breaker:{account}"
-        self._limit_key = f"limit:{account}"
-        self._slots_key = f"inflight:{account}"
+        self._breaker_key = breakers.breaker_key(account)
         self._accepted_key = f"accepted:{account}"
         self._registered = False
+
+    def _limit_key(self, lane: Lane) -> str:
+        return f"limit:{self.account}" + ("" if lane == "async" else ":sync")
+
+    def _slots_key(self, lane: Lane) -> str:
+        return f"inflight:{self.account}" + ("" if lane == "async" else ":sync")
 
     async def _now(self) -> float:
         return await self.app.backend.time()
@@ -103,17 +93,39 @@ class ProviderGuard:
             return 0.0
         return max(0.0, float(found[0]["until"]) - await self._now())
 
-    async def start_cooldown(self, seconds: float, reason: str) -> None:
-        until = await self._now() + seconds
+    async def rate_limited(self, retry_after: float | None, reason: str) -> float:
+        """A 429/529 came back: start (or keep) the cooldown; return how long it lasts."""
+        now = await self._now()
+        chosen: dict[str, float] = {}
 
-        def extend(value: Any) -> Any:
-            if value and float(value["until"]) >= until:
+        def step(value: Any) -> Any:
+            value = value or {}
+            until = float(value.get("until", 0))
+            wanted = now + retry_after if retry_after is not None else 0.0
+            if until > now and wanted <= until:
+                chosen["until"] = until  # in flight during the cooldown: absorbed
                 return None
-            return {"until": until, "reason": reason}
+            strikes = int(value.get("strikes", 0)) + (0 if until > now else 1)
+            delay = retry_after if retry_after is not None else backoff(strikes)
+            chosen["until"] = max(until, now + delay)
+            return {"until": chosen["until"], "reason": reason, "strikes": strikes}
 
-        await self._update(self._cooldown_key, extend, ttl=seconds + 1)
+        longest = retry_after if retry_after is not None else backoff(64)
+        await self._update(self._cooldown_key, step, ttl=longest + STRIKE_MEMORY)
+        return max(0.0, chosen["until"] - now)
 
-    # -- circuit breaker ------------------------------------------------------------------------
+    async def rate_limit_passed(self) -> None:
+        """A request got through: the next rate limit starts the backoff from the bottom."""
+        found = await self.app.backend.state_get(self._cooldown_key)
+        if not found or not found[0].get("strikes"):
+            return
+
+        def forget(value: Any) -> Any:
+            return {**value, "strikes": 0} if value and value.get("strikes") else None
+
+        await self._update(self._cooldown_key, forget, ttl=STRIKE_MEMORY)
+
+    # -- circuit breaker --------------------------------------------------------------------
 
     async def _register(self) -> None:
         """List this account where ``genqueue stats`` looks for guards (once per process)."""
@@ -137,93 +149,110 @@ class ProviderGuard:
         decided: dict[str, Gate] = {}
 
         def step(value: Any) -> Any:
-            gate, new = _breaker_step(value, job_id, now, self.breaker)
+            gate, new = breakers.admit(value, job_id, now, self.breaker)
             decided["gate"] = gate
             return new
 
         await self._update(self._breaker_key, step)
         return decided["gate"]
 
-    async def record_success(self, job_id: str) -> None:
-        closed = False
+    async def _move(self, job_id: str, change: Any) -> Any:
+        """Apply a breaker transition; announce it once (only the write that made it)."""
+        changed: dict[str, Change | None] = {}
 
         def step(value: Any) -> Any:
-            nonlocal closed
-            if not value or (value.get("state") == "closed" and not value.get("failures")):
-                return None
-            closed = value.get("state") != "closed"
-            return {"state": "closed", "failures": 0}
-
-        await self._update(self._breaker_key, step)
-        if closed:
-            self.app.events.emit(EventName.CIRCUIT_CLOSED, provider=self.account, job_id=job_id)
-
-    async def record_failure(self, job_id: str, kind: str, *, immediate: bool) -> float:
-        """Count a failure; return how long the breaker is open for (0 if it stays closed)."""
-        now = await self._now()
-        opened: dict[str, float] = {}
-
-        def step(value: Any) -> Any:
-            new = _breaker_failure(value or {}, now, immediate, self.breaker)
-            if new.get("state") == "open" and (value or {}).get("state") != "open":
-                opened["until"] = float(new["until"])
+            new, changed["what"] = change(value)
             return new
 
-        await self._update(self._breaker_key, step)
-        if "until" in opened:
-            self.app.events.emit(
-                EventName.CIRCUIT_OPENED,
-                provider=self.account,
-                job_id=job_id,
-                reason=kind,
-                delay=round(opened["until"] - now, 3),
+        value = await self._update(self._breaker_key, step)
+        what = changed.get("what")
+        if what == "opened":
+            self.app.events.emit(EventName.CIRCUIT_OPENED, provider=self.account,
+                                 job_id=job_id, reason=value.get("reason"),
+                                 delay=value.get("cooldown"))  # fmt: skip
+        elif what == "probe_failed":
+            self.app.events.emit(EventName.CIRCUIT_PROBE_FAILED, provider=self.account,
+                                 job_id=job_id, delay=value.get("cooldown"))  # fmt: skip
+        elif what == "closed":
+            self.app.events.emit(EventName.CIRCUIT_CLOSED, provider=self.account, job_id=job_id)
+        return value
+
+    async def record_success(self, job_id: str) -> None:
+        await self._move(job_id, lambda value: breakers.success(value, job_id))
+
+    async def record_failure(self, job_id: str, kind: str, *, immediate: bool) -> float:
+        """Count a failure; return how long the breaker is open for (0 if it is not open)."""
+        now = await self._now()
+
+        def change(value: Any) -> Any:
+            return breakers.failure(
+                value, job_id, now, immediate=immediate, reason=kind, settings=self.breaker
             )
-            return opened["until"] - now
-        return 0.0
+
+        value = await self._move(job_id, change)
+        return breakers.remaining(value, now)
 
     async def state(self) -> dict[str, Any]:
-        """The breaker, cooldown and limit of this account, for ``genqueue stats``."""
+        """The breaker, cooldown and limits of this account, for ``genqueue stats``."""
         backend = self.app.backend
-        breaker = await backend.state_get(self._breaker_key)
-        limit = await backend.state_get(self._limit_key)
+        found = await backend.state_get(self._breaker_key)
+        lanes = {}
+        for lane in ("sync", "async"):
+            limit = await backend.state_get(self._limit_key(lane))
+            lanes[lane] = {
+                "in_flight": await backend.slot_count(self._slots_key(lane)),
+                "limit": (limit[0] if limit else {}).get("limit", self.max_in_flight),
+            }
+        book = await backend.state_get(ledger.ledger_key(self.account))
         return {
             "account": self.account,
-            "breaker": breaker[0] if breaker else {"state": "closed"},
+            "breaker": breakers.describe(
+                self.account, found[0] if found else None, await self._now()
+            ),
             "cooldown_remaining": round(await self.cooldown_remaining(), 3),
-            "in_flight": await backend.slot_count(self._slots_key),
-            "in_flight_limit": (limit[0] if limit else {}).get("limit", self.max_in_flight),
+            "lanes": lanes,
+            "ledger": ledger.summary(book[0] if book else ledger.new_record()),
         }
 
-    # -- concurrency limit (AIMD) -----------------------------------------------------------------
+    # -- concurrency limits (AIMD) ----------------------------------------------------------
 
-    async def acquire_slot(self, job_id: str, ttl: float) -> bool:
-        found = await self.app.backend.state_get(self._limit_key)
+    async def acquire_slot(self, job_id: str, ttl: float, lane: Lane = "async") -> bool:
+        found = await self.app.backend.state_get(self._limit_key(lane))
         limit = int(found[0]["limit"]) if found else self.max_in_flight
-        return await self.app.backend.slot_acquire(self._slots_key, job_id, max(1, limit), ttl)
+        return await self.app.backend.slot_acquire(
+            self._slots_key(lane), job_id, max(1, limit), ttl
+        )
 
     async def hold_slot(self, job_id: str, ttl: float) -> None:
-        """Take or renew a slot whatever the limit: the job already runs at the provider."""
-        await self.app.backend.slot_acquire(self._slots_key, job_id, 1_000_000, ttl)
+        """Take or renew an async slot whatever the limit: the job already runs remotely."""
+        await self.app.backend.slot_acquire(self._slots_key("async"), job_id, 1_000_000, ttl)
 
-    async def release_slot(self, job_id: str) -> None:
-        await self.app.backend.slot_release(self._slots_key, job_id)
-        await self.app.backend.slot_release(self._accepted_key, job_id)
+    async def release_slot(self, job_id: str, lane: Lane = "async") -> None:
+        await self.app.backend.slot_release(self._slots_key(lane), job_id)
+        if lane == "async":
+            await self.app.backend.slot_release(self._accepted_key, job_id)
 
-    async def on_rate_limited(self) -> None:
+    async def on_rate_limited(self, lane: Lane = "async") -> None:
         """Multiplicative decrease; the ceiling is what the provider was running for us."""
-        running = await self.app.backend.slot_count(self._accepted_key)
+        if lane == "async":
+            running = await self.app.backend.slot_count(self._accepted_key)
+        else:  # this request was one of those in flight, and one too many
+            running = await self.app.backend.slot_count(self._slots_key(lane)) - 1
 
         def decrease(value: Any) -> Any:
             current = float((value or {}).get("limit", self.max_in_flight))
             ceiling = max(1, min(self.max_in_flight, running))
             return {"limit": max(1.0, min(current / 2, ceiling)), "ceiling": ceiling, "streak": 0}
 
-        await self._update(self._limit_key, decrease)
+        await self._update(self._limit_key(lane), decrease)
 
-    async def on_accepted(self, job_id: str, ttl: float) -> None:
-        """The provider took the job: count it as running, and increase additively."""
-        await self.app.backend.slot_acquire(self._accepted_key, job_id, 1_000_000, ttl)
-        await self._update(self._limit_key, lambda value: _increase(value, self.max_in_flight))
+    async def on_accepted(self, job_id: str, ttl: float, lane: Lane = "async") -> None:
+        """The provider took the request: count it as running, and increase additively."""
+        if lane == "async":
+            await self.app.backend.slot_acquire(self._accepted_key, job_id, 1_000_000, ttl)
+        await self._update(
+            self._limit_key(lane), lambda value: _increase(value, self.max_in_flight)
+        )
 
 
 def _increase(value: Any, maximum: int) -> Any:
@@ -239,62 +268,14 @@ def _increase(value: Any, maximum: int) -> Any:
 
 async def all_guard_states(app: App) -> list[dict[str, Any]]:
     """The guard state of every provider account workers have used on this backend."""
-    found = await app.backend.state_get(ACCOUNTS_KEY)
-    return [await ProviderGuard(app, account).state() for account in (found[0] if found else [])]
-
-
-def _breaker_step(
-    value: Any, job_id: str, now: float, settings: BreakerSettings
-) -> tuple[Gate, Any]:
-    """(gate, new state or None) for a job asking to pass the breaker."""
-    state = (value or {}).get("state", "closed")
-    if state == "closed":
-        return Gate(True), None
-    until = float(value.get("until", 0))
-    if state == "open" and now < until:
-        return Gate(False, until - now, f"circuit open ({value.get('reason', '')})"), None
-    probe, probe_until = value.get("probe"), float(value.get("probe_until", 0))
-    if state == "half_open" and probe != job_id and now < probe_until:
-        return Gate(
-            False, min(5.0, probe_until - now), "circuit half-open: waiting for the probe"
-        ), None
-    new = {
-        **value,
-        "state": "half_open",
-        "probe": job_id,
-        "probe_until": now + settings.probe_timeout,
-    }
-    return Gate(True, probe=True), new
-
-
-def _breaker_failure(
-    value: dict[str, Any], now: float, immediate: bool, settings: BreakerSettings
-) -> dict[str, Any]:
-    state = value.get("state", "closed")
-    if state == "half_open" or (state == "open" and immediate):
-        previous = float(value.get("cooldown", settings.cooldown))
-        cooldown = min(settings.max_cooldown, previous * 2)
-        return {
-            "state": "open",
-            "until": now + cooldown,
-            "cooldown": cooldown,
-            "reason": value.get("reason", ""),
-        }
-    if state == "open":
-        return value
-    started = float(value.get("window_start", now))
-    failures = int(value.get("failures", 0)) + 1 if now - started <= settings.window else 1
-    if immediate or failures >= settings.failure_threshold:
-        cooldown = settings.auth_cooldown if immediate else settings.cooldown
-        reason = "auth/payment error" if immediate else f"{failures} server errors or timeouts"
-        return {"state": "open", "until": now + cooldown, "cooldown": cooldown, "reason": reason}
-    return {
-        "state": "closed",
-        "failures": failures,
-        "window_start": started if failures > 1 else now,
-    }
+    return [await ProviderGuard(app, account).state() for account in await breakers.accounts(app)]
 
 
 def backoff(attempt: int, base: float = 2.0, cap: float = 60.0) -> float:
     """Capped exponential backoff for a 429 without Retry-After."""
-    return min(cap, base * math.pow(2, max(0, attempt - 1)))
+    return min(cap, base * math.pow(2, min(max(0, attempt - 1), 64)))
+
+
+def release_jitter(delay: float) -> float:
+    """Spread the wake-ups of jobs waiting for the same instant (no thundering herd)."""
+    return delay + random.uniform(0.05, max(0.5, 0.25 * delay))

@@ -180,11 +180,10 @@ class FakeApp:
         return self._submit(ex, target.route, label, body, client_job_id=client_job_id, fault=fault)
 
     def _balance(self, kind: str) -> dict[str, Any]:
-        state = self.state
-        with state.lock:
-            usd = round(state.balance, 6)
-            total = self.options.subscription_generations
-            left = max(0, total - state.generations_used)
+        usd, used = self.state.visible_balance()
+        usd = round(usd, 6)
+        total = self.options.subscription_generations
+        left = max(0, total - used)
         if kind == "balance_v1":
             return {"type": "usd", "usd": usd}
         subscription = {"type": "generations", "status": "active", "plan": "Fake Tier",

@@ -27,6 +27,9 @@ class FakeOptions:
         balance_usd: starting account balance (one balance shared by all tokens).
         costs_usd: per-operation cost overrides (operation name -> USD per accepted submit).
         subscription_generations: the ``total`` shown in the v2 ``/balance`` subscription.
+        settlement_lag: seconds before a charge shows in ``GET /balance`` (PixelLab settles
+            billing late); an ``(lo, hi)`` pair picks a seeded random lag per charge. The
+            402 check always uses the true balance.
 
     Jobs:
         complete_after_polls: the poll that returns the terminal state (1 = the first
@@ -62,6 +65,7 @@ class FakeOptions:
     balance_usd: float = 1000.0
     costs_usd: dict[str, float] = field(default_factory=dict)
     subscription_generations: int = 5000
+    settlement_lag: float | tuple[float, float] = 0.0
     complete_after_polls: int | tuple[int, int] = 2
     complete_after_seconds: float | None = 60.0
     progress_status: str = "processing"
@@ -93,19 +97,22 @@ class FakeOptions:
     @classmethod
     def realistic(cls, **changes: Any) -> FakeOptions:
         """Manual-run timing: sync calls take 0.5-3 s, async jobs finish after 3-8 polls
-        (or 120 s), jobs expire 10 minutes after finishing, ``Retry-After: 5`` on 429."""
+        (or 120 s), jobs expire 10 minutes after finishing, ``Retry-After: 5`` on 429,
+        charges show in the balance 5-30 s late."""
         base = cls(
             sync_latency=(0.5, 3.0),
             complete_after_polls=(3, 8),
             complete_after_seconds=120.0,
             job_ttl_seconds=600.0,
             retry_after_seconds=5,
+            settlement_lag=(5.0, 30.0),
         )
         return base.replace(**changes)
 
     @classmethod
     def demo(cls, seed: int = 0, **changes: Any) -> FakeOptions:
-        """The demo: quicker than :meth:`realistic` (sync 0.2-1 s, 2-5 polls or 30 s),
+        """The demo: quicker than :meth:`realistic` (sync 0.2-1 s, 2-5 polls or 30 s,
+        charges settle 0.2-1 s late),
         3 concurrent jobs per token with ``Retry-After: 2``, and :func:`demo_fault_mix`
         seeded with ``seed`` (deterministic for a given request order)."""
         base = cls(
@@ -115,6 +122,7 @@ class FakeOptions:
             job_ttl_seconds=600.0,
             max_concurrent_jobs=3,
             retry_after_seconds=2,
+            settlement_lag=(0.2, 1.0),
             faults=tuple(demo_fault_mix(seed)),
             seed=seed,
         )

@@ -51,6 +51,8 @@ class Charge:
     remote_job_ids: tuple[str, ...]
     client_job_id: str | None
     balance_after: float
+    #: When the charge shows in ``GET /balance`` (fake clock; see ``settlement_lag``).
+    settles_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -187,13 +189,28 @@ class FakeState:
             raise InsufficientCredits
         self.balance = round(self.balance - cost, 9)
         self.generations_used += route.generations
+        settles_at = self.now() + self._settlement_lag()
         record = Charge(len(self.ledger) + 1, self.wall(), label, route.operation, cost,
-                        route.generations, job_ids, client_job_id, self.balance)  # fmt: skip
+                        route.generations, job_ids, client_job_id, self.balance,
+                        settles_at)  # fmt: skip
         self.ledger.append(record)
         self.stats.accepted_by_operation[route.operation] += 1
         if client_job_id is not None:
             self.stats.charges_by_client_job[client_job_id] += 1
         return record
+
+    def _settlement_lag(self) -> float:
+        lag = self.options.settlement_lag
+        low, high = lag if isinstance(lag, tuple) else (lag, lag)
+        return self.rng.uniform(low, high) if high > low else max(0.0, low)
+
+    def visible_balance(self) -> tuple[float, int]:
+        """(USD, generations used) as ``GET /balance`` shows them: settled charges only."""
+        with self.lock:
+            now = self.now()
+            unsettled = [c for c in self.ledger if c.settles_at > now]
+            usd = self.balance + sum(c.usd for c in unsettled)
+            return round(usd, 9), self.generations_used - sum(c.generations for c in unsettled)
 
     def charge_sync(self, label: str, route: Route, client_job_id: str | None) -> Charge:
         """Bill an accepted sync call; raises :class:`InsufficientCredits`."""

@@ -105,6 +105,22 @@ class PixelLabClient:
             raise self._unexpected(response, "neither images nor a job id in the response")
         return self._completed(body, images, response)
 
+    # -- balance ----------------------------------------------------------------------------
+
+    async def balance(self) -> dict[str, float]:
+        """The account's balance: ``usd`` credits, and ``generations`` left on a subscription.
+
+        Reads ``GET /balance`` in either shape: v2 ``{"credits": {"usd"}, "subscription":
+        {"generations"}}`` or v1 ``{"type": "usd", "usd"}``. Raises ``ProviderError``.
+        """
+        try:
+            response = await self._http.get("/balance", timeout=self._timeout(30.0))
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, submitting=False) from None
+        if response.status_code >= 400:
+            raise self._status_error(response, submitting=False)
+        return _balance(self._json_body(response))
+
     # -- poll -------------------------------------------------------------------------------
 
     async def poll(self, ref: RemoteRef) -> Pending | Completed:
@@ -217,14 +233,24 @@ class PixelLabClient:
             detail=detail,
             retry_after=parse_retry_after(response.headers.get("retry-after")),
             remote_job_id=remote_id,
-            # 4xx are rejected before any work; a 5xx on submit returned no job to resume.
-            maybe_charged=False,
+            # A 4xx (529 included: overloaded) rejects the request before any work. A 5xx
+            # does not prove rejection: PixelLab may have accepted and billed the submit,
+            # then failed to answer (a gateway timing out, a crash after the charge).
+            maybe_charged=submitting and status >= 500 and status != 529,
         )
 
     def _transport_error(
         self, exc: httpx.HTTPError, *, submitting: bool, remote_id: str | None = None
     ) -> ProviderError:
-        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        # Never (completely) sent: PixelLab cannot have acted on it.
+        never_sent = isinstance(
+            exc,
+            httpx.ConnectError
+            | httpx.ConnectTimeout
+            | httpx.PoolTimeout
+            | httpx.WriteError
+            | httpx.WriteTimeout,
+        )
         timeout = isinstance(exc, httpx.TimeoutException) and not never_sent
         kind = ErrorKind.TIMEOUT if timeout else ErrorKind.NETWORK
         what = "timed out" if timeout else "failed"
@@ -277,3 +303,18 @@ def _usage(body: dict[str, Any]) -> Usage | None:
         )
 
     return Usage(number("usd"), number("generations"))
+
+
+def _balance(body: dict[str, Any]) -> dict[str, float]:
+    def number(holder: Any, key: str) -> float | None:
+        value = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        return None
+
+    usd = number(body.get("credits"), "usd")
+    found = {
+        "usd": usd if usd is not None else number(body, "usd"),
+        "generations": number(body.get("subscription"), "generations"),
+    }
+    return {unit: amount for unit, amount in found.items() if amount is not None}

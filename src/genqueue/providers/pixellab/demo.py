@@ -99,6 +99,8 @@ class DemoReport:
     resumed: int = 0
     rate_limited: int = 0
     uncertain_resubmits: int = 0
+    #: Jobs sent again after the account balance proved a lost submit was not charged.
+    reconciled: int = 0
     #: Failed attempts that may have been billed although no result came back.
     maybe_billed: int = 0
     dead_by_kind: Counter[str] = field(default_factory=Counter)
@@ -175,6 +177,7 @@ async def summarise(app: App, job_ids: list[str]) -> DemoReport:
         report.resumed += bool(job.meta.get("resumed"))
         report.rate_limited += bool(job.meta.get("rate_limit_waits"))
         report.uncertain_resubmits += bool(job.meta.get("uncertain_resubmits"))
+        report.reconciled += bool(job.meta.get("reconciled"))
         report.maybe_billed += sum(
             1 for a in job.history if a.error and a.error.details.get("maybe_charged")
         )

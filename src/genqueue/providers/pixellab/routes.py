@@ -26,7 +26,7 @@ class Route:
     id_fields: tuple[str, ...]
     result_fields: tuple[str, ...]
     read_timeout: float
-    #: Seconds a remote job may take before polling gives up (the next attempt resumes it).
+    #: Seconds a remote job may run, from its submit, before it is dead-lettered as late.
     deadline: float
 
 
@@ -60,3 +60,17 @@ def route_for(operation: object) -> Route:
             field="data.operation",
         )
     return table[operation]
+
+
+def parse_data(data: Any) -> tuple[str, dict[str, Any]]:
+    """A ``pixellab.generate`` job's data: ``{"operation": ..., "params": {...}}``."""
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            "pixellab.generate data must be an object with operation and params", field="data"
+        )
+    params = data.get("params", {})
+    if not isinstance(params, dict):
+        raise InvalidInput(
+            "params must be an object (the PixelLab request body)", field="data.params"
+        )
+    return str(data.get("operation")), params
