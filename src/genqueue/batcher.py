@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 
 from genqueue.backends.base import Backend, Move
+from genqueue.errors import StorageCorrupt
 
 log = logging.getLogger("genqueue.worker")
 
@@ -59,6 +60,8 @@ class MoveBatcher:
         for attempt in range(self._retries):
             try:
                 return await self._backend.move(moves)
+            except StorageCorrupt:
+                raise  # retrying cannot mend a damaged file
             except Exception:
                 if attempt == self._retries - 1:
                     raise
