@@ -2,9 +2,9 @@
 
 Jobs that finish while a write is in flight wait for the next one, so under load one
 round trip (one SQL transaction, one Lua call) stores many outcomes, and when idle a
-single outcome is written at once. A failed write is retried with backoff; if it keeps
-failing the callers get the error and their jobs are recovered later through lease
-expiry, never lost.
+single outcome is written at once. A failed write is retried with backoff (a damaged
+file, ``StorageCorrupt``, is not); if it keeps failing the callers get the error and their
+jobs are recovered later through lease expiry, never lost.
 """
 
 from __future__ import annotations

@@ -4,14 +4,18 @@ error line every command prints instead of writing on."""
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from genqueue import App, FakeClock, StorageCorrupt, Worker, WorkerSettings
+from genqueue import App, FakeClock, JobState, StorageCorrupt, Worker, WorkerSettings
+from genqueue.backends.base import Move
 from genqueue.backends.sqlite import integrity
+from genqueue.batcher import MoveBatcher
 from genqueue.cli.main import run
 from genqueue.events import EventName
 from tests.sqlite.damage import (
@@ -66,7 +70,8 @@ def the_error_line(err: str, path: Path) -> str:
     assert "Traceback" not in err, err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, err
-    assert str(path) in errors[0] and f"sqlite3 {path} .recover | sqlite3 NEW.db" in errors[0]
+    recover = f"sqlite3 {shlex.quote(str(path))} .recover | sqlite3 NEW.db"
+    assert str(path) in errors[0] and recover in errors[0]
     assert err.rstrip().splitlines()[-1] == errors[0]
     return errors[0]
 
@@ -105,6 +110,40 @@ def test_skipping_the_check_starts_the_worker_but_damage_met_later_stops_it(
     assert code == 1
     the_error_line(err, db)
     assert quick_checks == []
+
+
+def test_damage_met_by_start_up_maintenance_stops_the_worker_quietly(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wreck(db)  # the first maintenance step (promote) already reads a damaged page
+    code, _, err = cli(capsys, "worker", "--burst", "--skip-integrity-check")
+    assert code == 1
+    the_error_line(err, db)  # no "maintenance failed; continuing" traceback before it
+
+
+async def test_the_move_batcher_does_not_retry_a_damaged_file(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    ids = await make_db(path, jobs=1)
+    app = App(f"sqlite:///{path}")
+    async with app:
+        job = await app.get(ids[0])
+        wreck(path)
+        with pytest.raises(StorageCorrupt):
+            await app.backend.fetch(["archive"], "w", 1, 30.0)
+        calls = []
+        real_move = app.backend.move
+
+        async def counted(moves: Sequence[Move]) -> list[bool]:
+            calls.append(len(moves))
+            return await real_move(moves)
+
+        app.backend.move = counted  # type: ignore[method-assign]
+        cancelled = replace(job, state=JobState.CANCELLED, finished_at=job.created_at)
+        with pytest.raises(StorageCorrupt):
+            await MoveBatcher(app.backend, retries=5).submit(
+                Move(cancelled, JobState.QUEUED, job.attempts)
+            )
+        assert calls == [1]
 
 
 async def test_damage_met_at_run_time_refuses_every_later_operation(tmp_path: Path) -> None:

