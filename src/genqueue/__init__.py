@@ -30,6 +30,7 @@ from genqueue.errors import (
     NotFound,
     RedriveRefused,
     StateError,
+    StorageCorrupt,
     UnknownTask,
     WaitTimeout,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "RetryPolicy",
     "Snooze",
     "StateError",
+    "StorageCorrupt",
     "SystemClock",
     "Task",
     "TaskError",

@@ -2,9 +2,9 @@
 
 Jobs that finish while a write is in flight wait for the next one, so under load one
 round trip (one SQL transaction, one Lua call) stores many outcomes, and when idle a
-single outcome is written at once. A failed write is retried with backoff; if it keeps
-failing the callers get the error and their jobs are recovered later through lease
-expiry, never lost.
+single outcome is written at once. A failed write is retried with backoff (a damaged
+file, ``StorageCorrupt``, is not); if it keeps failing the callers get the error and their
+jobs are recovered later through lease expiry, never lost.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 
 from genqueue.backends.base import Backend, Move
+from genqueue.errors import StorageCorrupt
 
 log = logging.getLogger("genqueue.worker")
 
@@ -59,6 +60,8 @@ class MoveBatcher:
         for attempt in range(self._retries):
             try:
                 return await self._backend.move(moves)
+            except StorageCorrupt:
+                raise  # retrying cannot mend a damaged file
             except Exception:
                 if attempt == self._retries - 1:
                     raise

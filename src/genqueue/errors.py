@@ -16,6 +16,7 @@ docstring is its default message::
     │   ├── IllegalTransition
     │   └── RedriveRefused
     ├── BackendError                the storage failed or is unreachable
+    │   └── StorageCorrupt          the stored data is damaged; fatal, never retried
     ├── WaitTimeout (TimeoutError)  ``wait()`` gave up before the job finished
     └── JobFailed                   ``wait()`` saw the job end dead or cancelled
 
@@ -131,6 +132,14 @@ class RedriveRefused(StateError):
 
 class BackendError(GenqueueError):
     """The storage backend failed."""
+
+
+class StorageCorrupt(BackendError):
+    """The storage is damaged; genqueue will not write to it."""
+
+    def __init__(self, message: str | None = None, *, location: str | None = None) -> None:
+        super().__init__(message)
+        self.location = location
 
 
 class WaitTimeout(GenqueueError, TimeoutError):

@@ -76,6 +76,8 @@ class WorkerSettings:
     reclaim_interval: float | None = None
     #: How often retention (finished jobs, dead letters) is enforced.
     sweep_interval: float = 60.0
+    #: Check the storage for damage before starting (SQLite: ``PRAGMA quick_check``).
+    integrity_check: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.concurrency, int) or not 1 <= self.concurrency <= 10_000:

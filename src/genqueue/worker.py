@@ -29,6 +29,7 @@ from genqueue.backends.base import Lease, RunningUpdate
 from genqueue.batcher import MoveBatcher
 from genqueue.classify import ErrorKind
 from genqueue.context import JobContext
+from genqueue.errors import StorageCorrupt
 from genqueue.events import EventName
 from genqueue.execution import Outcome, OutcomeKind, PlanContext, execute, failure, plan
 from genqueue.job import Job
@@ -91,6 +92,8 @@ class Worker:
     async def run(self) -> Counter[str]:
         """Run until stopped (or, in burst mode, until nothing is running or due)."""
         await self.app.open()
+        if self.settings.integrity_check:
+            await self.app.backend.check_integrity()
         loop = asyncio.get_running_loop()
         if self.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -212,6 +215,8 @@ class Worker:
             jobs = await self.app.backend.fetch(
                 self.queues, self.id, limit, self.settings.lease_seconds
             )
+        except StorageCorrupt:
+            raise  # damage is not an outage: waiting cannot mend it, so the worker stops
         except Exception:
             self._fetch_failures += 1
             delay = min(0.25 * 2 ** (self._fetch_failures - 1), 10.0)
@@ -441,6 +446,8 @@ class Worker:
             await self._promote()
             await self.reclaim()
             await self.sweep()
+        except StorageCorrupt:
+            raise
         except Exception:
             # The side tasks retry these on their own schedule; do not refuse to start.
             log.warning("start-up maintenance failed; continuing", exc_info=True)

@@ -92,6 +92,10 @@ class Backend(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
+    async def check_integrity(self) -> None:  # noqa: B027 - optional hook
+        """Raise ``StorageCorrupt`` if the stored data is damaged. Workers call it when they
+        start; a backend without such a check does nothing."""
+
     @abstractmethod
     async def time(self) -> float:
         """Now, by the backend's clock (epoch seconds)."""

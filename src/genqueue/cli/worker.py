@@ -35,6 +35,15 @@ def worker(
     log_json: Annotated[
         bool, typer.Option("--log-json", help="Log one JSON object per line.")
     ] = False,
+    skip_integrity_check: Annotated[
+        bool,
+        typer.Option(
+            "--skip-integrity-check",
+            help="Start without checking the storage for damage (SQLite PRAGMA quick_check "
+            "reads the whole file: seconds on a large one); damage met later still stops "
+            "the worker.",
+        ),
+    ] = False,
     backend: BackendOpt = None,
     app_path: AppOpt = None,
 ) -> None:
@@ -42,7 +51,12 @@ def worker(
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):
         raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
-    settings = WorkerSettings(concurrency=concurrency, lease_seconds=lease, shutdown_grace=grace)
+    settings = WorkerSettings(
+        concurrency=concurrency,
+        lease_seconds=lease,
+        shutdown_grace=grace,
+        integrity_check=not skip_integrity_check,
+    )
     app = load_app(app_path, backend)
     configure_logging(level, json=log_json)
     runner = Worker(app, queues=queue, settings=settings, burst=burst, handle_signals=True)

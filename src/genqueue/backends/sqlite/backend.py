@@ -22,8 +22,8 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
+from genqueue.backends.sqlite import integrity, state
 from genqueue.backends.sqlite import queries as q
-from genqueue.backends.sqlite import state
 from genqueue.backends.sqlite.rows import (
     INSERT_JOB,
     UPDATE_JOB,
@@ -68,6 +68,9 @@ class SQLiteBackend(Backend):
         self.synchronous = synchronous
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        #: What SQLite said when this backend met a damaged file; from then on it refuses.
+        self._damage: str | None = None
+        self._checked = False
         #: Set when this process stored jobs that may be ready (enqueue, move, promote).
         self._local_work = asyncio.Event()
 
@@ -100,33 +103,76 @@ class SQLiteBackend(Backend):
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="genqueue-sqlite")
         try:
             self._conn = await self._call(self._connect)
-        except sqlite3.Error as exc:
-            raise BackendError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        except BaseException as exc:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+            if isinstance(exc, sqlite3.Error):
+                raise BackendError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            raise
 
     def _connect(self) -> sqlite3.Connection:
         conn = connect(
             self.path, busy_timeout_ms=self.busy_timeout_ms, synchronous=self.synchronous
         )
-        migrate(conn)
+        try:
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     async def close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await self._call(conn.close)
+            if self._damage is None:
+                await self._in_thread(conn.close)
+            else:
+                await self._in_thread(integrity.close_without_checkpoint, conn, self.path)
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        self._checked = False
+
+    async def check_integrity(self) -> None:
+        """Run ``PRAGMA quick_check`` once per open; raise ``StorageCorrupt`` on damage.
+
+        It reads every page (0.3 s per 100 MB from the OS cache, 2.5 s from disk, measured
+        on the 2-core test machine), so workers call it when they start and other commands
+        do not.
+        """
+        if self._checked:
+            return
+        problem = await self._read(integrity.quick_check)
+        if problem is not None:
+            self._damage = problem
+            raise integrity.damaged(self.path, problem)
+        self._checked = True
 
     async def time(self) -> float:
         return self.clock.now()
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._in_thread(self._guarded, fn, *args)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             raise BackendError(
                 "the SQLite backend is not open (use `async with app:` or app.open())"
             )
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in the backend's thread: every statement passes here, so this is the
+        one place a damaged file is recognised, and after that nothing runs at all."""
+        if self._damage is not None:
+            raise integrity.damaged(self.path, self._damage)
+        try:
+            return fn(*args)
+        except sqlite3.DatabaseError as exc:
+            if not integrity.is_damage(exc):
+                raise
+            self._damage = str(exc)
+            raise integrity.damaged(self.path, self._damage) from exc
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._call(self._transaction, fn)
@@ -144,7 +190,9 @@ class SQLiteBackend(Backend):
         try:
             result = fn(conn)
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may already have rolled back (it does on some errors).
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         return result
