@@ -11,20 +11,34 @@ import os
 from pathlib import Path
 
 from genqueue import App, JobContext, RetryPolicy
+from genqueue.providers.breaker import BreakerSettings
+from genqueue.providers.ledger import LedgerSettings
 from genqueue.providers.pixellab import PixelLabSettings, register
 
 app = App(
     os.environ.get("GENQUEUE_BACKEND"), retry=RetryPolicy(max_retries=1, base_delay=0.1, jitter=0)
 )
 # pixellab.generate against whatever PIXELLAB_BASE_URL and PIXELLAB_API_KEY the test sets
-register(
+pixellab = register(
     app,
     PixelLabSettings(
         poll_interval=0.05,
         lost_grace=10,
+        read_timeout=3.0,
         output_dir=Path(os.environ.get("GENQUEUE_OUTPUT_DIR", "genqueue-output")),
+        # The tests' fake settles charges within 0.3 s.
+        ledger=LedgerSettings(settlement_lag=0.5, reconcile_after=0.5, inflight_grace=1.0),
+        breaker=BreakerSettings(cooldown=0.5, auth_cooldown=0.5, max_cooldown=2.0),
     ),
 )
+
+
+if os.environ.get("CHAOS_DIE_BEFORE_STORING"):
+    # The worker dies after PixelLab answered (and charged) but before the result is stored.
+    def _die(*args: object, **kwargs: object) -> dict[str, object]:
+        os._exit(137)
+
+    pixellab.finish = _die  # type: ignore[method-assign]
 
 
 def ledger(line: str) -> None:

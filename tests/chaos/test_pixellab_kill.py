@@ -77,3 +77,38 @@ def test_killed_between_submit_and_completion_resumes_and_pays_once(
         "worker_lost",
         "completed",
     ]
+
+
+def test_killed_after_a_sync_charge_before_storing_the_images_is_not_paid_again(
+    workers: Workers, tmp_path: Path
+) -> None:
+    with FakePixelLab(FakeOptions(tokens={KEY: "main"})) as fake:
+        workers.extra_env = {
+            "PIXELLAB_BASE_URL": fake.base_url,
+            "PIXELLAB_API_KEY": KEY,
+            "GENQUEUE_OUTPUT_DIR": str(tmp_path / "out"),
+            "CHAOS_DIE_BEFORE_STORING": "1",
+        }
+
+        async def enqueue() -> str:
+            async with App(workers.url, strict_tasks=False) as app:
+                data = {
+                    "operation": "create-image-pixflux",
+                    "params": {"description": "a slime", "image_size": {"width": 32, "height": 32}},
+                }
+                [job] = await app.queue.enqueue_many(
+                    [JobRequest("pixellab.generate", data, queue="pixellab")]
+                )
+                return job.id
+
+        job_id = asyncio.run(enqueue())
+        first = workers.start()
+        assert first.wait(timeout=30) == 137  # it died right after the charge
+        del workers.extra_env["CHAOS_DIE_BEFORE_STORING"]
+        workers.start()
+        wait_until(lambda: read(workers, job_id).state is JobState.DEAD, 30, "the job to die")
+        stats = fake.stats()
+    job = read(workers, job_id)
+    assert stats["charges_by_client_job"] == {job_id: 1}
+    assert job.last_error is not None and "accepted and charged it" in job.last_error.message
+    assert job.cost["usd"] == stats["total_charged_usd"]  # the charge is on the job

@@ -192,3 +192,14 @@ def test_an_unreadable_balance_gives_up_the_window_and_lets_submits_go_on() -> N
     rec, decided = ledger.evaluate(closed, 90, SETTINGS)
     assert [(v.submit_id, v.verdict) for v in decided] == [("b:1", "charged")]
     assert "no clean reading" in decided[0].why
+
+
+def test_a_resumed_job_proves_an_expired_submit_was_accepted() -> None:
+    rec = opened()
+    rec = ledger.begin(rec, "a:1", 1, 5)  # its worker dies after storing the remote id
+    rec = ledger.expire(rec, 5)
+    assert ledger.track(rec, "a:1") == "waiting"
+    rec = ledger.settle(rec, "a:1", PRICE, "op")  # the resumed job finished and was priced
+    assert ledger.track(rec, "a:1") == "unknown" and rec["totals"]["uncertain"] == 0
+    rec = reading(rec, 100 - 0.05, 1000 - 5, at=20)
+    assert rec["totals"]["external"] == {} and rec["totals"]["charged"] == 0

@@ -208,6 +208,15 @@ def settle(rec: Record, job_id: str, cost: Amounts | None, operation: str) -> Re
             found["pending"].remove(job_id)
             _charge(rec, found, cost, operation)
             return rec
+        if job_id in window["uncertain"]:
+            # Its worker died before recording the acceptance (the submit expired into
+            # "uncertain"); the job, resumed, proves it was accepted.
+            rec = copy.deepcopy(rec)
+            found = _windows(rec)[index]
+            del found["uncertain"][job_id]
+            rec["totals"]["uncertain"] -= 1
+            _charge(rec, found, cost, operation)
+            return rec
     return rec
 
 

@@ -118,7 +118,7 @@ class PixelLabClient:
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, submitting=False) from None
         if response.status_code >= 400:
-            raise self._status_error(response, submitting=False)
+            raise self._status_error(response, submitting=False, what="a balance read")
         return _balance(self._json_body(response))
 
     # -- poll -------------------------------------------------------------------------------
@@ -219,14 +219,19 @@ class PixelLabClient:
         )
 
     def _status_error(
-        self, response: httpx.Response, *, submitting: bool, remote_id: str | None = None
+        self,
+        response: httpx.Response,
+        *,
+        submitting: bool,
+        remote_id: str | None = None,
+        what: str | None = None,
     ) -> ProviderError:
         status = response.status_code
         # PixelLab's 529 means "rate limit exceeded"; every other 5xx is a server error.
         kind = ErrorKind.SERVER if status >= 500 and status != 529 else kind_for_status(status)
         detail = self._detail(response)
         return ProviderError(
-            f"PixelLab answered {status} to {'a submit' if submitting else 'a poll'}: "
+            f"PixelLab answered {status} to {what or ('a submit' if submitting else 'a poll')}: "
             f"{self._text(detail) or response.reason_phrase}",
             kind=kind,
             status=status,

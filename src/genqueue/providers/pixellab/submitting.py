@@ -70,22 +70,32 @@ async def submit(px: PixelLab, ctx: JobContext, route: Route, submit_id: str) ->
     await px.guard.rate_limit_passed()
     ledger = px.ledger
     if isinstance(outcome, RemoteRef):
+        # The remote id first: from here on any attempt resumes this job, never resubmits.
+        await ctx.set_remote_job_id(outcome.remote_job_id, submitting=False, poll_since=now,
+                                    poll_redrive=ctx.job.redrive_count,
+                                    **outcome.extra_ids)  # fmt: skip
         if ledger is not None:
             await ledger.end(submit_id, "accepted", route.operation)  # priced when it ends
         if route.mode == "sync":
             await px.guard.release_slot(ctx.id, "sync")
-        await ctx.set_remote_job_id(outcome.remote_job_id, submitting=False, poll_since=now,
-                                    poll_redrive=ctx.job.redrive_count,
-                                    **outcome.extra_ids)  # fmt: skip
         await px.guard.on_accepted(ctx.id, px.slot_ttl(route), "async")
         return await polling.poll(px, ctx, route, outcome)
     cost = outcome.usage.as_cost() if outcome.usage is not None else None
+    # Charged: store the cost and the acceptance before anything else, so a worker that
+    # dies before the images are stored leaves a job that knows it was charged.
+    if cost:
+        ctx.add_cost(**cost)
+    ctx.job.meta.update(accepted=submit_id, accepted_cost=cost)
+    await ctx.save_cost()
     if ledger is not None:
         await ledger.end(submit_id, "accepted", route.operation, cost)
     await px.guard.release_slot(ctx.id, route.mode)
     await px.guard.on_accepted(ctx.id, px.slot_ttl(route), route.mode)
-    await ctx.set_meta(submitting=False)
-    return px.finish(ctx, route, outcome, None)
+    # Not written now: the mark is cleared by the same write that stores the images. A
+    # worker dying before it leaves a job that knows it was charged, never one that
+    # submits again.
+    ctx.job.meta["submitting"] = False
+    return px.finish(ctx, route, outcome, None, charged=True)
 
 
 async def _failed(
@@ -132,15 +142,29 @@ async def _settle_earlier(px: PixelLab, ctx: JobContext, route: Route) -> None:
                            operator_resubmits=resubmits)  # fmt: skip
         ctx.note(resubmit="redriven by an operator after an uncertain submit: sending it again")
         return
+    ledger, submit_id = px.ledger, meta.get("submit_id")
+    if submit_id is not None and meta.get("accepted") == submit_id:
+        await _accepted_but_lost(px, ctx, route, str(submit_id))
     if await _blind_resubmit(px, ctx, route, "an earlier attempt never learned the outcome"):
         return
-    ledger, submit_id = px.ledger, meta.get("submit_id")
     if ledger is None or not isinstance(submit_id, str):
         raise uncertain_error(route, "an earlier attempt sent it and never learned the outcome")
     found = await ledger.verdict(submit_id)
     if not isinstance(found, Verdict):
         raise Snooze(release_jitter(found), RECONCILING)
     await _apply(px, ctx, route, found)
+
+
+async def _accepted_but_lost(px: PixelLab, ctx: JobContext, route: Route, submit_id: str) -> None:
+    """PixelLab accepted (and billed) it; the worker died before the images were stored."""
+    if px.ledger is not None:  # in case its end never reached the ledger
+        cost = ctx.job.meta.get("accepted_cost")
+        await px.ledger.end(submit_id, "accepted", route.operation, cost or None)
+    raise uncertain_error(
+        route,
+        "PixelLab accepted and charged it (the cost is on this job), but the worker stopped "
+        "before its images were stored; a redrive generates them again, and pays again",
+    )
 
 
 async def _apply(px: PixelLab, ctx: JobContext, route: Route, found: Verdict) -> None:

@@ -174,9 +174,16 @@ class PixelLab:
     # -- results ------------------------------------------------------------------------------
 
     def finish(
-        self, ctx: JobContext, route: Route, done: Completed, ref: RemoteRef | None
+        self,
+        ctx: JobContext,
+        route: Route,
+        done: Completed,
+        ref: RemoteRef | None,
+        *,
+        charged: bool = False,
     ) -> dict[str, Any]:
-        if done.usage is not None:
+        """Write the images; record the cost unless it was recorded when it was ``charged``."""
+        if done.usage is not None and not charged:
             ctx.add_cost(**done.usage.as_cost())
         folder = self.settings.resolved_output() / ctx.id
         folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,67 @@
+"""``genqueue breaker list|reset``: the circuit breakers of provider accounts.
+
+Accounts are named ``provider:HASH`` (a hash of the API key, never the key). ``reset``
+closes a breaker at once, for when the operator knows the cause is fixed (a new key, a
+paid invoice) and does not want to wait for the next probe.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from genqueue.app import App
+from genqueue.cli.common import AppOpt, BackendOpt, JsonOpt, load_app, out, print_json, run_with_app
+
+breaker_app = typer.Typer(help="Circuit breakers of provider accounts.", no_args_is_help=True)
+
+
+@breaker_app.command("list")
+def list_command(
+    backend: BackendOpt = None, app_path: AppOpt = None, json: JsonOpt = False
+) -> None:
+    """Every provider account's breaker: state, why, and how long it stays open."""
+    from genqueue.providers.breaker import list_breakers
+
+    rows = run_with_app(load_app(app_path, backend), list_breakers)
+    if json:
+        print_json(rows)
+        return
+    if not rows:
+        out.print("no provider accounts have been used on this backend")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("ACCOUNT", "STATE", "OPEN FOR", "REASON"):
+        table.add_column(column)
+    for row in rows:
+        open_for = f"{row['open_for']:.0f} s" if row["state"] == "open" else "-"
+        table.add_row(row["account"], row["state"], open_for, row["reason"] or "")
+    out.print(table)
+
+
+@breaker_app.command("reset")
+def reset_command(
+    account: Annotated[
+        str | None,
+        typer.Argument(help="Account (a unique prefix will do); all accounts if omitted."),
+    ] = None,
+    backend: BackendOpt = None,
+    app_path: AppOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Close a breaker now (or every breaker), without waiting for a probe."""
+    from genqueue.providers.breaker import reset_breaker
+
+    async def go(app: App) -> list[str]:
+        return await reset_breaker(app, account)
+
+    closed = run_with_app(load_app(app_path, backend), go)
+    result: dict[str, Any] = {"closed": closed}
+    if json:
+        print_json(result)
+    elif closed:
+        out.print("closed: " + ", ".join(closed))
+    else:
+        out.print("no breaker was open")
