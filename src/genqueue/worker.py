@@ -6,6 +6,13 @@ stops fetching, lets running jobs finish within the grace period and releases th
 back to the queue; a second signal releases them at once. A job whose worker vanished
 (kill -9) is reclaimed by any worker once its lease expires, and that counts as a failed
 attempt (``worker_lost``), so a job that kills its worker every time ends in the DLQ.
+
+No task takes its worker down: whatever a task raises (``SystemExit`` included) is that
+task's failure, and only the worker's own cancellations (shutdown, lost lease) are
+recorded as such. A sync task's thread cannot be stopped, so its job keeps its slot and
+lease until the thread returns, past its timeout or the shutdown grace period
+(``attempt_overrun``); only a forced stop gives up on it, and the process exits. A task
+that blocks the event loop is named by a watchdog thread (``loop_blocked``).
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +37,20 @@ from genqueue.classify import ErrorKind
 from genqueue.context import JobContext
 from genqueue.errors import StorageCorrupt
 from genqueue.events import EventName
-from genqueue.execution import Outcome, OutcomeKind, PlanContext, execute, failure, plan
+from genqueue.execution import (
+    Outcome,
+    OutcomeKind,
+    PlanContext,
+    classify_raised,
+    execute,
+    failure,
+    plan,
+)
 from genqueue.job import Job
 from genqueue.settings import WorkerSettings
 from genqueue.task import Task
+from genqueue.threads import TaskThread
+from genqueue.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from genqueue.app import App
@@ -42,15 +58,29 @@ if TYPE_CHECKING:
 log = logging.getLogger("genqueue.worker")
 
 
+JOB_TASK_PREFIX = "genqueue-job-"
+
+
 @dataclass(slots=True)
 class _Running:
     job: Job
     task: asyncio.Task[None] | None = None
+    #: The job's asyncio task has started (a task cancelled before it starts never runs
+    #: its code, so it is never cancelled: it sees ``release`` when it starts).
+    began: bool = False
     release: bool = False
     lost: bool = False
+    #: A forced stop gave up on the sync task's thread: nothing is written.
+    abandoned: bool = False
     #: The outcome is being stored; heartbeats and cancellation leave it alone.
     finishing: bool = False
+    #: The thread of a sync task (None for async tasks).
+    thread: TaskThread | None = None
+    overrun: bool = False
     started: float = field(default_factory=time.monotonic)
+
+    def cancelled_by_worker(self) -> bool:
+        return self.release or self.lost or self.abandoned
 
 
 class Worker:
@@ -73,10 +103,11 @@ class Worker:
         self.stats: Counter[str] = Counter()
         self._running: dict[str, _Running] = {}
         self._batcher = MoveBatcher(app.backend)
-        self._executor: ThreadPoolExecutor | None = None
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._force = False
+        #: The asyncio task running ``run()``.
+        self._main: asyncio.Task[Any] | None = None
         self._fetch_failures = 0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -95,6 +126,7 @@ class Worker:
         if self.settings.integrity_check:
             await self.app.backend.check_integrity()
         loop = asyncio.get_running_loop()
+        self._main = asyncio.current_task()
         if self.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
@@ -104,16 +136,17 @@ class Worker:
             queues=self.queues,
             concurrency=self.settings.concurrency,
         )
+        watchdog = self._watchdog(loop)
         try:
             await self._maintain_once()
             await self._run_side_tasks()
             await self._shutdown()
         finally:
+            if watchdog is not None:
+                watchdog.stop()
             if self.handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
             self.app.events.emit(EventName.WORKER_STOPPED, worker=self.id, **dict(self.stats))
         return self.stats
 
@@ -164,14 +197,49 @@ class Worker:
             await asyncio.wait(rest)
 
     def _release(self, running: _Running) -> None:
-        if (
-            running.task is not None
-            and not running.task.done()
-            and not running.release
-            and not running.finishing
-        ):
-            running.release = True
+        """Give a running job back to the queue (a sync task's thread is waited for)."""
+        task = running.task
+        if task is None or task.done() or running.finishing or running.cancelled_by_worker():
+            return
+        if running.thread is not None:
+            self._outlive(running, running.thread)
+            return
+        running.release = True
+        if running.began:
+            task.cancel()
+
+    def _outlive(self, running: _Running, thread: TaskThread) -> None:
+        """At shutdown, wait for a sync task's thread; a forced stop abandons it."""
+        if not thread.alive:
+            return  # it returned: its outcome is being stored
+        if not self._force:
+            self._overrun(running, "shutdown")
+            return
+        # The process is about to exit and the thread dies with it. Nothing is written:
+        # releasing the job while its thread runs could start a second copy; its lease
+        # expires instead and it is reclaimed (worker_lost).
+        running.abandoned = True
+        thread.abandon()
+        if running.task is not None:
             running.task.cancel()
+
+    def _overrun(self, running: _Running, reason: str) -> None:
+        """A sync task's attempt ended but its thread runs on: say so, once."""
+        if running.overrun:
+            return
+        running.overrun = True
+        self.stats["overrun"] += 1
+        job = running.job
+        self.app.events.emit(
+            EventName.ATTEMPT_OVERRUN,
+            job_id=job.id,
+            task=job.task,
+            queue=job.queue,
+            attempt=job.attempts,
+            worker=self.id,
+            reason=reason,
+            running_for=round(time.monotonic() - running.started, 3),
+        )
 
     async def _shutdown(self) -> None:
         await self._batcher.drain()
@@ -261,14 +329,24 @@ class Worker:
     def _start(self, job: Job) -> None:
         running = _Running(job)
         self._running[job.id] = running
-        running.task = asyncio.create_task(self._run_job(running), name=f"genqueue-job-{job.id}")
+        running.task = asyncio.create_task(self._run_job(running), name=JOB_TASK_PREFIX + job.id)
+        # Whatever happens to the task (even a cancellation before it ran), the slot is freed.
+        running.task.add_done_callback(lambda _: self._free(job.id))
+
+    def _free(self, job_id: str) -> None:
+        self._running.pop(job_id, None)
+        self._slot_freed.set()
 
     # -- running one job ------------------------------------------------------------------
 
     async def _run_job(self, running: _Running) -> None:
         job = running.job
+        running.began = True
         try:
-            outcome = await self._outcome(running)
+            try:
+                outcome = await self._outcome(running)
+            except GeneratorExit as exc:
+                outcome = self._thrown_in(running, exc)
             if outcome is not None:
                 running.finishing = True
                 await self._finish(job, outcome)
@@ -276,12 +354,31 @@ class Worker:
             log.exception(
                 "worker failed to store the outcome of job %s; its lease will expire", job.id
             )
-        finally:
-            self._running.pop(job.id, None)
-            self._slot_freed.set()
+
+    def _interrupted(self, running: _Running) -> bool:
+        """Whether the worker cancelled the job (its own cancellations set flags first)."""
+        if self._main is not None and self._main.cancelling() and not running.release:
+            # Whoever cancels the worker itself (asyncio.run tearing down) stops its jobs:
+            # they were interrupted, not failed, and go back to the queue.
+            running.release = True
+        return running.cancelled_by_worker()
+
+    def _thrown_in(self, running: _Running, exc: GeneratorExit) -> Outcome | None:
+        """A GeneratorExit held by a future the task awaited: asyncio threw it into the job's
+        asyncio task, which closed the coroutines in between, so it surfaces here."""
+        if asyncio.current_task() is not running.task:
+            raise exc  # the coroutine itself is being closed: not the task's doing
+        if running.lost or running.abandoned:
+            return None
+        if running.release:
+            return _released()
+        classifier = self.app.classifier_for(running.job.task, running.job.queue)
+        return Outcome(OutcomeKind.FAILED, error=classify_raised(classifier, exc))
 
     async def _outcome(self, running: _Running) -> Outcome | None:
         job = running.job
+        if running.release:
+            return _released()  # the worker stopped before the job started
         task = self.app.tasks.find(job.task)
         problem = self._unrunnable(job, task)
         if problem is not None:
@@ -297,17 +394,35 @@ class Worker:
         )
         ctx = JobContext(job, self.app, self.id, self._write_running, asyncio.get_running_loop())
         classifier = self.app.classifier_for(job.task, job.queue)
+        if not task.is_async:
+            running.thread = TaskThread(
+                f"genqueue-task-{job.id}", lambda reason: self._overrun(running, reason)
+            )
         try:
-            outcome = await execute(task, ctx, classifier, self._thread_pool(task))
-            await ctx.flush()
-            return outcome
+            outcome = await execute(
+                task,
+                ctx,
+                classifier,
+                running.thread,
+                cancelled_by_worker=lambda: self._interrupted(running),
+            )
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            if running.release:
-                return Outcome(OutcomeKind.RELEASE, reason="worker shut down")
-            return None  # lease lost: the job is not ours to write any more
+            outcome = _released()
+        return await self._settle(running, ctx, outcome)
+
+    async def _settle(self, running: _Running, ctx: JobContext, outcome: Outcome) -> Outcome | None:
+        """What to store once the attempt ended, given what the worker did to it meanwhile."""
+        if running.lost or running.abandoned:
+            return None  # the job is not ours to write any more (or its thread still runs)
+        if running.release and outcome.kind is OutcomeKind.FAILED:
+            # The task failed on its way out of the shutdown's cancellation.
+            outcome = _released()
+        running.finishing = True
+        await ctx.flush()
+        return outcome
 
     def _unrunnable(self, job: Job, task: Task | None) -> Outcome | None:
         if job.data_error is not None:
@@ -327,15 +442,6 @@ class Worker:
             )
             return Outcome(OutcomeKind.FAILED, error=error)
         return None
-
-    def _thread_pool(self, task: Task) -> ThreadPoolExecutor | None:
-        if task.is_async:
-            return None
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                self.settings.concurrency, thread_name_prefix="genqueue-task"
-            )
-        return self._executor
 
     async def _write_running(self, lease: Lease, update: RunningUpdate) -> bool:
         return await self.app.backend.update_running(lease, update)
@@ -378,11 +484,20 @@ class Worker:
                 log.warning("worker maintenance step %s failed", step.__name__, exc_info=True)
 
     async def _heartbeat_loop(self) -> None:
-        await self._every(self.settings.heartbeat_every, self._heartbeat)
+        # Beats go on after a stop request while jobs still run (the grace period, a sync
+        # task's thread that outlives it): a job's lease lasts as long as its attempt.
+        while not (self._stop.is_set() and not self._running):
+            await asyncio.sleep(self.settings.heartbeat_every)
+            try:
+                await self._heartbeat()
+            except Exception:
+                log.warning("worker maintenance step _heartbeat failed", exc_info=True)
 
     async def _heartbeat(self) -> None:
         leases = [
-            Lease(r.job.id, r.job.attempts) for r in self._running.values() if not r.finishing
+            Lease(r.job.id, r.job.attempts)
+            for r in self._running.values()
+            if not r.finishing and not r.lost
         ]
         if not leases:
             return
@@ -392,7 +507,8 @@ class Worker:
             if running is None or running.task is None or running.task.done() or running.finishing:
                 continue
             running.lost = True
-            running.task.cancel()
+            if running.thread is None:
+                running.task.cancel()  # a thread cannot be stopped; its outcome is dropped
             self.stats["lease_lost"] += 1
             self.app.events.emit(
                 EventName.JOB_LEASE_LOST, job_id=job_id, task=running.job.task, worker=self.id
@@ -441,6 +557,48 @@ class Worker:
         if total:
             self.app.events.emit(EventName.JOBS_EXPIRED, count=total)
 
+    # -- watching the event loop ----------------------------------------------------------
+
+    def _watchdog(self, loop: asyncio.AbstractEventLoop) -> LoopWatchdog | None:
+        threshold = self.settings.loop_block_threshold
+        if threshold is None:
+            return None
+        watchdog = LoopWatchdog(loop, threshold, self._loop_blocked, self._loop_unblocked)
+        watchdog.start()
+        return watchdog
+
+    def _loop_blocked(self, culprit: str | None, seconds: float) -> dict[str, Any]:
+        """Called in the watchdog thread while the loop is blocked: name the job now."""
+        fields: dict[str, Any] = {"job_id": None, "task": None, "holder": culprit}
+        running = None
+        if culprit is not None and culprit.startswith(JOB_TASK_PREFIX):
+            running = self._running.get(culprit.removeprefix(JOB_TASK_PREFIX))
+        if running is None:
+            log.warning(
+                "event loop blocked for %.1f s so far by %s",
+                seconds,
+                culprit or "code outside any asyncio task",
+                extra={"holder": culprit},
+            )
+            return fields
+        job = running.job
+        fields.update(job_id=job.id, task=job.task)
+        log.warning(
+            "event loop blocked for %.1f s so far by job %s (task %s): an async task must "
+            "not call blocking code (make it a def task, or use asyncio.to_thread)",
+            seconds,
+            job.id,
+            job.task,
+            extra={"job_id": job.id, "task": job.task},
+        )
+        return fields
+
+    def _loop_unblocked(self, fields: dict[str, Any], seconds: float) -> None:
+        self.stats["loop_blocked"] += 1
+        self.app.events.emit(
+            EventName.LOOP_BLOCKED, **fields, worker=self.id, seconds=round(seconds, 3)
+        )
+
     async def _maintain_once(self) -> None:
         try:
             await self._promote()
@@ -451,3 +609,7 @@ class Worker:
         except Exception:
             # The side tasks retry these on their own schedule; do not refuse to start.
             log.warning("start-up maintenance failed; continuing", exc_info=True)
+
+
+def _released() -> Outcome:
+    return Outcome(OutcomeKind.RELEASE, reason="worker shut down")
