@@ -6,15 +6,24 @@ when a ping goes unanswered for longer than the threshold it reports, while the 
 still blocked, the name of the asyncio task that holds the loop (``on_blocked``, called in
 the watchdog thread, returns what to report later). Once the loop answers again,
 ``on_unblocked`` runs in the loop with that report and how long the loop was blocked.
+A worker reports with ``BlockedLoopReport``: a warning on ``genqueue.worker`` naming the
+job at once, then a ``loop_blocked`` event with how long it lasted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from genqueue.events import EventName, Events
+from genqueue.running import JOB_TASK_PREFIX, RunningJob
+
+log = logging.getLogger("genqueue.worker")
 
 
 class LoopWatchdog:
@@ -90,3 +99,63 @@ def _running_task_name(loop: asyncio.AbstractEventLoop) -> str | None:
     except RuntimeError:
         return None
     return None if task is None else task.get_name()
+
+
+class BlockedLoopReport:
+    """What a worker says about its blocked loop: which job (task) held it, how long."""
+
+    def __init__(
+        self,
+        running: Mapping[str, RunningJob],
+        events: Events,
+        worker_id: str,
+        stats: Counter[str],
+    ) -> None:
+        self._running = running
+        self._events = events
+        self._worker_id = worker_id
+        self._stats = stats
+
+    def blocked(self, holder: str | None, seconds: float) -> dict[str, Any]:
+        """In the watchdog thread, while the loop is blocked: name the job now."""
+        fields: dict[str, Any] = {"job_id": None, "task": None, "holder": holder}
+        running = None
+        if holder is not None and holder.startswith(JOB_TASK_PREFIX):
+            running = self._running.get(holder.removeprefix(JOB_TASK_PREFIX))
+        if running is None:
+            log.warning(
+                "event loop blocked for %.1f s so far by %s",
+                seconds,
+                holder or "code outside any asyncio task",
+                extra={"holder": holder},
+            )
+            return fields
+        job = running.job
+        fields.update(job_id=job.id, task=job.task)
+        log.warning(
+            "event loop blocked for %.1f s so far by job %s (task %s): an async task must "
+            "not call blocking code (make it a def task, or use asyncio.to_thread)",
+            seconds,
+            job.id,
+            job.task,
+            extra={"job_id": job.id, "task": job.task},
+        )
+        return fields
+
+    def unblocked(self, fields: dict[str, Any], seconds: float) -> None:
+        """In the loop, once it runs again."""
+        self._stats["loop_blocked"] += 1
+        self._events.emit(
+            EventName.LOOP_BLOCKED, **fields, worker=self._worker_id, seconds=round(seconds, 3)
+        )
+
+
+def watch_loop(
+    loop: asyncio.AbstractEventLoop, threshold: float | None, report: BlockedLoopReport
+) -> LoopWatchdog | None:
+    """Start a watchdog on ``loop`` (None when ``threshold`` is None: watching is off)."""
+    if threshold is None:
+        return None
+    watchdog = LoopWatchdog(loop, threshold, report.blocked, report.unblocked)
+    watchdog.start()
+    return watchdog

@@ -27,7 +27,6 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from genqueue.announce import announce
@@ -41,46 +40,21 @@ from genqueue.execution import (
     Outcome,
     OutcomeKind,
     PlanContext,
-    classify_raised,
     execute,
     failure,
     plan,
 )
 from genqueue.job import Job
+from genqueue.running import JOB_TASK_PREFIX, RunningJob, released
 from genqueue.settings import WorkerSettings
 from genqueue.task import Task
 from genqueue.threads import TaskThread
-from genqueue.watchdog import LoopWatchdog
+from genqueue.watchdog import BlockedLoopReport, watch_loop
 
 if TYPE_CHECKING:
     from genqueue.app import App
 
 log = logging.getLogger("genqueue.worker")
-
-
-JOB_TASK_PREFIX = "genqueue-job-"
-
-
-@dataclass(slots=True)
-class _Running:
-    job: Job
-    task: asyncio.Task[None] | None = None
-    #: The job's asyncio task has started (a task cancelled before it starts never runs
-    #: its code, so it is never cancelled: it sees ``release`` when it starts).
-    began: bool = False
-    release: bool = False
-    lost: bool = False
-    #: A forced stop gave up on the sync task's thread: nothing is written.
-    abandoned: bool = False
-    #: The outcome is being stored; heartbeats and cancellation leave it alone.
-    finishing: bool = False
-    #: The thread of a sync task (None for async tasks).
-    thread: TaskThread | None = None
-    overrun: bool = False
-    started: float = field(default_factory=time.monotonic)
-
-    def cancelled_by_worker(self) -> bool:
-        return self.release or self.lost or self.abandoned
 
 
 class Worker:
@@ -101,13 +75,16 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.handle_signals = handle_signals
         self.stats: Counter[str] = Counter()
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, RunningJob] = {}
         self._batcher = MoveBatcher(app.backend)
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._force = False
         #: The asyncio task running ``run()``.
         self._main: asyncio.Task[Any] | None = None
+        self._blocked_loop_report = BlockedLoopReport(
+            self._running, app.events, self.id, self.stats
+        )
         self._fetch_failures = 0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -136,7 +113,7 @@ class Worker:
             queues=self.queues,
             concurrency=self.settings.concurrency,
         )
-        watchdog = self._watchdog(loop)
+        watchdog = watch_loop(loop, self.settings.loop_block_threshold, self._blocked_loop_report)
         try:
             await self._maintain_once()
             await self._run_side_tasks()
@@ -196,34 +173,12 @@ class Worker:
         if rest:
             await asyncio.wait(rest)
 
-    def _release(self, running: _Running) -> None:
-        """Give a running job back to the queue (a sync task's thread is waited for)."""
-        task = running.task
-        if task is None or task.done() or running.finishing or running.cancelled_by_worker():
-            return
-        if running.thread is not None:
-            self._outlive(running, running.thread)
-            return
-        running.release = True
-        if running.began:
-            task.cancel()
-
-    def _outlive(self, running: _Running, thread: TaskThread) -> None:
-        """At shutdown, wait for a sync task's thread; a forced stop abandons it."""
-        if not thread.alive:
-            return  # it returned: its outcome is being stored
-        if not self._force:
+    def _release(self, running: RunningJob) -> None:
+        """Give a running job back to the queue; a sync task's thread is waited for."""
+        if running.release_it(force=self._force):
             self._overrun(running, "shutdown")
-            return
-        # The process is about to exit and the thread dies with it. Nothing is written:
-        # releasing the job while its thread runs could start a second copy; its lease
-        # expires instead and it is reclaimed (worker_lost).
-        running.abandoned = True
-        thread.abandon()
-        if running.task is not None:
-            running.task.cancel()
 
-    def _overrun(self, running: _Running, reason: str) -> None:
+    def _overrun(self, running: RunningJob, reason: str) -> None:
         """A sync task's attempt ended but its thread runs on: say so, once."""
         if running.overrun:
             return
@@ -327,7 +282,7 @@ class Worker:
             other.cancel()
 
     def _start(self, job: Job) -> None:
-        running = _Running(job)
+        running = RunningJob(job)
         self._running[job.id] = running
         running.task = asyncio.create_task(self._run_job(running), name=JOB_TASK_PREFIX + job.id)
         # Whatever happens to the task (even a cancellation before it ran), the slot is freed.
@@ -339,14 +294,15 @@ class Worker:
 
     # -- running one job ------------------------------------------------------------------
 
-    async def _run_job(self, running: _Running) -> None:
+    async def _run_job(self, running: RunningJob) -> None:
         job = running.job
         running.began = True
         try:
             try:
                 outcome = await self._outcome(running)
             except GeneratorExit as exc:
-                outcome = self._thrown_in(running, exc)
+                classifier = self.app.classifier_for(job.task, job.queue)
+                outcome = running.thrown_in(exc, classifier)
             if outcome is not None:
                 running.finishing = True
                 await self._finish(job, outcome)
@@ -355,7 +311,7 @@ class Worker:
                 "worker failed to store the outcome of job %s; its lease will expire", job.id
             )
 
-    def _interrupted(self, running: _Running) -> bool:
+    def _interrupted(self, running: RunningJob) -> bool:
         """Whether the worker cancelled the job (its own cancellations set flags first)."""
         if self._main is not None and self._main.cancelling() and not running.release:
             # Whoever cancels the worker itself (asyncio.run tearing down) stops its jobs:
@@ -363,22 +319,10 @@ class Worker:
             running.release = True
         return running.cancelled_by_worker()
 
-    def _thrown_in(self, running: _Running, exc: GeneratorExit) -> Outcome | None:
-        """A GeneratorExit held by a future the task awaited: asyncio threw it into the job's
-        asyncio task, which closed the coroutines in between, so it surfaces here."""
-        if asyncio.current_task() is not running.task:
-            raise exc  # the coroutine itself is being closed: not the task's doing
-        if running.lost or running.abandoned:
-            return None
-        if running.release:
-            return _released()
-        classifier = self.app.classifier_for(running.job.task, running.job.queue)
-        return Outcome(OutcomeKind.FAILED, error=classify_raised(classifier, exc))
-
-    async def _outcome(self, running: _Running) -> Outcome | None:
+    async def _outcome(self, running: RunningJob) -> Outcome | None:
         job = running.job
         if running.release:
-            return _released()  # the worker stopped before the job started
+            return released()  # the worker stopped before the job started
         task = self.app.tasks.find(job.task)
         problem = self._unrunnable(job, task)
         if problem is not None:
@@ -410,19 +354,12 @@ class Worker:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            outcome = _released()
-        return await self._settle(running, ctx, outcome)
-
-    async def _settle(self, running: _Running, ctx: JobContext, outcome: Outcome) -> Outcome | None:
-        """What to store once the attempt ended, given what the worker did to it meanwhile."""
-        if running.lost or running.abandoned:
-            return None  # the job is not ours to write any more (or its thread still runs)
-        if running.release and outcome.kind is OutcomeKind.FAILED:
-            # The task failed on its way out of the shutdown's cancellation.
-            outcome = _released()
-        running.finishing = True
-        await ctx.flush()
-        return outcome
+            outcome = released()
+        settled = running.settle(outcome)
+        if settled is not None:
+            running.finishing = True
+            await ctx.flush()
+        return settled
 
     def _unrunnable(self, job: Job, task: Task | None) -> Outcome | None:
         if job.data_error is not None:
@@ -504,11 +441,8 @@ class Worker:
         lost = await self.app.backend.heartbeat(leases, self.settings.lease_seconds)
         for job_id in lost:
             running = self._running.get(job_id)
-            if running is None or running.task is None or running.task.done() or running.finishing:
+            if running is None or not running.lose():
                 continue
-            running.lost = True
-            if running.thread is None:
-                running.task.cancel()  # a thread cannot be stopped; its outcome is dropped
             self.stats["lease_lost"] += 1
             self.app.events.emit(
                 EventName.JOB_LEASE_LOST, job_id=job_id, task=running.job.task, worker=self.id
@@ -557,48 +491,6 @@ class Worker:
         if total:
             self.app.events.emit(EventName.JOBS_EXPIRED, count=total)
 
-    # -- watching the event loop ----------------------------------------------------------
-
-    def _watchdog(self, loop: asyncio.AbstractEventLoop) -> LoopWatchdog | None:
-        threshold = self.settings.loop_block_threshold
-        if threshold is None:
-            return None
-        watchdog = LoopWatchdog(loop, threshold, self._loop_blocked, self._loop_unblocked)
-        watchdog.start()
-        return watchdog
-
-    def _loop_blocked(self, culprit: str | None, seconds: float) -> dict[str, Any]:
-        """Called in the watchdog thread while the loop is blocked: name the job now."""
-        fields: dict[str, Any] = {"job_id": None, "task": None, "holder": culprit}
-        running = None
-        if culprit is not None and culprit.startswith(JOB_TASK_PREFIX):
-            running = self._running.get(culprit.removeprefix(JOB_TASK_PREFIX))
-        if running is None:
-            log.warning(
-                "event loop blocked for %.1f s so far by %s",
-                seconds,
-                culprit or "code outside any asyncio task",
-                extra={"holder": culprit},
-            )
-            return fields
-        job = running.job
-        fields.update(job_id=job.id, task=job.task)
-        log.warning(
-            "event loop blocked for %.1f s so far by job %s (task %s): an async task must "
-            "not call blocking code (make it a def task, or use asyncio.to_thread)",
-            seconds,
-            job.id,
-            job.task,
-            extra={"job_id": job.id, "task": job.task},
-        )
-        return fields
-
-    def _loop_unblocked(self, fields: dict[str, Any], seconds: float) -> None:
-        self.stats["loop_blocked"] += 1
-        self.app.events.emit(
-            EventName.LOOP_BLOCKED, **fields, worker=self.id, seconds=round(seconds, 3)
-        )
-
     async def _maintain_once(self) -> None:
         try:
             await self._promote()
@@ -609,7 +501,3 @@ class Worker:
         except Exception:
             # The side tasks retry these on their own schedule; do not refuse to start.
             log.warning("start-up maintenance failed; continuing", exc_info=True)
-
-
-def _released() -> Outcome:
-    return Outcome(OutcomeKind.RELEASE, reason="worker shut down")
