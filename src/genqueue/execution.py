@@ -139,6 +139,27 @@ def _not_retryable(error: ClassifiedError) -> ClassifiedError:
     return replace(error, kind=ErrorKind.VALIDATION, retryable=False)
 
 
+def unrunnable(job: Job, task: Task | None) -> Outcome | None:
+    """Why the job cannot run at all (undecodable data, unknown task), if it cannot."""
+    if job.data_error is not None:
+        error = failure(
+            ErrorKind.VALIDATION,
+            f"job data cannot be decoded: {job.data_error}",
+            "genqueue.UndecodableJob",
+            retryable=False,
+        )
+        return Outcome(OutcomeKind.FAILED, error=error)
+    if task is None:
+        error = failure(
+            ErrorKind.VALIDATION,
+            f"no task named {job.task!r} is registered in this worker",
+            "genqueue.UnknownTask",
+            retryable=False,
+        )
+        return Outcome(OutcomeKind.FAILED, error=error)
+    return None
+
+
 def failure(kind: ErrorKind, message: str, error_type: str, *, retryable: bool) -> ClassifiedError:
     """A failure that did not come from an exception (lost worker, undecodable job...)."""
     return ClassifiedError(kind=kind, retryable=retryable, message=message, type=error_type)

@@ -1,13 +1,14 @@
 """One job running in a worker, and what the worker may do to it while it runs.
 
 The worker interrupts a running job for three reasons, and each is recorded for what it
-is: shutdown (``release``: back to the queue, the attempt ``interrupted``), a lost lease
-(``lose``: nothing is written, the job is somebody else's now) and a forced stop while a
-sync task's thread runs (``abandon``: nothing is written; the process exits, the lease
-expires and the job is reclaimed). An async task is interrupted by cancelling its
-asyncio task; a sync task's thread cannot be stopped, so its job keeps its slot and its
-lease until the thread returns. A cancellation the worker did not make is the task's
-own failure (``execution.execute``).
+is: shutdown (``release_it``: back to the queue, the attempt ``interrupted``), a lost
+lease (``lose``: nothing is written, the job is somebody else's now), and giving up on it
+(``abandon``: a forced stop while a sync task's thread runs, or the worker itself being
+cancelled; like a killed worker it writes nothing, the lease expires and the job is
+reclaimed as ``worker_lost``). An async task is interrupted by cancelling its asyncio
+task; a sync task's thread cannot be stopped, so its job keeps its slot and its lease
+until the thread returns. A cancellation the worker did not make is the task's own
+failure (``execution.execute``).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class RunningJob:
     began: bool = False
     release: bool = False
     lost: bool = False
-    #: A forced stop gave up on the sync task's thread.
+    #: The worker gave up on the job (forced stop, or cancelled itself): nothing is written.
     abandoned: bool = False
     #: The outcome is being stored; heartbeats and cancellation leave it alone.
     finishing: bool = False
@@ -73,10 +74,15 @@ class RunningJob:
             return False  # it returned: its outcome is being stored
         if not force:
             return True
-        self.abandoned = True
-        self.thread.abandon()
-        self.task.cancel()
+        self.abandon()
         return False
+
+    def abandon(self) -> None:
+        """Give up on the job: stop it if it can be stopped, and write nothing."""
+        if self._interruptible():
+            assert self.task is not None
+            self.abandoned = True
+            self.task.cancel()  # a sync task's attempt stops waiting for its thread
 
     def lose(self) -> bool:
         """The job's lease is lost: stop it, write nothing; False if it has ended anyway."""

@@ -43,11 +43,11 @@ from genqueue.execution import (
     execute,
     failure,
     plan,
+    unrunnable,
 )
 from genqueue.job import Job
 from genqueue.running import JOB_TASK_PREFIX, RunningJob, released
 from genqueue.settings import WorkerSettings
-from genqueue.task import Task
 from genqueue.threads import TaskThread
 from genqueue.watchdog import BlockedLoopReport, watch_loop
 
@@ -118,6 +118,12 @@ class Worker:
             await self._maintain_once()
             await self._run_side_tasks()
             await self._shutdown()
+        except asyncio.CancelledError:
+            # Cancelling the worker is killing it (request_stop() stops it gracefully): its
+            # jobs stop and write nothing, their leases expire and they are reclaimed.
+            for running in list(self._running.values()):
+                running.abandon()
+            raise
         finally:
             if watchdog is not None:
                 watchdog.stop()
@@ -311,20 +317,20 @@ class Worker:
                 "worker failed to store the outcome of job %s; its lease will expire", job.id
             )
 
-    def _interrupted(self, running: RunningJob) -> bool:
-        """Whether the worker cancelled the job (its own cancellations set flags first)."""
-        if self._main is not None and self._main.cancelling() and not running.release:
-            # Whoever cancels the worker itself (asyncio.run tearing down) stops its jobs:
-            # they were interrupted, not failed, and go back to the queue.
-            running.release = True
-        return running.cancelled_by_worker()
+    def _given_up(self, running: RunningJob) -> bool:
+        """Whether the worker gave up on the job, or is being cancelled itself."""
+        if self._main is not None and self._main.cancelling() and not running.finishing:
+            # asyncio.run tearing down cancels the worker and its jobs alike, maybe the jobs
+            # first: their cancellation is the worker's, not their tasks' failure.
+            running.abandoned = True
+        return running.abandoned
 
     async def _outcome(self, running: RunningJob) -> Outcome | None:
         job = running.job
         if running.release:
             return released()  # the worker stopped before the job started
         task = self.app.tasks.find(job.task)
-        problem = self._unrunnable(job, task)
+        problem = unrunnable(job, task)
         if problem is not None:
             return problem
         assert task is not None
@@ -340,7 +346,9 @@ class Worker:
         classifier = self.app.classifier_for(job.task, job.queue)
         if not task.is_async:
             running.thread = TaskThread(
-                f"genqueue-task-{job.id}", lambda reason: self._overrun(running, reason)
+                f"genqueue-task-{job.id}",
+                lambda reason: self._overrun(running, reason),
+                lambda: self._given_up(running),
             )
         try:
             outcome = await execute(
@@ -348,7 +356,9 @@ class Worker:
                 ctx,
                 classifier,
                 running.thread,
-                cancelled_by_worker=lambda: self._interrupted(running),
+                cancelled_by_worker=lambda: (
+                    self._given_up(running) or running.cancelled_by_worker()
+                ),
             )
         except asyncio.CancelledError:
             current = asyncio.current_task()
@@ -360,25 +370,6 @@ class Worker:
             running.finishing = True
             await ctx.flush()
         return settled
-
-    def _unrunnable(self, job: Job, task: Task | None) -> Outcome | None:
-        if job.data_error is not None:
-            error = failure(
-                ErrorKind.VALIDATION,
-                f"job data cannot be decoded: {job.data_error}",
-                "genqueue.UndecodableJob",
-                retryable=False,
-            )
-            return Outcome(OutcomeKind.FAILED, error=error)
-        if task is None:
-            error = failure(
-                ErrorKind.VALIDATION,
-                f"no task named {job.task!r} is registered in this worker",
-                "genqueue.UnknownTask",
-                retryable=False,
-            )
-            return Outcome(OutcomeKind.FAILED, error=error)
-        return None
 
     async def _write_running(self, lease: Lease, update: RunningUpdate) -> bool:
         return await self.app.backend.update_running(lease, update)
