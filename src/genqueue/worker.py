@@ -80,8 +80,9 @@ class Worker:
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._force = False
-        #: The asyncio task running ``run()``.
+        #: The asyncio task running ``run()``, and its cancellation count when it began.
         self._main: asyncio.Task[Any] | None = None
+        self._main_cancelling = 0
         self._blocked_loop_report = BlockedLoopReport(
             self._running, app.events, self.id, self.stats
         )
@@ -104,6 +105,7 @@ class Worker:
             await self.app.backend.check_integrity()
         loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
+        self._main_cancelling = self._main.cancelling() if self._main is not None else 0
         if self.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
@@ -319,7 +321,8 @@ class Worker:
 
     def _given_up(self, running: RunningJob) -> bool:
         """Whether the worker gave up on the job, or is being cancelled itself."""
-        if self._main is not None and self._main.cancelling() and not running.finishing:
+        main = self._main
+        if main is not None and main.cancelling() > self._main_cancelling and not running.finishing:
             # asyncio.run tearing down cancels the worker and its jobs alike, maybe the jobs
             # first: their cancellation is the worker's, not their tasks' failure.
             running.abandoned = True
