@@ -294,11 +294,14 @@ class Worker:
         self._running[job.id] = running
         running.task = asyncio.create_task(self._run_job(running), name=JOB_TASK_PREFIX + job.id)
         # Whatever happens to the task (even a cancellation before it ran), the slot is freed.
-        running.task.add_done_callback(lambda _: self._free(job.id))
+        running.task.add_done_callback(lambda _: self._free(running))
 
-    def _free(self, job_id: str) -> None:
-        self._running.pop(job_id, None)
-        self._slot_freed.set()
+    def _free(self, running: RunningJob) -> None:
+        # Only this attempt's entry: by the time a done callback runs, the job's next
+        # attempt may have been fetched under the same id.
+        if self._running.get(running.job.id) is running:
+            del self._running[running.job.id]
+            self._slot_freed.set()
 
     # -- running one job ------------------------------------------------------------------
 
@@ -318,6 +321,8 @@ class Worker:
             log.exception(
                 "worker failed to store the outcome of job %s; its lease will expire", job.id
             )
+        finally:
+            self._free(running)
 
     def _given_up(self, running: RunningJob) -> bool:
         """Whether the worker gave up on the job, or is being cancelled itself."""
