@@ -36,15 +36,7 @@ from genqueue.classify import ErrorKind
 from genqueue.context import JobContext
 from genqueue.errors import StorageCorrupt
 from genqueue.events import EventName
-from genqueue.execution import (
-    Outcome,
-    OutcomeKind,
-    PlanContext,
-    execute,
-    failure,
-    plan,
-    unrunnable,
-)
+from genqueue.execution import Outcome, OutcomeKind, PlanContext, execute, failure, plan, unrunnable
 from genqueue.job import Job
 from genqueue.running import JOB_TASK_PREFIX, RunningJob, released
 from genqueue.settings import WorkerSettings
