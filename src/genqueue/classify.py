@@ -4,8 +4,10 @@
 with an ``error_kind``), an HTTP status code (``status``, ``status_code``,
 ``response.status_code``), OS/socket errors and errno codes, well-known exception types
 (timeouts, connection errors, validation errors), then the message text. ``None``
-classifies as ``unknown``. Rules are data (``ClassifierRules``) so that a queue or a
-task can add its own and change which kinds are retried.
+classifies as ``unknown``, and so does a ``BaseException`` that is no ``Exception``
+(``SystemExit``, ``KeyboardInterrupt``... raised by a task) unless a rule says otherwise.
+Rules are data (``ClassifierRules``) so that a queue or a task can add its own and change
+which kinds are retried.
 
 This module decides nothing about *when* to retry; that is ``genqueue.retry``.
 """
@@ -398,6 +400,10 @@ class ErrorClassifier:
         typed = getattr(exc, "error_kind", None)
         if typed is not None:
             return _kind_or_unknown(typed)
+        if not isinstance(exc, Exception):
+            # SystemExit, KeyboardInterrupt, GeneratorExit, CancelledError raised by a task:
+            # what they carry is no status, errno or message (SystemExit(110) is no timeout).
+            return ErrorKind.UNKNOWN
         status = status_of(exc)
         if status is not None:
             return kind_for_status(status)

@@ -31,6 +31,9 @@ class EventName(StrEnum):
     JOB_SNOOZED = "job_snoozed"
     JOB_RELEASED = "job_released"
     JOB_LEASE_LOST = "job_lease_lost"
+    #: A sync task's attempt ended (timeout, shutdown) while its thread runs on; the
+    #: worker keeps the job's slot and lease until the thread returns.
+    ATTEMPT_OVERRUN = "attempt_overrun"
     RETRY_DECISION = "retry_decision"
     QUEUE_RETRY = "queue_retry"
     QUEUE_ERROR = "queue_error"
@@ -41,6 +44,8 @@ class EventName(StrEnum):
     JOBS_EXPIRED = "jobs_expired"
     WORKER_STARTED = "worker_started"
     WORKER_STOPPED = "worker_stopped"
+    #: The worker's event loop did not run for longer than the threshold (a task blocked it).
+    LOOP_BLOCKED = "loop_blocked"
     CIRCUIT_OPENED = "circuit_opened"
     CIRCUIT_CLOSED = "circuit_closed"
     #: The probe let through a half-open breaker failed: open again, for longer.
@@ -53,6 +58,8 @@ _LEVELS: Mapping[EventName, int] = {
     EventName.QUEUE_ERROR: logging.WARNING,
     EventName.QUEUE_DLQ_MOVE: logging.ERROR,
     EventName.JOB_LEASE_LOST: logging.WARNING,
+    EventName.ATTEMPT_OVERRUN: logging.WARNING,
+    EventName.LOOP_BLOCKED: logging.WARNING,
     EventName.CIRCUIT_OPENED: logging.WARNING,
     EventName.CIRCUIT_PROBE_FAILED: logging.WARNING,
 }

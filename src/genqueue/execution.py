@@ -12,7 +12,6 @@ import asyncio
 import contextvars
 import functools
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -29,6 +28,7 @@ from genqueue.serialization import MAX_DATA_BYTES
 from genqueue.settings import Retention
 from genqueue.signals import Cancel, Retry, Snooze
 from genqueue.task import Task
+from genqueue.threads import TaskThread
 
 
 class OutcomeKind(StrEnum):
@@ -53,34 +53,74 @@ async def execute(
     task: Task,
     ctx: JobContext,
     classifier: ErrorClassifier,
-    executor: Executor | None,
+    thread: TaskThread | None,
+    *,
+    cancelled_by_worker: Callable[[], bool] = lambda: False,
 ) -> Outcome:
-    """Run the task once and say how it ended. Never raises (except CancelledError)."""
+    """Run the task once and say how it ended.
+
+    Whatever the task raises is its own failure, ``BaseException`` included (a task's
+    ``SystemExit`` must not stop the worker; the worker's signals reach it through its own
+    handlers). The one exception that propagates is the ``CancelledError`` of a
+    cancellation the worker made (``cancelled_by_worker()``: shutdown, lease lost); the
+    task's timeout ends as a ``timeout`` failure. Sync tasks run in ``thread``.
+    """
     timeout = ctx.job.timeout if ctx.job.timeout is not None else task.options.timeout
     scope = asyncio.timeout(timeout)
     try:
         async with scope:
-            result = await _call(task, ctx, executor)
+            result = await _call(task, ctx, thread, scope.expired)
     except Retry as signal:
         return Outcome(OutcomeKind.RETRY, delay=signal.delay, reason=signal.reason)
     except Snooze as signal:
         return Outcome(OutcomeKind.SNOOZE, delay=signal.delay, reason=signal.reason)
     except Cancel as signal:
         return Outcome(OutcomeKind.CANCEL, reason=signal.reason)
-    except Exception as exc:
-        if isinstance(exc, TimeoutError) and scope.expired():
-            exc = TimeoutError(f"task {task.name} timed out after {timeout} s")
-        return Outcome(OutcomeKind.FAILED, error=classifier.classify(exc))
+    except asyncio.CancelledError as exc:
+        if cancelled_by_worker():
+            raise
+        return Outcome(OutcomeKind.FAILED, error=_own_cancellation(classifier, exc))
+    except BaseException as exc:
+        raised = exc
+        if scope.expired():
+            # Whatever the task raised on its way out, it was stopped by its timeout.
+            raised = TimeoutError(f"task {task.name} timed out after {timeout} s")
+        return Outcome(OutcomeKind.FAILED, error=classify_raised(classifier, raised))
     return _completed(result, classifier)
 
 
-async def _call(task: Task, ctx: JobContext, executor: Executor | None) -> Any:
+async def _call(
+    task: Task, ctx: JobContext, thread: TaskThread | None, timed_out: Callable[[], bool]
+) -> Any:
     if task.is_async:
         return await task.fn(ctx)
-    loop = asyncio.get_running_loop()
+    if thread is None:
+        raise TypeError(f"sync task {task.name} needs a thread to run in")
     # Sync tasks run in a thread, with the caller's context variables.
-    bound = functools.partial(contextvars.copy_context().run, task.fn, ctx)
-    return await loop.run_in_executor(executor, bound)
+    call = functools.partial(contextvars.copy_context().run, task.fn, ctx)
+    return await thread.run(call, timed_out)
+
+
+def classify_raised(classifier: ErrorClassifier, exc: BaseException) -> ClassifiedError:
+    """What the task raised, as its failure."""
+    error = classifier.classify(exc)
+    if isinstance(exc, Exception):
+        return error
+    # SystemExit, KeyboardInterrupt, GeneratorExit...: say plainly what the task did.
+    name = type(exc).__name__
+    detail = "" if error.message == name else f": {error.message}"
+    return replace(error, message=f"task raised {name}{detail}")
+
+
+def _own_cancellation(classifier: ErrorClassifier, exc: asyncio.CancelledError) -> ClassifiedError:
+    """The task raised CancelledError itself, or what it awaited was cancelled by others."""
+    error = classify_raised(classifier, exc)
+    note = ", but the worker did not cancel it"
+    # Keep the current cancellation count balanced: this one ends here, as a failure.
+    current = asyncio.current_task()
+    while current is not None and current.cancelling():
+        current.uncancel()
+    return replace(error, message=error.message + note)
 
 
 def _completed(result: Any, classifier: ErrorClassifier) -> Outcome:
@@ -97,6 +137,27 @@ def _completed(result: Any, classifier: ErrorClassifier) -> Outcome:
 
 def _not_retryable(error: ClassifiedError) -> ClassifiedError:
     return replace(error, kind=ErrorKind.VALIDATION, retryable=False)
+
+
+def unrunnable(job: Job, task: Task | None) -> Outcome | None:
+    """Why the job cannot run at all (undecodable data, unknown task), if it cannot."""
+    if job.data_error is not None:
+        error = failure(
+            ErrorKind.VALIDATION,
+            f"job data cannot be decoded: {job.data_error}",
+            "genqueue.UndecodableJob",
+            retryable=False,
+        )
+        return Outcome(OutcomeKind.FAILED, error=error)
+    if task is None:
+        error = failure(
+            ErrorKind.VALIDATION,
+            f"no task named {job.task!r} is registered in this worker",
+            "genqueue.UnknownTask",
+            retryable=False,
+        )
+        return Outcome(OutcomeKind.FAILED, error=error)
+    return None
 
 
 def failure(kind: ErrorKind, message: str, error_type: str, *, retryable: bool) -> ClassifiedError:

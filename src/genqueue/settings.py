@@ -78,6 +78,9 @@ class WorkerSettings:
     sweep_interval: float = 60.0
     #: Check the storage for damage before starting (SQLite: ``PRAGMA quick_check``).
     integrity_check: bool = True
+    #: Warn (``loop_blocked``) when the event loop does not run for this long: an async
+    #: task calling blocking code stalls every job and cannot be timed out. None: off.
+    loop_block_threshold: float | None = 1.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.concurrency, int) or not 1 <= self.concurrency <= 10_000:
@@ -92,6 +95,8 @@ class WorkerSettings:
                 raise ConfigError("heartbeat_interval must be shorter than lease_seconds")
         if self.reclaim_interval is not None:
             _positive("reclaim_interval", self.reclaim_interval)
+        if self.loop_block_threshold is not None:
+            _positive("loop_block_threshold", self.loop_block_threshold)
 
     @property
     def heartbeat_every(self) -> float:

@@ -6,6 +6,13 @@ stops fetching, lets running jobs finish within the grace period and releases th
 back to the queue; a second signal releases them at once. A job whose worker vanished
 (kill -9) is reclaimed by any worker once its lease expires, and that counts as a failed
 attempt (``worker_lost``), so a job that kills its worker every time ends in the DLQ.
+
+No task takes its worker down: whatever a task raises (``SystemExit`` included) is that
+task's failure, and only the worker's own cancellations (shutdown, lost lease) are
+recorded as such. A sync task's thread cannot be stopped, so its job keeps its slot and
+lease until the thread returns, past its timeout or the shutdown grace period
+(``attempt_overrun``); only a forced stop gives up on it, and the process exits. A task
+that blocks the event loop is named by a watchdog thread (``loop_blocked``).
 """
 
 from __future__ import annotations
@@ -20,8 +27,6 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from genqueue.announce import announce
@@ -31,26 +36,17 @@ from genqueue.classify import ErrorKind
 from genqueue.context import JobContext
 from genqueue.errors import StorageCorrupt
 from genqueue.events import EventName
-from genqueue.execution import Outcome, OutcomeKind, PlanContext, execute, failure, plan
+from genqueue.execution import Outcome, OutcomeKind, PlanContext, execute, failure, plan, unrunnable
 from genqueue.job import Job
+from genqueue.running import JOB_TASK_PREFIX, RunningJob, released
 from genqueue.settings import WorkerSettings
-from genqueue.task import Task
+from genqueue.threads import TaskThread
+from genqueue.watchdog import BlockedLoopReport, watch_loop
 
 if TYPE_CHECKING:
     from genqueue.app import App
 
 log = logging.getLogger("genqueue.worker")
-
-
-@dataclass(slots=True)
-class _Running:
-    job: Job
-    task: asyncio.Task[None] | None = None
-    release: bool = False
-    lost: bool = False
-    #: The outcome is being stored; heartbeats and cancellation leave it alone.
-    finishing: bool = False
-    started: float = field(default_factory=time.monotonic)
 
 
 class Worker:
@@ -71,12 +67,17 @@ class Worker:
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.handle_signals = handle_signals
         self.stats: Counter[str] = Counter()
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, RunningJob] = {}
         self._batcher = MoveBatcher(app.backend)
-        self._executor: ThreadPoolExecutor | None = None
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._force = False
+        #: The asyncio task running ``run()``, and its cancellation count when it began.
+        self._main: asyncio.Task[Any] | None = None
+        self._main_cancelling = 0
+        self._blocked_loop_report = BlockedLoopReport(
+            self._running, app.events, self.id, self.stats
+        )
         self._fetch_failures = 0
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -95,6 +96,8 @@ class Worker:
         if self.settings.integrity_check:
             await self.app.backend.check_integrity()
         loop = asyncio.get_running_loop()
+        self._main = asyncio.current_task()
+        self._main_cancelling = self._main.cancelling() if self._main is not None else 0
         if self.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
@@ -104,16 +107,23 @@ class Worker:
             queues=self.queues,
             concurrency=self.settings.concurrency,
         )
+        watchdog = watch_loop(loop, self.settings.loop_block_threshold, self._blocked_loop_report)
         try:
             await self._maintain_once()
             await self._run_side_tasks()
             await self._shutdown()
+        except asyncio.CancelledError:
+            # Cancelling the worker is killing it (request_stop() stops it gracefully): its
+            # jobs stop and write nothing, their leases expire and they are reclaimed.
+            for running in list(self._running.values()):
+                running.abandon()
+            raise
         finally:
+            if watchdog is not None:
+                watchdog.stop()
             if self.handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
             self.app.events.emit(EventName.WORKER_STOPPED, worker=self.id, **dict(self.stats))
         return self.stats
 
@@ -163,15 +173,28 @@ class Worker:
         if rest:
             await asyncio.wait(rest)
 
-    def _release(self, running: _Running) -> None:
-        if (
-            running.task is not None
-            and not running.task.done()
-            and not running.release
-            and not running.finishing
-        ):
-            running.release = True
-            running.task.cancel()
+    def _release(self, running: RunningJob) -> None:
+        """Give a running job back to the queue; a sync task's thread is waited for."""
+        if running.release_it(force=self._force):
+            self._overrun(running, "shutdown")
+
+    def _overrun(self, running: RunningJob, reason: str) -> None:
+        """A sync task's attempt ended but its thread runs on: say so, once."""
+        if running.overrun:
+            return
+        running.overrun = True
+        self.stats["overrun"] += 1
+        job = running.job
+        self.app.events.emit(
+            EventName.ATTEMPT_OVERRUN,
+            job_id=job.id,
+            task=job.task,
+            queue=job.queue,
+            attempt=job.attempts,
+            worker=self.id,
+            reason=reason,
+            running_for=round(time.monotonic() - running.started, 3),
+        )
 
     async def _shutdown(self) -> None:
         await self._batcher.drain()
@@ -259,16 +282,30 @@ class Worker:
             other.cancel()
 
     def _start(self, job: Job) -> None:
-        running = _Running(job)
+        running = RunningJob(job)
         self._running[job.id] = running
-        running.task = asyncio.create_task(self._run_job(running), name=f"genqueue-job-{job.id}")
+        running.task = asyncio.create_task(self._run_job(running), name=JOB_TASK_PREFIX + job.id)
+        # Whatever happens to the task (even a cancellation before it ran), the slot is freed.
+        running.task.add_done_callback(lambda _: self._free(running))
+
+    def _free(self, running: RunningJob) -> None:
+        # Only this attempt's entry: by the time a done callback runs, the job's next
+        # attempt may have been fetched under the same id.
+        if self._running.get(running.job.id) is running:
+            del self._running[running.job.id]
+            self._slot_freed.set()
 
     # -- running one job ------------------------------------------------------------------
 
-    async def _run_job(self, running: _Running) -> None:
+    async def _run_job(self, running: RunningJob) -> None:
         job = running.job
+        running.began = True
         try:
-            outcome = await self._outcome(running)
+            try:
+                outcome = await self._outcome(running)
+            except GeneratorExit as exc:
+                classifier = self.app.classifier_for(job.task, job.queue)
+                outcome = running.thrown_in(exc, classifier)
             if outcome is not None:
                 running.finishing = True
                 await self._finish(job, outcome)
@@ -277,13 +314,23 @@ class Worker:
                 "worker failed to store the outcome of job %s; its lease will expire", job.id
             )
         finally:
-            self._running.pop(job.id, None)
-            self._slot_freed.set()
+            self._free(running)
 
-    async def _outcome(self, running: _Running) -> Outcome | None:
+    def _given_up(self, running: RunningJob) -> bool:
+        """Whether the worker gave up on the job, or is being cancelled itself."""
+        main = self._main
+        if main is not None and main.cancelling() > self._main_cancelling and not running.finishing:
+            # asyncio.run tearing down cancels the worker and its jobs alike, maybe the jobs
+            # first: their cancellation is the worker's, not their tasks' failure.
+            running.abandoned = True
+        return running.abandoned
+
+    async def _outcome(self, running: RunningJob) -> Outcome | None:
         job = running.job
+        if running.release:
+            return released()  # the worker stopped before the job started
         task = self.app.tasks.find(job.task)
-        problem = self._unrunnable(job, task)
+        problem = unrunnable(job, task)
         if problem is not None:
             return problem
         assert task is not None
@@ -297,45 +344,32 @@ class Worker:
         )
         ctx = JobContext(job, self.app, self.id, self._write_running, asyncio.get_running_loop())
         classifier = self.app.classifier_for(job.task, job.queue)
+        if not task.is_async:
+            running.thread = TaskThread(
+                f"genqueue-task-{job.id}",
+                lambda reason: self._overrun(running, reason),
+                lambda: self._given_up(running),
+            )
         try:
-            outcome = await execute(task, ctx, classifier, self._thread_pool(task))
-            await ctx.flush()
-            return outcome
+            outcome = await execute(
+                task,
+                ctx,
+                classifier,
+                running.thread,
+                cancelled_by_worker=lambda: (
+                    self._given_up(running) or running.cancelled_by_worker()
+                ),
+            )
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
-            if running.release:
-                return Outcome(OutcomeKind.RELEASE, reason="worker shut down")
-            return None  # lease lost: the job is not ours to write any more
-
-    def _unrunnable(self, job: Job, task: Task | None) -> Outcome | None:
-        if job.data_error is not None:
-            error = failure(
-                ErrorKind.VALIDATION,
-                f"job data cannot be decoded: {job.data_error}",
-                "genqueue.UndecodableJob",
-                retryable=False,
-            )
-            return Outcome(OutcomeKind.FAILED, error=error)
-        if task is None:
-            error = failure(
-                ErrorKind.VALIDATION,
-                f"no task named {job.task!r} is registered in this worker",
-                "genqueue.UnknownTask",
-                retryable=False,
-            )
-            return Outcome(OutcomeKind.FAILED, error=error)
-        return None
-
-    def _thread_pool(self, task: Task) -> ThreadPoolExecutor | None:
-        if task.is_async:
-            return None
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(
-                self.settings.concurrency, thread_name_prefix="genqueue-task"
-            )
-        return self._executor
+            outcome = released()
+        settled = running.settle(outcome)
+        if settled is not None:
+            running.finishing = True
+            await ctx.flush()
+        return settled
 
     async def _write_running(self, lease: Lease, update: RunningUpdate) -> bool:
         return await self.app.backend.update_running(lease, update)
@@ -378,21 +412,28 @@ class Worker:
                 log.warning("worker maintenance step %s failed", step.__name__, exc_info=True)
 
     async def _heartbeat_loop(self) -> None:
-        await self._every(self.settings.heartbeat_every, self._heartbeat)
+        # Beats go on after a stop request while jobs still run (the grace period, a sync
+        # task's thread that outlives it): a job's lease lasts as long as its attempt.
+        while not (self._stop.is_set() and not self._running):
+            await asyncio.sleep(self.settings.heartbeat_every)
+            try:
+                await self._heartbeat()
+            except Exception:
+                log.warning("worker maintenance step _heartbeat failed", exc_info=True)
 
     async def _heartbeat(self) -> None:
         leases = [
-            Lease(r.job.id, r.job.attempts) for r in self._running.values() if not r.finishing
+            Lease(r.job.id, r.job.attempts)
+            for r in self._running.values()
+            if not r.finishing and not r.lost
         ]
         if not leases:
             return
         lost = await self.app.backend.heartbeat(leases, self.settings.lease_seconds)
         for job_id in lost:
             running = self._running.get(job_id)
-            if running is None or running.task is None or running.task.done() or running.finishing:
+            if running is None or not running.lose():
                 continue
-            running.lost = True
-            running.task.cancel()
             self.stats["lease_lost"] += 1
             self.app.events.emit(
                 EventName.JOB_LEASE_LOST, job_id=job_id, task=running.job.task, worker=self.id
