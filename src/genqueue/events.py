@@ -52,9 +52,12 @@ class EventName(StrEnum):
     CIRCUIT_PROBE_FAILED = "circuit_probe_failed"
     #: The account balance decided an uncertain submit: ``clear`` or ``charged``.
     SUBMISSION_RECONCILED = "submission_reconciled"
+    #: One HTTP request to a provider (logged at DEBUG; metrics count them).
+    PROVIDER_REQUEST = "provider_request"
 
 
 _LEVELS: Mapping[EventName, int] = {
+    EventName.PROVIDER_REQUEST: logging.DEBUG,
     EventName.QUEUE_ERROR: logging.WARNING,
     EventName.QUEUE_DLQ_MOVE: logging.ERROR,
     EventName.JOB_LEASE_LOST: logging.WARNING,

@@ -121,6 +121,11 @@ class Backend(ABC):
     async def counts(self) -> dict[str, dict[str, int]]:
         """Number of jobs per queue and state."""
 
+    @abstractmethod
+    async def oldest_ready(self) -> dict[str, float]:
+        """Per queue with queued jobs: the earliest ``run_at`` among them (when the job
+        that has waited longest became due), for the queue-latency gauge."""
+
     # -- workers ------------------------------------------------------------------------
 
     @abstractmethod

@@ -172,6 +172,14 @@ class MemoryBackend(_SharedStateMixin, Backend):
             out[job.queue][job.state.value] += 1
         return {q: dict(states) for q, states in out.items()}
 
+    async def oldest_ready(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for raw in self._jobs.values():
+            job = Job.from_record(serialization.loads(raw))
+            if job.state is JobState.QUEUED:
+                out[job.queue] = min(out.get(job.queue, job.run_at), job.run_at)
+        return out
+
     # -- workers ------------------------------------------------------------------------
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,6 +12,10 @@ from genqueue.cli.common import AppOpt, BackendOpt, load_app, out
 from genqueue.events import configure_logging
 from genqueue.settings import WorkerSettings
 from genqueue.worker import Worker
+
+if TYPE_CHECKING:
+    from genqueue.app import App
+    from genqueue.observability.metrics import Metrics
 
 
 def worker(
@@ -44,6 +48,16 @@ def worker(
             "the worker.",
         ),
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a free port).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address the metrics endpoint binds.")
+    ] = "127.0.0.1",
     backend: BackendOpt = None,
     app_path: AppOpt = None,
 ) -> None:
@@ -63,14 +77,35 @@ def worker(
 
     async def main() -> None:
         async with app:
-            await runner.run()
+            if metrics_port is None:
+                await runner.run()
+                return
+            metrics = _metrics(app, settings)
+            port = metrics.serve(metrics_port, metrics_host)
+            out.print(f"metrics at http://{metrics_host}:{port}/metrics")
+            metrics.install()
+            refresher = asyncio.create_task(metrics.run(), name="genqueue-metrics")
+            try:
+                await runner.run()
+            finally:
+                refresher.cancel()
+                metrics.close()
 
     if not log_json:
         out.print(
             f"worker {runner.id} on {app.backend.url}: queues {', '.join(runner.queues)}, "
             f"concurrency {concurrency}{', burst' if burst else ''}"
         )
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        raise typer.BadParameter("must be between 0 and 65535", param_hint="--metrics-port")
     asyncio.run(main())
     if not log_json:
         done = ", ".join(f"{k} {v}" for k, v in sorted(runner.stats.items())) or "nothing"
         out.print(f"worker stopped: {done}")
+
+
+def _metrics(app: App, settings: WorkerSettings) -> Metrics:
+    from genqueue.observability.metrics import Metrics
+    from genqueue.providers.metrics import provider_readings
+
+    return Metrics(app, sources=[provider_readings], worker_stale_after=settings.lease_seconds)

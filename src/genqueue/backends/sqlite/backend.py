@@ -257,6 +257,10 @@ class SQLiteBackend(Backend):
             out.setdefault(queue, {})[state_name] = count
         return out
 
+    async def oldest_ready(self) -> dict[str, float]:
+        rows = await self._read(lambda conn: conn.execute(q.OLDEST_READY).fetchall())
+        return {queue: float(run_at) for queue, run_at in rows}
+
     # -- workers ------------------------------------------------------------------------
 
     async def fetch(
