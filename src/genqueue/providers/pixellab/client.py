@@ -11,6 +11,7 @@ status code. The API key goes in the ``Authorization`` header and nowhere else.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -51,6 +52,7 @@ class PixelLabClient:
         transport: httpx.AsyncBaseTransport | None = None,
         redactor: Redactor | None = None,
         read_timeout: float | None = None,
+        event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("a PixelLab API key is required (set PIXELLAB_API_KEY)")
@@ -64,6 +66,7 @@ class PixelLabClient:
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "genqueue"},
             transport=transport,
             timeout=httpx.Timeout(60.0, connect=connect_timeout),
+            event_hooks=event_hooks,  # e.g. tracing's, which sends traceparent along
         )
 
     async def aclose(self) -> None:

@@ -67,6 +67,7 @@ class PixelLab:
                 base_url=self.settings.base_url,
                 redactor=self.app.redactor,
                 read_timeout=self.settings.read_timeout,
+                event_hooks=self.app.tracing.http_hooks(),
             )
         return self._client
 

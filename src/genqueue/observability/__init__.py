@@ -1,0 +1,1 @@
+"""Observability: what genqueue tells operators (metrics, alerts, notifiers, tracing)."""
