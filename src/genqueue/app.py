@@ -19,6 +19,7 @@ from genqueue.deadletter import DeadLetterQueue
 from genqueue.errors import ConfigError
 from genqueue.events import Events
 from genqueue.job import Job
+from genqueue.observability.tracing import Tracing, tracing_for
 from genqueue.queue import Queue
 from genqueue.redact import Redactor
 from genqueue.retry import RetryPolicy
@@ -44,6 +45,7 @@ class App:
         strict_tasks: bool = True,
         redactor: Redactor | None = None,
         events: Events | None = None,
+        tracing: bool | Tracing | None = None,
     ) -> None:
         self.clock = clock or SYSTEM_CLOCK
         if isinstance(backend, Backend):
@@ -57,6 +59,8 @@ class App:
         self.strict_tasks = strict_tasks
         self.redactor = redactor or Redactor()
         self.events = events or Events()
+        #: OpenTelemetry spans: True, False, a Tracing, or None for ``GENQUEUE_OTEL``.
+        self.tracing = tracing_for(tracing)
         self.tasks = TaskRegistry()
         self.queue = Queue(self)
         self.dlq = DeadLetterQueue(self)

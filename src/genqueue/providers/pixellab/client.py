@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,7 @@ class PixelLabClient:
         redactor: Redactor | None = None,
         read_timeout: float | None = None,
         observe: RequestObserver | None = None,
+        event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("a PixelLab API key is required (set PIXELLAB_API_KEY)")
@@ -82,6 +83,7 @@ class PixelLabClient:
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "genqueue"},
             transport=transport,
             timeout=httpx.Timeout(60.0, connect=connect_timeout),
+            event_hooks=event_hooks,  # e.g. tracing's, which sends traceparent along
         )
 
     async def aclose(self) -> None:

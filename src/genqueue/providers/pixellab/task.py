@@ -69,6 +69,7 @@ class PixelLab:
                 redactor=self.app.redactor,
                 read_timeout=self.settings.read_timeout,
                 observe=self._observe,
+                event_hooks=self.app.tracing.http_hooks(),
             )
         return self._client
 
