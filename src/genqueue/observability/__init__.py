@@ -1,0 +1,1 @@
+"""Observability: metrics, alerts, notifications and tracing; reads events and the backend."""
