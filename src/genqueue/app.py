@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
@@ -32,6 +32,13 @@ if TYPE_CHECKING:
     from genqueue.blocking import BlockingClient
     from genqueue.entry import Page
     from genqueue.job import JobState
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerStep:
+    name: str
+    interval: float
+    step: Callable[[], Awaitable[object]]
 
 
 log = logging.getLogger("genqueue")
@@ -71,7 +78,16 @@ class App:
         self.tasks = TaskRegistry()
         self.queue = Queue(self)
         self.dlq = DeadLetterQueue(self)
+        #: Steps every worker of this app runs periodically (alerts, auto-redrive...).
+        self.worker_steps: list[WorkerStep] = []
         self._open = False
+
+    def periodic(self, name: str, interval: float, step: Callable[[], Awaitable[object]]) -> None:
+        """Have every worker of this app call ``step`` every ``interval`` seconds (a step
+        that must run once across workers elects a leader itself)."""
+        if interval <= 0:
+            raise ConfigError(f"interval of {name!r} must be > 0")
+        self.worker_steps.append(WorkerStep(name, interval, step))
 
     def __repr__(self) -> str:
         return f"<App backend={self.backend.url} tasks={len(self.tasks)}>"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -137,6 +138,10 @@ class Worker:
             "promoter": self._promote_loop,
             "reclaimer": self._reclaim_loop,
             "sweeper": self._sweep_loop,
+            **{
+                f"step-{s.name}": functools.partial(self._every, s.interval, s.step)
+                for s in self.app.worker_steps
+            },
         }
         tasks: dict[asyncio.Task[None], str] = {
             asyncio.create_task(fn(), name=f"genqueue-{name}"): name for name, fn in side.items()

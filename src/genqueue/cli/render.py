@@ -104,6 +104,10 @@ def show_job(job: Job) -> None:
         ("attempts", job.attempts),
         ("retries", f"{job.retry_count} of {job.max_retries}"),
         ("redrives", job.redrive_count),
+        *[
+            ("redriven", f"{iso(r['at'])} by {r['by']} (after attempt {r['after_attempt']})")
+            for r in job.meta.get("redrives", [])[-5:]
+        ],
         ("created", iso(job.created_at)),
         ("updated", iso(job.updated_at)),
         ("run at", iso(job.run_at)),
