@@ -39,6 +39,8 @@ class EventName(StrEnum):
     QUEUE_ERROR = "queue_error"
     QUEUE_DLQ_MOVE = "queue_dlq_move"
     DLQ_RETRY = "dlq_retry"
+    #: An auto-redrive policy sent dead letters back (each also has its ``dlq_retry``).
+    DLQ_AUTO_REDRIVE = "dlq_auto_redrive"
     DLQ_DELETE = "dlq_delete"
     DLQ_EXPIRED = "dlq_expired"
     JOBS_EXPIRED = "jobs_expired"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -133,9 +134,14 @@ class Worker:
         side: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "heartbeat": self._heartbeat_loop,
             "presence": self._presence_loop,
+            "tally": self._tally_loop,
             "promoter": self._promote_loop,
             "reclaimer": self._reclaim_loop,
             "sweeper": self._sweep_loop,
+            **{
+                f"step-{s.name}": functools.partial(self._every, s.interval, s.step)
+                for s in self.app.worker_steps
+            },
         }
         tasks: dict[asyncio.Task[None], str] = {
             asyncio.create_task(fn(), name=f"genqueue-{name}"): name for name, fn in side.items()
@@ -448,6 +454,9 @@ class Worker:
         await self._every(self.settings.heartbeat_every, self._beat_presence)
         with contextlib.suppress(Exception):  # a stale line expires anyway
             await presence.leave(self.app, self.id)
+
+    async def _tally_loop(self) -> None:
+        await self._every(5.0, self.app.tally.flush)
 
     async def _beat_presence(self) -> None:
         now = await self.app.backend.time()

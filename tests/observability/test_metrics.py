@@ -95,6 +95,11 @@ async def test_a_scripted_run_is_counted() -> None:
     assert value(s, "genqueue_queue_jobs", queue="q", state="queued") == 0
     assert value(s, "genqueue_workers") == 0  # the burst workers said goodbye
     assert value(s, "genqueue_build_info") == 1
+    # Analytics over the last hour, per task.
+    assert value(s, "genqueue_retry_success_ratio", task="flaky") == 1.0
+    assert value(s, "genqueue_failure_ratio", task="bad") == 1.0
+    assert value(s, "genqueue_failure_ratio", task="ok") == 0.0
+    assert value(s, "genqueue_retry_ratio", task="down") == 1.0
     # Bounded labels only: no job id, user or data ever becomes a label.
     assert "user-" not in text and "secret prompt" not in text
     for name, labels in s:

@@ -7,8 +7,18 @@ from typing import Annotated, Any
 import typer
 
 from genqueue.app import App
-from genqueue.cli.common import AppOpt, BackendOpt, JsonOpt, load_app, out, print_json, run_with_app
+from genqueue.cli.common import (
+    AppOpt,
+    BackendOpt,
+    JsonOpt,
+    load_app,
+    out,
+    parse_duration,
+    print_json,
+    run_with_app,
+)
 from genqueue.cli.render import jobs_table, show_job, stats_view
+from genqueue.errors import InvalidInput
 from genqueue.job import Job
 from genqueue.serialization import parse_json_text
 
@@ -132,14 +142,25 @@ def jobs_list(
 
 
 def stats(
+    window: Annotated[
+        str,
+        typer.Option(
+            "--window", help="Analytics window: retry and redrive success, failure rates (1h, 1d)."
+        ),
+    ] = "1h",
     backend: BackendOpt = None,
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Jobs per queue and state, the DLQ, provider breakers and cooldowns, and spend."""
+    """Jobs per queue and state, the DLQ, provider breakers and cooldowns, spend, and
+    success and failure rates over a window."""
+    from genqueue.analytics import MAX_WINDOW
     from genqueue.providers.guard import all_guard_states
     from genqueue.stats import spend_report
 
+    seconds = parse_duration(window, "window")
+    if not 60 <= seconds <= MAX_WINDOW:
+        raise InvalidInput("--window must be between 1m and 7d", field="window")
     app = load_app(app_path, backend)
 
     async def go(app: App) -> dict[str, Any]:
@@ -148,6 +169,7 @@ def stats(
             "dead_letters": await app.dlq.count(),
             "providers": await all_guard_states(app),
             "spend": await spend_report(app),
+            "analytics": (await app.analytics(seconds)).to_dict(),
         }
 
     result = run_with_app(app, go)

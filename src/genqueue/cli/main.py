@@ -13,6 +13,7 @@ import sys
 import typer
 
 from genqueue.cli import dlq, jobs
+from genqueue.cli.alerts import alerts_app
 from genqueue.cli.breaker import breaker_app
 from genqueue.cli.common import err, fail_line
 from genqueue.cli.demo import demo_command
@@ -36,6 +37,7 @@ cli.add_typer(jobs.job_app, name="job")
 cli.add_typer(jobs.jobs_app, name="jobs")
 cli.add_typer(dlq.dlq_app, name="dlq")
 cli.add_typer(breaker_app, name="breaker")
+cli.add_typer(alerts_app, name="alerts")
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -104,6 +104,10 @@ def show_job(job: Job) -> None:
         ("attempts", job.attempts),
         ("retries", f"{job.retry_count} of {job.max_retries}"),
         ("redrives", job.redrive_count),
+        *[
+            ("redriven", f"{iso(r['at'])} by {r['by']} (after attempt {r['after_attempt']})")
+            for r in job.meta.get("redrives", [])[-5:]
+        ],
         ("created", iso(job.created_at)),
         ("updated", iso(job.updated_at)),
         ("run at", iso(job.run_at)),
@@ -282,3 +286,43 @@ def stats_view(report: dict[str, Any]) -> None:
         for key, row in sorted(rows.items()):
             t.add_row(key, _money(row["spent"]), _money(row["wasted"]))
         out.print(t)
+    if report.get("analytics"):
+        analytics_view(report["analytics"])
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.0f}%"
+
+
+def analytics_view(report: dict[str, Any]) -> None:
+    """Success and failure rates per task over the window (``genqueue stats``)."""
+    seconds = report["window"]
+    if seconds >= 86400 and seconds % 86400 == 0:
+        span = f"{seconds / 86400:g} d"
+    elif seconds >= 3600:
+        span = f"{seconds / 3600:g} h"
+    else:
+        span = f"{seconds / 60:g} min"
+    rows = report["by_task"]
+    if not rows:
+        out.print(f"last {span}: no job ended")
+        return
+    t = Table(
+        title=f"last {span}", box=None, header_style="bold", title_justify="left", pad_edge=False
+    )
+    for column in ("TASK", "ENDED", "FAILED", "RETRIED", "RETRY OK", "REDRIVEN", "REDRIVE OK"):
+        t.add_column(column, justify="left" if column == "TASK" else "right")
+    t.add_column("TOP ERROR", overflow="ellipsis", no_wrap=True, max_width=40)
+    for task, a in [*sorted(rows.items()), ("all tasks", report["total"])]:
+        top = a.get("top_fingerprints") or []
+        t.add_row(
+            task,
+            str(a["succeeded"] + a["dead"] + a["cancelled"]),
+            _pct(a["failure_rate"]),
+            str(a["retried"]),
+            _pct(a["retry_success_rate"]),
+            str(a["redriven"]),
+            _pct(a["redrive_success_rate"]),
+            f"{top[0]['count']}x {top[0]['sample_message']}" if top else "",
+        )
+    out.print(t)

@@ -58,6 +58,15 @@ def worker(
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", help="Address the metrics endpoint binds.")
     ] = "127.0.0.1",
+    settings_file: Annotated[
+        str | None,
+        typer.Option(
+            "--settings",
+            envvar="GENQUEUE_SETTINGS",
+            help="Settings file (TOML): [autoredrive] policies, notification targets.",
+            show_default=False,
+        ),
+    ] = None,
     backend: BackendOpt = None,
     app_path: AppOpt = None,
 ) -> None:
@@ -72,6 +81,8 @@ def worker(
         integrity_check=not skip_integrity_check,
     )
     app = load_app(app_path, backend)
+    if settings_file:
+        _install_auto_redrive(app, settings_file)
     configure_logging(level, json=log_json)
     runner = Worker(app, queues=queue, settings=settings, burst=burst, handle_signals=True)
 
@@ -109,3 +120,23 @@ def _metrics(app: App, settings: WorkerSettings) -> Metrics:
     from genqueue.providers.metrics import provider_readings
 
     return Metrics(app, sources=[provider_readings], worker_stale_after=settings.lease_seconds)
+
+
+def _install_auto_redrive(app: App, path: str) -> None:
+    """``[autoredrive]`` of the settings file: ``interval`` and ``[[autoredrive.policies]]``."""
+    from genqueue.autoredrive import AutoRedrivePolicy, AutoRedriver
+    from genqueue.observability.notify.config import read_settings_file
+    from genqueue.providers.breaker import no_breaker_open
+
+    section = read_settings_file(path).get("autoredrive") or {}
+    policies = [AutoRedrivePolicy.from_mapping(raw) for raw in section.get("policies", [])]
+    if not policies:
+        return
+
+    async def healthy() -> bool:
+        return await no_breaker_open(app)
+
+    interval = float(section.get("interval", 30.0))
+    AutoRedriver(app, policies, healthy=healthy, interval=interval).install()
+    names = ", ".join(p.name for p in policies)
+    out.print(f"auto-redrive policies: {names} (every {interval:g} s)")

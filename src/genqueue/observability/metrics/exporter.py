@@ -24,7 +24,12 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest, make_as
 from prometheus_client.exposition import start_http_server
 
 from genqueue.observability.metrics.instruments import Instruments
-from genqueue.observability.metrics.readings import BackendGauges, ReadingSource, core_readings
+from genqueue.observability.metrics.readings import (
+    BackendGauges,
+    ReadingSource,
+    analytics_readings,
+    core_readings,
+)
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
@@ -51,11 +56,13 @@ class Metrics:
         sources: Sequence[ReadingSource] = (),
         refresh_every: float = 5.0,
         worker_stale_after: float = 30.0,
+        analytics_window: float = 3600.0,
     ) -> None:
         self.app = app
         self.sources = list(sources)
         self.refresh_every = refresh_every
         self.worker_stale_after = worker_stale_after
+        self.analytics_window = analytics_window
         self.registry = CollectorRegistry()
         self.instruments = Instruments(self.registry)
         self.gauges = BackendGauges()
@@ -82,6 +89,7 @@ class Metrics:
     async def refresh(self) -> None:
         """Read the backend gauges now."""
         readings = await core_readings(self.app, self.worker_stale_after)
+        readings += await analytics_readings(self.app, self.analytics_window)
         for source in self.sources:
             readings += await source(self.app)
         self.gauges.update(readings, time.time())

@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from genqueue import presence
+from genqueue.analytics import analytics
 from genqueue.job import JobState
 
 if TYPE_CHECKING:
@@ -79,6 +80,27 @@ async def core_readings(app: App, stale_after: float) -> list[Reading]:
     out.append(
         reading("worker_busy_slots", "Jobs live workers are running.", sum(w.busy for w in workers))
     )
+    return out
+
+
+_RATES = (
+    ("retry_success_ratio", "retry_success_rate", "Jobs completed after a retry / jobs retried."),
+    ("redrive_success_ratio", "redrive_success_rate", "Redriven jobs completed / redriven."),
+    ("failure_ratio", "failure_rate", "Jobs dead-lettered / jobs that ended."),
+    ("retry_ratio", "retry_rate", "Jobs retried / jobs that ended."),
+)
+
+
+async def analytics_readings(app: App, window: float) -> list[Reading]:
+    """The analytics rates per task over ``window`` (a rate with no sample is left out)."""
+    report = await analytics(app, window, top=0)
+    out: list[Reading] = []
+    for task, found in report.by_task.items():
+        for name, attribute, doc in _RATES:
+            rate = getattr(found, attribute)
+            if rate is not None:
+                out.append(reading(name, f"{doc} Over the analytics window.", rate, task=task))
+    out.append(reading("analytics_window_seconds", "Window of the *_ratio gauges.", window))
     return out
 
 
