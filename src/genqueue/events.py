@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from genqueue import serialization
+from genqueue.choices import parse_choices
 
 logger = logging.getLogger("genqueue.events")
 
@@ -89,7 +90,7 @@ class Events:
         self, callback: Subscriber, names: Iterable[EventName | str] | None = None
     ) -> Callable[[], None]:
         """Call ``callback`` for every event (or only those named); returns an unsubscribe."""
-        wanted = None if names is None else frozenset(EventName(n) for n in names)
+        wanted = None if names is None else parse_choices(EventName, names, "event", "events")
         item = (callback, wanted)
         self._subscribers.append(item)
 

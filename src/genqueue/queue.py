@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from genqueue.backends.base import JobQuery, Move
+from genqueue.choices import parse_choices
 from genqueue.entry import Page
 from genqueue.errors import (
     IllegalTransition,
@@ -251,10 +252,4 @@ def _states(state: JobState | str | Iterable[JobState | str] | None) -> frozense
     if state is None:
         return None
     items = [state] if isinstance(state, str) else list(state)
-    try:
-        return frozenset(JobState(s) for s in items)
-    except ValueError:
-        valid = ", ".join(s.value for s in JobState)
-        raise InvalidInput(
-            f"invalid state {state!r}; valid states: {valid}", field="state"
-        ) from None
+    return parse_choices(JobState, items, "state", "states")
