@@ -56,7 +56,9 @@ class App:
         self.retention = retention or Retention()
         self.strict_tasks = strict_tasks
         self.redactor = redactor or Redactor()
-        self.events = events or Events()
+        self.events = events or Events(clock=self.clock)
+        if self.events.clock is None:
+            self.events.clock = self.clock  # Event.at by the app's clock, like stored times
         self.tasks = TaskRegistry()
         self.queue = Queue(self)
         self.dlq = DeadLetterQueue(self)
