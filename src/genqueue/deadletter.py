@@ -10,7 +10,7 @@ in bounded chunks, so a DLQ of any size is handled without loading it whole.
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, TextIO
 
@@ -94,7 +94,7 @@ class DeadLetterQueue:
 
         return await self.app.backend.dlq_list(filter or DLQFilter(), cursor, check_limit(limit))
 
-    async def iterate(self, filter: DLQFilter | None = None) -> AsyncIterator[DeadLetter]:
+    async def iterate(self, filter: DLQFilter | None = None) -> AsyncGenerator[DeadLetter, None]:
         """Every matching entry, newest first, fetched in chunks."""
         cursor: str | None = None
         while True:
