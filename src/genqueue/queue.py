@@ -129,8 +129,9 @@ class Queue:
 
     async def enqueue(self, task: str | Task, data: Any = None, **options: Any) -> Job:
         """Enqueue one job. Options: queue, delay, run_at, user_id, idempotency_key,
-        max_retries, timeout. Returns the stored job (the existing one for a duplicate
-        idempotency key)."""
+        max_retries, timeout. Returns the stored job: the existing one when a pending job
+        of the queue holds the idempotency key with the same data; with other data it
+        raises ``IdempotencyConflict`` and stores nothing."""
         name = task.name if isinstance(task, Task) else task
         try:
             request = JobRequest(task=name, data=data, **options)

@@ -7,6 +7,7 @@ message naming the field, and not later inside a worker.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,15 @@ def dumps_str(value: Any) -> str:
 
 def loads(raw: bytes | str) -> Any:
     return orjson.loads(raw)
+
+
+def data_digest(value: Any) -> str:
+    """A short hash of a JSON value that ignores key order: equal data, equal digest.
+
+    Idempotency uses it to tell a re-sent enqueue (same data) from a conflicting one.
+    """
+    canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
 
 
 def iso(ts: float | None) -> str | None:
