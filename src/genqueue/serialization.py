@@ -82,12 +82,21 @@ def parse_instant(text: str) -> float:
     return parsed.timestamp()
 
 
-def check_json(value: Any, *, field: str = "data", max_bytes: int = MAX_DATA_BYTES) -> bytes:
-    """Validate that ``value`` is plain, finite, bounded JSON without secrets; return it encoded.
+def check_json(
+    value: Any,
+    *,
+    field: str = "data",
+    max_bytes: int = MAX_DATA_BYTES,
+    refuse_secrets: bool = True,
+) -> bytes:
+    """Validate that ``value`` is plain, finite, bounded JSON (without secrets, unless
+    ``refuse_secrets`` is false); return it encoded.
 
-    Raises ``InvalidInput`` naming the offending path.
+    Strict: NaN, Infinity and objects that are not JSON types (dataclasses, datetimes...)
+    are refused, where the encoder would write ``null`` or a string for them. Raises
+    ``InvalidInput`` naming the offending path.
     """
-    _walk(value, field, 0)
+    _walk(value, field, 0, refuse_secrets)
     try:
         encoded = orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError) as exc:
@@ -101,29 +110,29 @@ def check_json(value: Any, *, field: str = "data", max_bytes: int = MAX_DATA_BYT
     return encoded
 
 
-def _walk(value: Any, path: str, depth: int) -> None:
+def _walk(value: Any, path: str, depth: int, secrets: bool) -> None:
     if depth > MAX_DEPTH:
         raise InvalidInput(f"{path} is nested deeper than {MAX_DEPTH} levels", field=path)
     if isinstance(value, dict):
-        _walk_object(value, path, depth)
+        _walk_object(value, path, depth, secrets)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _walk(item, f"{path}[{index}]", depth + 1)
+            _walk(item, f"{path}[{index}]", depth + 1, secrets)
     else:
         _check_scalar(value, path)
 
 
-def _walk_object(value: dict[Any, Any], path: str, depth: int) -> None:
+def _walk_object(value: dict[Any, Any], path: str, depth: int, secrets: bool) -> None:
     for key, item in value.items():
         if not isinstance(key, str):
             raise InvalidInput(f"{path} has a non-string key {key!r}", field=path)
-        if key.lower() in _SECRET_KEYS:
+        if secrets and key.lower() in _SECRET_KEYS:
             raise InvalidInput(
                 f"{path}.{key} looks like a secret; job data is stored and shown to "
                 "operators, so pass credentials through the worker's environment instead",
                 field=f"{path}.{key}",
             )
-        _walk(item, f"{path}.{key}", depth + 1)
+        _walk(item, f"{path}.{key}", depth + 1, secrets)
 
 
 def _check_scalar(value: Any, path: str) -> None:
