@@ -68,6 +68,8 @@ async def execute(
     scope = asyncio.timeout(timeout)
     try:
         async with scope:
+            if task.data_model is not None:
+                ctx.use_data(task.parse_data(ctx.job.data))  # InvalidInput: validation
             result = await _call(task, ctx, thread, scope.expired)
     except Retry as signal:
         return Outcome(OutcomeKind.RETRY, delay=signal.delay, reason=signal.reason)

@@ -102,14 +102,15 @@ class Queue:
         if max_retries is None:
             max_retries = self.app.policy_for(request.task, queue).max_retries
         check_max_retries(max_retries)
-        check_json(request.data, field="data")
+        data = task.validate_data(request.data) if task is not None else request.data
+        check_json(data, field="data")
         run_at = request.run_at if request.run_at is not None else now + (delay or 0.0)
         timeout = _check_seconds(request.timeout, "timeout", positive=True)
         return Job(
             id=new_job_id(),
             task=request.task,
             queue=queue,
-            data=request.data,
+            data=data,
             user_id=_check_text(request.user_id, "user_id"),
             idempotency_key=_check_text(request.idempotency_key, "idempotency_key"),
             state=JobState.SCHEDULED if run_at > now else JobState.QUEUED,
