@@ -5,6 +5,8 @@ backoff, and jobs that cannot succeed land in a dead letter queue that loses not
 Runs on an embedded SQLite file by default, or on Redis.
 """
 
+import logging
+
 from genqueue.app import App
 from genqueue.classify import (
     ClassifiedError,
@@ -22,6 +24,7 @@ from genqueue.errors import (
     ConfigError,
     DeadLetterNotFound,
     GenqueueError,
+    IdempotencyConflict,
     IllegalTransition,
     InvalidInput,
     InvalidJobId,
@@ -45,6 +48,11 @@ from genqueue.worker import Worker
 
 __version__ = "0.1.0"
 
+# A library logs; the application decides where logs go. Without this, Python's
+# last-resort handler would print genqueue's warnings to stderr of apps that never
+# configured logging (the logging HOWTO's advice for libraries).
+logging.getLogger("genqueue").addHandler(logging.NullHandler())
+
 __all__ = [
     "App",
     "Attempt",
@@ -66,6 +74,7 @@ __all__ = [
     "Events",
     "FakeClock",
     "GenqueueError",
+    "IdempotencyConflict",
     "IllegalTransition",
     "InvalidInput",
     "InvalidJobId",
