@@ -358,3 +358,18 @@ async def test_logout_ends_the_session(client: httpx.AsyncClient) -> None:
     token = csrf_of((await client.get("/")).text)
     assert (await client.post("/logout", data={"csrf": token})).status_code == 303
     assert (await client.get("/")).status_code == 303
+
+
+async def test_loopback_without_admin_token_still_needs_a_session(
+    setup: tuple[App, Provider],
+) -> None:
+    from genqueue.service.settings import ServiceSettings
+
+    web = web_app(setup[0], ServiceSettings(admin_token=None))
+    transport = httpx.ASGITransport(app=web)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        assert (await c.get("/dlq")).status_code == 303
+        assert "No admin token is configured" in (await c.get("/login")).text
+        assert (await c.post("/login", data={"token": ""})).status_code == 303
+        assert (await c.get("/dlq")).status_code == 200
+        assert (await c.post("/dlq/bulk", data={"action": "delete"})).status_code == 403
