@@ -51,7 +51,9 @@ def make_app(url: str, clock: FakeClock | None = None) -> App:
 
 
 @pytest.fixture(params=SERVICE_BACKENDS)
-async def gq(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> AsyncIterator[App]:
+async def gq(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[App]:
     app = make_app(backend_url(str(request.param), tmp_path), clock)
     async with app:
         yield app
