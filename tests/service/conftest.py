@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from genqueue import App, FakeClock
+from genqueue import App, FakeClock, JobContext
 from genqueue.service.app import create_app
 from genqueue.service.settings import ServiceSettings
 from tests.conftest import BACKENDS, backend_url
@@ -40,12 +40,12 @@ def make_app(url: str, clock: FakeClock | None = None) -> App:
     app = App(url, clock=clock)
 
     @app.task("t.echo")
-    async def echo(data: Any) -> Any:
-        return data
+    async def echo(ctx: JobContext) -> Any:
+        return ctx.data
 
     @app.task("t.other", queue="other")
-    async def other(data: Any) -> Any:
-        return data
+    async def other(ctx: JobContext) -> Any:
+        return ctx.data
 
     return app
 

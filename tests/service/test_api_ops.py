@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from genqueue import App
@@ -45,8 +47,9 @@ async def test_probes_and_metrics(client: httpx.AsyncClient, gq: App) -> None:
     assert metrics.status_code == 200 and "genqueue_build_info" in metrics.text
 
 
-async def test_readyz_is_503_when_the_backend_is_unreachable(tmp_path: object) -> None:
-    app = App("redis://127.0.0.1:1/0")  # nothing listens on port 1
+async def test_readyz_is_503_when_the_backend_is_unreachable(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    app = App(f"sqlite:///{tmp_path}/a-file/x.db")  # a file where its directory should be
     asgi = create_app(app, service_settings())
     transport = httpx.ASGITransport(app=asgi)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
