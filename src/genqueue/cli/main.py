@@ -18,6 +18,7 @@ from genqueue.cli.breaker import breaker_app
 from genqueue.cli.common import err, fail_line
 from genqueue.cli.demo import demo_command
 from genqueue.cli.fake import fake_pixellab
+from genqueue.cli.serve import serve
 from genqueue.cli.worker import worker
 from genqueue.errors import GenqueueError, NotFound
 
@@ -31,6 +32,7 @@ cli = typer.Typer(
 cli.command("demo")(demo_command)
 cli.command("fake-pixellab")(fake_pixellab)
 cli.command("worker")(worker)
+cli.command("serve")(serve)
 cli.command("enqueue")(jobs.enqueue)
 cli.command("stats")(jobs.stats)
 cli.add_typer(jobs.job_app, name="job")

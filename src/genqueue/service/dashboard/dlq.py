@@ -24,7 +24,7 @@ from genqueue.errors import InvalidInput, RedriveRefused
 from genqueue.events import EventName
 from genqueue.job import JobState, check_job_id
 from genqueue.redact import MASK
-from genqueue.serialization import check_json, parse_instant
+from genqueue.serialization import check_json, data_digest, parse_instant
 from genqueue.service import audit
 from genqueue.service.dashboard.csrf import verify
 from genqueue.service.dashboard.web import field, page, read_form, redirect
@@ -162,7 +162,7 @@ def add_routes(router: APIRouter, app: App, sessions: Sessions) -> None:
             who=session.who,
             action="dlq.edit_redrive",
             job_ids=[job_id],
-            details={"data": orjson.loads(shown_data(app, data))},
+            data_digest=data_digest(data),
         )
         return redirect(request, f"/jobs/{job_id}")
 
@@ -296,8 +296,10 @@ async def _bulk(
         app,
         who=session.who,
         action=f"dlq.bulk_{action}",
-        job_ids=done,
-        details={"scope": scope, "filter": {k: v for k, v in params.items() if v}},
+        job_ids=done[:50],
+        count=len(done),
+        scope=scope,
+        filter={k: v for k, v in params.items() if v},
     )
     verb = "redrove" if action == "redrive" else "deleted"
     message = f"{verb} {len(done)} entries" + (f", {refused} refused" if refused else "")
