@@ -195,8 +195,10 @@ def _update(record: AlertRecord, rule: Rule, check: Check, now: float) -> None:
     record.value = check.value
     record.summary = check.summary
     record.evaluated_at = now
+    # The settings may have changed since it fired (another leader, a new deploy).
     record.threshold = rule.threshold
     record.title = rule.title
+    record.severity = rule.severity.value
 
 
 def _resolve(state: AlertsState, record: AlertRecord, round_: Round, check: Check) -> Notification:
