@@ -138,6 +138,7 @@ async def test_a_dlq_write_failure_in_another_process_fires_on_the_leader(
     settings = only(DlqWriteFailure())
     leader, leader_rec = evaluator(leader_app, settings, "leader")
     follower, follower_rec = evaluator(failing_app, settings, "follower")
+    assert (await leader.step()).leader  # first, so it leads
     assert await step_all([leader, follower]) == [True, False]
 
     @failing_app.task("gen.fails", queue="gen")
