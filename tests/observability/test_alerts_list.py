@@ -126,23 +126,29 @@ def test_dlq_show_marks_the_entry_opened(db: str, capsys: pytest.CaptureFixture[
     assert code == 3 and list(asyncio.run(marks())) == [ids[0]]
 
 
+# "--log-level error": the worker command sets up the root logger for the process, and a
+# handler on this test's captured stderr must not see INFO records of later tests.
 def test_worker_reads_the_alert_settings(
     db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "genqueue.toml"
     path.write_text("[alerts.rules.dlq_size]\nthreshold = 'lots'\n")
-    code, out, err = cli(capsys, "worker", "--burst", "--settings", str(path))
+    code, out, err = cli(
+        capsys, "worker", "--burst", "--log-level", "error", "--settings", str(path)
+    )
     assert code == 1 and out == ""
     assert err == f"error: {path}: alerts.rules.dlq_size.threshold: must be a number\n"
 
     path.write_text("[alerts]\nenabled = false\n")
-    code, out, err = cli(capsys, "worker", "--burst", "--settings", str(path))
+    code, out, err = cli(
+        capsys, "worker", "--burst", "--log-level", "error", "--settings", str(path)
+    )
     assert code == 0, err
     assert "alerts off" in out.splitlines()[0]
-    code, out, _ = cli(capsys, "worker", "--burst", "--no-alerts")
+    code, out, _ = cli(capsys, "worker", "--burst", "--log-level", "error", "--no-alerts")
     assert code == 0 and "alerts off" in out.splitlines()[0]
     monkeypatch.setenv("GENQUEUE_ALERTS", "off")
-    code, out, _ = cli(capsys, "worker", "--burst")
+    code, out, _ = cli(capsys, "worker", "--burst", "--log-level", "error")
     assert code == 0 and "alerts off" in out.splitlines()[0]
 
 

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from genqueue.errors import StorageCorrupt
 from genqueue.observability.alerts.rules import (
     AlertContext,
     BreakerSource,
@@ -115,6 +116,9 @@ class AlertEvaluator:
                 if self.leader:
                     try:
                         await self.evaluate()
+                    except StorageCorrupt as exc:
+                        # No traceback: damage is not a bug, and the worker stops on it too.
+                        log.warning("alerts: not evaluated: %s", exc)
                     except Exception:
                         log.warning("alert evaluation failed; next round in %ss",
                                     self.settings.interval, exc_info=True)  # fmt: skip
@@ -138,9 +142,11 @@ class AlertEvaluator:
             self.leader = await self.app.backend.slot_acquire(
                 LEADER_KEY, self.holder, 1, self.settings.lease
             )
-        except Exception:
+        except Exception as exc:
             self.leader = False
-            log.warning("alerts: could not renew the leader lease", exc_info=was)
+            if was and not isinstance(exc, StorageCorrupt):
+                log.warning("alerts: could not renew the leader lease: %s: %s",
+                            type(exc).__name__, exc)  # fmt: skip
         if self.leader != was:
             log.info(
                 "alerts: %s %s the evaluator", self.holder, "is" if self.leader else "is no longer"
@@ -194,6 +200,8 @@ class AlertEvaluator:
                 check = await rule.check(ctx)
             except Unavailable:
                 continue
+            except StorageCorrupt:
+                raise  # not a hiccup: the worker stops
             except Exception as exc:
                 log.warning("alert rule %s could not be evaluated", rule.name, exc_info=True)
                 report.errors[rule.name] = type(exc).__name__
