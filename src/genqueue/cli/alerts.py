@@ -1,4 +1,7 @@
-"""``genqueue alerts test|enable``: check that notifications reach their targets.
+"""``genqueue alerts list|test|enable``: alerts, and whether notifications reach targets.
+
+``list`` shows the active alerts and the recent resolved ones, as the evaluating worker
+stored them in the backend (``genqueue.observability.alerts``).
 
 Targets come from the settings file (``--settings FILE`` or ``GENQUEUE_SETTINGS``, tables
 ``[[notify.targets]]``) and the environment (``GENQUEUE_WEBHOOK_URL`` with
@@ -21,12 +24,16 @@ from genqueue.cli.common import (
     AppOpt,
     BackendOpt,
     JsonOpt,
+    ago,
     fail_line,
     load_app,
     out,
     print_json,
     run_with_app,
+    short,
 )
+from genqueue.observability.alerts.rules import Unit, show
+from genqueue.observability.alerts.state import AlertRecord, AlertsState, read_alerts
 from genqueue.observability.notify.config import (
     SETTINGS_ENV,
     SLACK_URL_ENV,
@@ -38,6 +45,7 @@ from genqueue.observability.notify.delivery import RetrySchedule
 from genqueue.observability.notify.disabled import DisabledTargets
 from genqueue.observability.notify.dispatch import Notifications
 from genqueue.observability.notify.model import DeliveryResult
+from genqueue.serialization import iso
 
 alerts_app = typer.Typer(help="Alerts and where notifications go.", no_args_is_help=True)
 
@@ -56,6 +64,43 @@ NO_TARGETS = (
     f"{WEBHOOK_URL_ENV} and {WEBHOOK_SECRET_ENV}, or {SLACK_URL_ENV}, "
     f"or add [[notify.targets]] to a settings file (--settings or {SETTINGS_ENV})"
 )
+
+
+@alerts_app.command("list")
+def list_command(
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, max=1000, help="Resolved alerts to show.")
+    ] = 20,
+    backend: BackendOpt = None,
+    app_path: AppOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Active and recent alerts: rule, severity, state, since, last value, threshold."""
+
+    async def go(app: App) -> tuple[AlertsState, float]:
+        return await read_alerts(app.backend), await app.backend.time()
+
+    state, now = run_with_app(load_app(app_path, backend), go)
+    active = sorted(state.active.values(), key=lambda r: r.fired_at)
+    recent = state.history[:limit]
+    if json:
+        print_json(
+            {
+                "active": [r.to_public() for r in active],
+                "recent": [r.to_public() for r in recent],
+                "evaluated_at": iso(state.evaluated_at),
+                "evaluator": state.evaluator,
+            }
+        )
+        return
+    if state.evaluated_at is None:
+        out.print("no alert evaluation yet (workers evaluate alerts unless they are off)")
+        return
+    out.print(f"evaluated {ago(state.evaluated_at, now)} by {state.evaluator}")
+    if not active and not recent:
+        out.print("no alerts")
+        return
+    out.print(_alerts_table([*active, *recent], now))
 
 
 @alerts_app.command("test")
@@ -109,6 +154,25 @@ def enable_command(
         out.print(f"{target}: enabled again")
     else:
         out.print(f"{target}: was not disabled")
+
+
+def _alerts_table(records: list[AlertRecord], now: float) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("RULE", "SEVERITY", "STATE", "SINCE", "VALUE", "THRESHOLD", "SUMMARY"):
+        table.add_column(column)
+    for r in records:
+        unit = Unit(r.unit)
+        state = r.state if r.resolved_at is None else f"resolved {ago(r.resolved_at, now)}"
+        table.add_row(
+            r.rule,
+            r.severity,
+            state,
+            ago(r.fired_at, now),
+            show(r.value, unit),
+            show(r.threshold, unit),
+            short(r.summary, 70),
+        )
+    return table
 
 
 def _table(results: list[DeliveryResult], urls: dict[str, str]) -> Table:

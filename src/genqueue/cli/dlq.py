@@ -25,8 +25,9 @@ from genqueue.cli.common import (
 )
 from genqueue.cli.render import dlq_stats_view, entries_table, show_entry
 from genqueue.deadletter import RedriveReport
-from genqueue.entry import DLQFilter
+from genqueue.entry import DeadLetter, DLQFilter
 from genqueue.errors import InvalidInput
+from genqueue.observability.alerts.seen import mark_seen
 
 dlq_app = typer.Typer(help="Inspect and act on the dead letter queue.", no_args_is_help=True)
 
@@ -127,11 +128,17 @@ def dlq_show(
 ) -> None:
     """Show one entry: why it failed, every attempt, the stack."""
     app = load_app(app_path, backend)
-    entry = run_with_app(app, lambda a: a.dlq.get(job_id))
+    entry = run_with_app(app, lambda a: _opened(a, job_id))
     if json:
         print_json(entry.to_public())
     else:
         show_entry(entry)
+
+
+async def _opened(app: App, job_id: str) -> DeadLetter:
+    entry = await app.dlq.get(job_id)
+    await mark_seen(app, [entry])  # somebody looked at it: the retention_unseen alert skips it
+    return entry
 
 
 @dlq_app.command("retry")
