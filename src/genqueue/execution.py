@@ -20,7 +20,7 @@ import orjson
 
 from genqueue.backends.base import Move
 from genqueue.classify import ClassifiedError, ErrorClassifier, ErrorKind
-from genqueue.context import NOTES_META, JobContext
+from genqueue.context import NOTES_META, JobContext, LeaseLost
 from genqueue.entry import DeadLetter
 from genqueue.job import Attempt, AttemptOutcome, Job, JobState
 from genqueue.retry import RetryDecision, RetryPolicy, normalise_count
@@ -61,9 +61,11 @@ async def execute(
 
     Whatever the task raises is its own failure, ``BaseException`` included (a task's
     ``SystemExit`` must not stop the worker; the worker's signals reach it through its own
-    handlers). The one exception that propagates is the ``CancelledError`` of a
-    cancellation the worker made (``cancelled_by_worker()``: shutdown, lease lost); the
-    task's timeout ends as a ``timeout`` failure. Sync tasks run in ``thread``.
+    handlers). Two exceptions propagate: the ``CancelledError`` of a cancellation the
+    worker made (``cancelled_by_worker()``: shutdown, lease lost), and ``LeaseLost`` (the
+    context could not store an update: the lease is gone, so the attempt is not the
+    task's to fail). The task's timeout ends as a ``timeout`` failure. Sync tasks run in
+    ``thread``.
     """
     timeout = ctx.job.timeout if ctx.job.timeout is not None else task.options.timeout
     scope = asyncio.timeout(timeout)
@@ -76,6 +78,8 @@ async def execute(
         return Outcome(OutcomeKind.SNOOZE, delay=signal.delay, reason=signal.reason)
     except Cancel as signal:
         return Outcome(OutcomeKind.CANCEL, reason=signal.reason)
+    except LeaseLost:
+        raise
     except asyncio.CancelledError as exc:
         if cancelled_by_worker():
             raise

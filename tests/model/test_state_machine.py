@@ -1,0 +1,455 @@
+"""Stateful model test: random sequences of queue operations on every backend, checked
+step by step against the reference model in ``model.py``.
+
+Rules drive the library the way a worker and an operator do (enqueue, fetch under a
+lease, run an attempt that completes or fails with any error kind, snooze, Retry/Cancel
+signals, heartbeats, running updates, lease expiry and reclaim, promotion, DLQ redrive,
+delete, purge, retention), all under a fake clock. After every step the invariants
+compare everything stored with the model: each job's state, counters and history, the
+DLQ (exactly the dead jobs, newest first), the counts, and that no job was lost.
+
+The default hypothesis profile (tests/conftest.py) is small and derandomized for CI;
+``pytest tests/model --hypothesis-profile=deep`` explores far longer sequences.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from genqueue import (
+    DeadLetterNotFound,
+    DLQFilter,
+    ErrorKind,
+    IllegalTransition,
+    Job,
+    JobRequest,
+    JobState,
+    Page,
+    RedriveRefused,
+)
+from genqueue.backends.base import Lease
+from tests.model import model
+from tests.model.harness import QUEUES, TASK, WORKER_ID, Behaviour, System, remote_id
+from tests.model.model import DELAYED, PENDING, MJob, Model
+
+T = TypeVar("T")
+_DEEP = settings.default.max_examples > 100
+# The deep profile runs for as long as it takes; the default one stays under the timeout.
+pytestmark = pytest.mark.timeout(0 if _DEEP else 300)
+
+queues = st.sampled_from(QUEUES)
+delays = st.sampled_from([0.0, 0.0, 10.0, 100.0])
+max_retries = st.sampled_from([0, 0, 1, 2])
+keys = st.sampled_from([None, None, None, "k1", "k2"])
+# A flat list (failures most of it): sampled_from spreads choices evenly over it.
+behaviours = st.sampled_from(
+    [
+        Behaviour("complete"),
+        Behaviour("complete"),
+        *(Behaviour("fail", kind) for kind in ErrorKind),
+        Behaviour("fail", ErrorKind.RATE_LIMITED, 100.0),  # Retry-After above the backoff
+        Behaviour("fail", ErrorKind.SERVER, 20.0),
+        Behaviour("fail", ErrorKind.AUTH, 20.0),
+        Behaviour("retry"),
+        Behaviour("retry", delay=7.0),
+        Behaviour("snooze", delay=0.0),
+        Behaviour("snooze", delay=15.0),
+        Behaviour("cancel"),
+    ]
+)
+# (what, value): how to select dead letter entries for bulk redrive and purge.
+filters = st.sampled_from(
+    [
+        ("all", None),
+        ("queue", "a"),
+        ("kind", ErrorKind.SERVER),
+        ("kind", ErrorKind.WORKER_LOST),
+        ("kind", ErrorKind.AUTH),
+        ("older", 100.0),
+        ("newer", 100.0),
+    ]
+)
+
+
+class QueueMachine(RuleBasedStateMachine):
+    def __init__(self, kind: str, directory: Path) -> None:
+        super().__init__()
+        self.sys = System(kind, directory)
+        self.model = Model()
+        #: Jobs as fetched by the (single, simulated) worker: their lease may be long lost.
+        self.held: list[Job] = []
+
+    def teardown(self) -> None:
+        self.sys.close()
+
+    def run(self, coro: Any) -> Any:
+        return self.sys.run(coro)
+
+    @property
+    def now(self) -> float:
+        return self.sys.now
+
+    def _target(self, data: st.DataObject) -> str:
+        """Mostly a dead job; sometimes any job, or one that is gone."""
+        dead = [j.id for j in self.model.jobs.values() if j.state is JobState.DEAD]
+        known = [*self.model.jobs, *self.model.gone]  # in a replayable order
+        pool = dead if dead and data.draw(st.integers(0, 3), label="dead?") else known
+        return data.draw(st.sampled_from(pool), label="job")
+
+    def _filter(self, spec: tuple[str, Any]) -> tuple[DLQFilter, list[str]]:
+        """The DLQ filter of ``spec`` and the ids the model says it matches, newest first."""
+        what, value = spec
+        if what == "queue":
+            flt = DLQFilter(queue=value)
+        elif what == "kind":
+            flt = DLQFilter(error_kind=value)
+        elif what == "older":
+            flt = DLQFilter(until=self.now - value)
+        elif what == "newer":
+            flt = DLQFilter(since=self.now - value)
+        else:
+            flt = DLQFilter()
+        ids = [
+            j.id
+            for j in self.model.dead()
+            if j.entry is not None
+            and (flt.queue is None or j.queue == flt.queue)
+            and (flt.error_kind is None or j.entry.kind is flt.error_kind)
+            and (flt.until is None or j.entry.failed_at < flt.until)
+            and (flt.since is None or j.entry.failed_at >= flt.since)
+        ]
+        return flt, ids
+
+    # -- producers ------------------------------------------------------------------------
+
+    @initialize(jobs=st.lists(st.tuples(queues, delays, max_retries, keys), max_size=5))
+    def start(self, jobs: list[tuple[str, float, int, str | None]]) -> None:
+        for job in jobs:
+            self.enqueue(*job)
+
+    @rule(queue=queues, delay=delays, retries=max_retries, key=keys)
+    def enqueue(self, queue: str, delay: float, retries: int, key: str | None) -> None:
+        job = self.run(
+            self.sys.app.enqueue(
+                TASK, {"n": 1}, queue=queue, delay=delay, max_retries=retries, idempotency_key=key
+            )
+        )
+        self.model.enqueue(job.id, queue, key, delay, retries, self.now)
+
+    @rule(batch=st.lists(st.tuples(queues, keys), min_size=1, max_size=3))
+    def enqueue_batch(self, batch: list[tuple[str, str | None]]) -> None:
+        requests = [
+            JobRequest(TASK, {"i": i}, queue=q, idempotency_key=k) for i, (q, k) in enumerate(batch)
+        ]
+        stored = self.run(self.sys.app.queue.enqueue_many(requests))
+        assert len(stored) == len(batch)
+        for job, (queue, key) in zip(stored, batch, strict=True):
+            self.model.enqueue(job.id, queue, key, 0.0, 1, self.now)
+
+    # -- workers --------------------------------------------------------------------------
+
+    @rule(which=st.sampled_from([["a"], ["b"], QUEUES]), limit=st.integers(1, 3))
+    def fetch(self, which: list[str], limit: int) -> None:
+        self._fetch(which, limit)
+
+    def _fetch(self, which: list[str], limit: int) -> list[Job]:
+        claimed: list[Job] = self.run(
+            self.sys.app.backend.fetch(which, WORKER_ID, limit, model.LEASE)
+        )
+        self.model.fetch([j.id for j in claimed], which, limit, self.now)
+        for job in claimed:
+            expected = self.model.jobs[job.id]
+            assert job.state is JobState.ACTIVE and job.attempts == expected.attempts
+            assert (
+                job.lease_owner == WORKER_ID and job.lease_expires_at == expected.lease_expires_at
+            )
+        self.held.extend(claimed)
+        return claimed
+
+    @rule(behaviour=behaviours, report=st.booleans())
+    def work(self, behaviour: Behaviour, report: bool) -> None:
+        """The worker's usual path: fetch one job and run it at once."""
+        for job in self._fetch(QUEUES, 1):
+            self.held.remove(job)
+            self._attempt(job, replace(behaviour, report=report))
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data(), behaviour=behaviours, report=st.booleans())
+    def run_attempt(self, data: st.DataObject, behaviour: Behaviour, report: bool) -> None:
+        """Finish a job fetched earlier; its lease may have expired, or moved on."""
+        index = data.draw(st.integers(0, len(self.held) - 1), label="held")
+        self._attempt(self.held.pop(index), replace(behaviour, report=report))
+
+    def _attempt(self, job: Job, behaviour: Behaviour) -> None:
+        now = self.now
+        owned = self.model.owned(job.id, job.attempts)
+        live = self.model.live(job.id, job.attempts, now)
+        self.run(self.sys.run_attempt(job, behaviour))
+        if behaviour.report:
+            if live is None:
+                return  # storing the remote id raised LeaseLost: a lost lease writes nothing
+            live.remote_job_id = remote_id(job)
+            live.cost += 1.0
+        if owned is None:
+            return  # a zombie: whatever it did must have been discarded
+        if behaviour.action == "complete":
+            self.model.complete(owned, now)
+        elif behaviour.action == "fail":
+            self.model.fail(owned, behaviour.kind, now, retry_after=behaviour.delay)
+        elif behaviour.action == "retry":
+            self.model.fail(
+                owned, ErrorKind.UNKNOWN, now, signal=True, signal_delay=behaviour.delay
+            )
+        elif behaviour.action == "snooze":
+            self.model.snooze(owned, behaviour.delay or 0.0, now)
+        else:
+            self.model.cancel_by_task(owned, now)
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def heartbeat(self, data: st.DataObject) -> None:
+        job = data.draw(st.sampled_from(self.held), label="held")
+        lost = self.run(self.sys.app.backend.heartbeat([Lease(job.id, job.attempts)], model.LEASE))
+        live = self.model.heartbeat(job.id, job.attempts, self.now)
+        assert lost == ([] if live else [job.id])
+
+    @rule(seconds=st.sampled_from([1.0, 5.0, 10.0, 29.0, 30.0, 31.0, 60.0, 300.0, 601.0, 901.0]))
+    def advance(self, seconds: float) -> None:
+        self.sys.clock.advance(seconds)
+
+    @rule(step=st.sampled_from(["reclaim", "promote", "sweep", "cancel"]), data=st.data())
+    def maintain(self, step: str, data: st.DataObject) -> None:
+        """A worker's side tasks (reclaim expired leases, promote due jobs, retention), or
+        a producer's cancel (here, so that it does not cancel most jobs before they run)."""
+        if step == "cancel":
+            self._cancel(data)
+        else:
+            getattr(self, "_" + step)()
+
+    def _reclaim(self) -> None:
+        expired = sum(
+            1
+            for j in self.model.jobs.values()
+            if j.state is JobState.ACTIVE and (j.lease_expires_at or 0) <= self.now
+        )
+        assert self.run(self.sys.worker.reclaim()) == expired
+        self.model.reclaim(self.now)
+
+    def _promote(self) -> None:
+        due = sum(
+            1 for j in self.model.jobs.values() if j.state in DELAYED and j.run_at <= self.now
+        )
+        assert self.run(self.sys.app.backend.promote(1000)) == due
+        self.model.promote(self.now)
+
+    def _sweep(self) -> None:
+        self.run(self.sys.worker.sweep())
+        self.model.sweep(self.now)
+
+    def _cancel(self, data: st.DataObject) -> None:
+        if not self.model.jobs:
+            return
+        job_id = data.draw(st.sampled_from(list(self.model.jobs)), label="job")
+        try:
+            self.run(self.sys.app.cancel(job_id))
+            cancelled = True
+        except IllegalTransition:
+            cancelled = False
+        assert cancelled == self.model.cancel(job_id, self.now)
+
+    # -- dead letter queue ----------------------------------------------------------------
+
+    @precondition(lambda self: self.model.jobs or self.model.gone)
+    @rule(data=st.data())
+    def redrive(self, data: st.DataObject) -> None:
+        job_id = self._target(data)
+        try:
+            job = self.run(self.sys.app.dlq.redrive(job_id))
+            outcome = "redriven"
+            assert job.state is JobState.QUEUED
+        except DeadLetterNotFound:
+            outcome = "not found"
+        except RedriveRefused as exc:
+            outcome = exc.reason
+        done, refused = self.model.redrive([job_id], self.now)
+        expected = "redriven" if done else refused[job_id]
+        assert outcome.startswith(expected), (outcome, expected)
+
+    @precondition(lambda self: self.model.dead())
+    @rule(spec=filters, limit=st.sampled_from([None, 1, 2]))
+    def redrive_many(self, spec: tuple[str, Any], limit: int | None) -> None:
+        flt, matching = self._filter(spec)
+        report = self.run(self.sys.app.dlq.redrive_many(filter=flt, limit=limit))
+        done, refused = self.model.redrive(matching[:limit] if limit else matching, self.now)
+        assert report.matched == len(matching)
+        assert report.redriven == done
+        assert sorted(report.refused) == sorted(refused)
+        for job_id, reason in refused.items():
+            assert report.refused[job_id].startswith(reason), (report.refused[job_id], reason)
+
+    @precondition(lambda self: self.model.jobs or self.model.gone)
+    @rule(data=st.data())
+    def dlq_delete(self, data: st.DataObject) -> None:
+        job_id = self._target(data)
+        try:
+            self.run(self.sys.app.dlq.delete(job_id))
+            deleted = True
+        except DeadLetterNotFound:
+            deleted = False
+        job = self.model.jobs.get(job_id)
+        assert deleted == (job is not None and job.state is JobState.DEAD)
+        if deleted:
+            self.model.remove(job_id)
+
+    @precondition(lambda self: self.model.dead())
+    @rule(spec=filters)
+    def purge(self, spec: tuple[str, Any]) -> None:
+        flt, matching = self._filter(spec)
+        assert self.run(self.sys.app.dlq.purge(flt)) == len(matching)
+        for job_id in matching:
+            self.model.remove(job_id)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @rule(data=st.data(), size=st.integers(1, 4))
+    def inspect(self, data: st.DataObject, size: int) -> None:
+        """Read what an operator reads, page by page: jobs, or dead letter entries."""
+        if self.model.dead() and data.draw(st.booleans(), label="dlq?"):
+            self._inspect_dlq(data.draw(filters, label="filter"), size)
+        else:
+            state = data.draw(st.sampled_from([None, *JobState]), label="state")
+            self._list_jobs(state, data.draw(st.sampled_from([None, *QUEUES])), size)
+
+    def _list_jobs(self, state: JobState | None, queue: str | None, size: int) -> None:
+        """Listing by state and queue, newest first, page by page, misses nothing."""
+        pages = paginate(
+            lambda c: self.sys.app.queue.list(state=state, queue=queue, cursor=c, limit=size)
+        )
+        got = [j.id for page in self.run(pages) for j in page]
+        expected = [
+            j
+            for j in self.model.jobs.values()
+            if (state is None or j.state is state) and (queue is None or j.queue == queue)
+        ]
+        expected.sort(key=lambda j: (j.created_at, j.id), reverse=True)
+        assert got == [j.id for j in expected]
+
+    def _inspect_dlq(self, spec: tuple[str, Any], size: int) -> None:
+        """A filtered DLQ listing, its count and its stats agree with the model."""
+        flt, matching = self._filter(spec)
+        pages = paginate(lambda c: self.sys.app.dlq.list(flt, cursor=c, limit=size))
+        assert [e.job_id for page in self.run(pages) for e in page] == matching
+        assert self.run(self.sys.app.dlq.count(flt)) == len(matching)
+        stats = self.run(self.sys.app.dlq.stats(flt))
+        jobs = [self.model.jobs[i] for i in matching]
+        kinds = Counter(j.entry.kind.value for j in jobs if j.entry is not None)
+        assert stats.total == len(matching) and stats.by_kind == dict(kinds)
+        assert stats.cost_lost.get("usd", 0.0) == sum(j.cost for j in jobs)
+
+    # -- invariants -----------------------------------------------------------------------
+
+    @invariant()
+    def storage_agrees_with_the_model(self) -> None:
+        assert not self.sys.errors.records, [r.getMessage() for r in self.sys.errors.records]
+        stored = self._all_jobs()
+        assert sorted(stored) == sorted(self.model.jobs), "jobs lost or invented"
+        assert len(stored) == self.model.accepted - self.model.removed
+        for job_id, expected in self.model.jobs.items():
+            check_job(stored[job_id], expected, self.now)
+        counts: dict[tuple[str, str], int] = {}
+        for job in self.model.jobs.values():
+            counts[job.queue, job.state.value] = counts.get((job.queue, job.state.value), 0) + 1
+        actual = self.run(self.sys.app.backend.counts())
+        flat = {(q, s): n for q, states in actual.items() for s, n in states.items() if n}
+        assert flat == counts
+
+    @invariant()
+    def dlq_is_exactly_the_dead_jobs(self) -> None:
+        pages = paginate(lambda c: self.sys.app.backend.dlq_list(DLQFilter(), c, 1000))
+        entries = [e for page in self.run(pages) for e in page]
+        dead = self.model.dead()
+        assert [e.job_id for e in entries] == [j.id for j in dead], "DLQ != dead jobs, newest first"
+        assert self.run(self.sys.app.backend.dlq_count(DLQFilter())) == len(dead)
+        for entry, job in zip(entries, dead, strict=True):
+            assert job.entry is not None
+            assert entry.job.state is JobState.DEAD
+            assert entry.error_kind is job.entry.kind
+            assert entry.failed_at == job.entry.failed_at
+            assert entry.expires_at == job.entry.expires_at
+            assert entry.reason == job.entry.reason
+            assert entry.redrive_count == job.redrive_count
+            assert entry.job.cost.get("usd", 0.0) == job.cost
+        assert self.sys.count("queue_dlq_move") == self.model.dlq_moves
+        assert self.sys.count("dlq_retry") == self.model.redrives
+
+    def _all_jobs(self) -> dict[str, Job]:
+        pages = self.run(paginate(lambda c: self.sys.app.queue.list(cursor=c, limit=1000)))
+        return {j.id: j for page in pages for j in page}
+
+
+async def paginate(read: Callable[[str | None], Awaitable[Page[T]]]) -> list[list[T]]:
+    """Every page of a cursor-paginated listing."""
+    pages: list[list[T]] = []
+    cursor = None
+    while True:
+        page = await read(cursor)
+        pages.append(page.items)
+        if page.next_cursor is None:
+            return pages
+        cursor = page.next_cursor
+
+
+def check_job(job: Job, expected: MJob, now: float) -> None:
+    """The stored job matches the model (adopting a lazy promotion of a due job)."""
+    if job.state is not expected.state:
+        promoted = expected.state in DELAYED and expected.run_at <= now
+        assert promoted and job.state is JobState.QUEUED, (job.id, job.state, expected.state)
+        expected.state = JobState.QUEUED
+    where = f"job {job.id} ({expected.state.value})"
+    assert job.queue == expected.queue and job.idempotency_key == expected.key, where
+    assert (job.attempts, job.retry_count, job.redrive_count, job.max_retries) == (
+        expected.attempts,
+        expected.retry_count,
+        expected.redrive_count,
+        expected.max_retries,
+    ), where
+    assert [(a.number, a.outcome) for a in job.history] == expected.history, where
+    numbers = [n for n, _ in expected.history]
+    assert numbers == sorted(set(numbers)) and all(n <= job.attempts for n in numbers), where
+    assert job.remote_job_id == expected.remote_job_id, where
+    assert job.cost.get("usd", 0.0) == expected.cost, where
+    if expected.state in PENDING:
+        assert job.run_at == expected.run_at, where
+    if expected.state is JobState.ACTIVE:
+        assert job.lease_owner == WORKER_ID, where
+        assert job.lease_expires_at == expected.lease_expires_at, where
+    else:
+        assert job.lease_owner is None and job.lease_expires_at is None, where
+    if expected.state in (JobState.COMPLETED, JobState.CANCELLED, JobState.DEAD):
+        assert job.finished_at == expected.finished_at, where
+    if expected.state in (JobState.RETRYING, JobState.DEAD) and expected.history:
+        assert job.last_error is not None and job.last_error.kind is expected.last_kind, where
+
+
+def test_queue_agrees_with_the_model(backend_kind: str, tmp_path: Path) -> None:
+    if backend_kind == "redis":
+        from tests.redis_server import session_server
+
+        session_server()  # start it (or skip without redis-server) outside hypothesis
+    run_state_machine_as_test(lambda: QueueMachine(backend_kind, tmp_path))
