@@ -53,7 +53,7 @@ WORKER_ID = "model-worker"
 class Behaviour:
     """What the task does on one attempt."""
 
-    action: str  # complete | fail | retry | snooze | cancel
+    action: str  # complete | fail | retry | snooze | cancel | release
     kind: ErrorKind = ErrorKind.UNKNOWN
     delay: float | None = None  # retry/snooze delay, or a failure's Retry-After
     #: Before that, report progress, add a cost of 1 usd and store a remote job id.
@@ -160,7 +160,10 @@ class System:
     async def run_attempt(self, job: Job, behaviour: Behaviour) -> None:
         """Run one fetched job's attempt the way the worker does, and store its outcome."""
         self.behaviour[job.id] = behaviour
-        await self.worker._run_job(RunningJob(job))
+        running = RunningJob(job)
+        # A worker shutting down releases a job it fetched but has not started.
+        running.release = behaviour.action == "release"
+        await self.worker._run_job(running)
         self.behaviour.pop(job.id, None)  # a discarded attempt never ran the task
         await self.worker._batcher.drain()
 

@@ -171,6 +171,11 @@ class Model:
         self._end(job, JobState.CANCELLED, AttemptOutcome.CANCELLED)
         job.finished_at = now
 
+    def release(self, job: MJob, now: float) -> None:
+        """Given back by a worker shutting down: queued again, no retry spent."""
+        self._end(job, JobState.QUEUED, AttemptOutcome.INTERRUPTED)
+        job.run_at = now
+
     def snooze(self, job: MJob, delay: float, now: float) -> None:
         last = job.history[-1] if job.history else None
         number = job.attempts

@@ -71,6 +71,7 @@ behaviours = st.sampled_from(
         Behaviour("snooze", delay=0.0),
         Behaviour("snooze", delay=15.0),
         Behaviour("cancel"),
+        Behaviour("release"),
     ]
 )
 # (what, value): how to select dead letter entries for bulk redrive and purge.
@@ -184,7 +185,11 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(behaviour=behaviours, report=st.booleans())
     def work(self, behaviour: Behaviour, report: bool) -> None:
-        """The worker's usual path: fetch one job and run it at once."""
+        """The worker's usual path: fetch one job and run it at once (waiting for the next
+        due job first if none is due, as an idle worker does)."""
+        waiting = [j.run_at for j in self.model.jobs.values() if j.state in PENDING]
+        if waiting and min(waiting) > self.now:
+            self.sys.clock.advance(min(waiting) - self.now)
         for job in self._fetch(QUEUES, 1):
             self.held.remove(job)
             self._attempt(job, replace(behaviour, report=report))
@@ -197,6 +202,8 @@ class QueueMachine(RuleBasedStateMachine):
         self._attempt(self.held.pop(index), replace(behaviour, report=report))
 
     def _attempt(self, job: Job, behaviour: Behaviour) -> None:
+        if behaviour.action == "release":
+            behaviour = replace(behaviour, report=False)  # released before the task ran
         now = self.now
         owned = self.model.owned(job.id, job.attempts)
         live = self.model.live(job.id, job.attempts, now)
@@ -216,6 +223,8 @@ class QueueMachine(RuleBasedStateMachine):
             self.model.fail(
                 owned, ErrorKind.UNKNOWN, now, signal=True, signal_delay=behaviour.delay
             )
+        elif behaviour.action == "release":
+            self.model.release(owned, now)
         elif behaviour.action == "snooze":
             self.model.snooze(owned, behaviour.delay or 0.0, now)
         else:
