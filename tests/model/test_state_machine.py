@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import settings
+from hypothesis import settings, target
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -42,6 +42,7 @@ from genqueue import (
     JobState,
     Page,
     RedriveRefused,
+    RedriveReport,
 )
 from genqueue.backends.base import Lease
 from tests.model import model
@@ -56,7 +57,7 @@ pytestmark = pytest.mark.timeout(0 if _DEEP else 300)
 queues = st.sampled_from(QUEUES)
 delays = st.sampled_from([0.0, 0.0, 10.0, 100.0])
 max_retries = st.sampled_from([0, 0, 1, 2])
-keys = st.sampled_from([None, None, None, "k1", "k2"])
+keys = st.sampled_from([None, None, "k1", "k1", "k2"])  # keys collide often
 # A flat list (failures most of it): sampled_from spreads choices evenly over it.
 behaviours = st.sampled_from(
     [
@@ -95,8 +96,12 @@ class QueueMachine(RuleBasedStateMachine):
         self.model = Model()
         #: Jobs as fetched by the (single, simulated) worker: their lease may be long lost.
         self.held: list[Job] = []
+        self.shared_keys = 0
 
     def teardown(self) -> None:
+        # Steer generation towards dead jobs that share an idempotency key: redriving them
+        # together is where a backend must let only one take the key.
+        target(float(self.shared_keys), label="dead jobs sharing a key")
         self.sys.close()
 
     def run(self, coro: Any) -> Any:
@@ -152,6 +157,14 @@ class QueueMachine(RuleBasedStateMachine):
             )
         )
         self.model.enqueue(job.id, queue, key, delay, retries, self.now)
+
+    @precondition(lambda self: any(j.key for j in self.model.jobs.values()))
+    @rule(data=st.data(), retries=max_retries)
+    def enqueue_again(self, data: st.DataObject, retries: int) -> None:
+        """A producer submits again with a job's idempotency key (a client retrying)."""
+        keyed = [j for j in self.model.jobs.values() if j.key is not None]
+        job = data.draw(st.sampled_from(keyed), label="same key as")
+        self.enqueue(job.queue, 0.0, retries, job.key)
 
     @rule(batch=st.lists(st.tuples(queues, keys), min_size=1, max_size=3))
     def enqueue_batch(self, batch: list[tuple[str, str | None]]) -> None:
@@ -238,7 +251,8 @@ class QueueMachine(RuleBasedStateMachine):
         live = self.model.heartbeat(job.id, job.attempts, self.now)
         assert lost == ([] if live else [job.id])
 
-    @rule(seconds=st.sampled_from([1.0, 5.0, 10.0, 29.0, 30.0, 31.0, 60.0, 300.0, 601.0, 901.0]))
+    # Exactly 30 (a lease), 100 (the DLQ age filters), 600 and 900 (retention) hit boundaries.
+    @rule(seconds=st.sampled_from([1.0, 5.0, 10.0, 29.0, 30.0, 31.0, 100.0, 300.0, 600.0, 900.0]))
     def advance(self, seconds: float) -> None:
         self.sys.clock.advance(seconds)
 
@@ -285,19 +299,26 @@ class QueueMachine(RuleBasedStateMachine):
     # -- dead letter queue ----------------------------------------------------------------
 
     @precondition(lambda self: self.model.jobs or self.model.gone)
-    @rule(data=st.data())
-    def redrive(self, data: st.DataObject) -> None:
-        job_id = self._target(data)
+    @rule(data=st.data(), count=st.integers(1, 3))
+    def redrive(self, data: st.DataObject, count: int) -> None:
+        """Redrive one job by id, or several in one call."""
+        ids = list(dict.fromkeys(self._target(data) for _ in range(count)))
+        if len(ids) > 1:
+            report = self.run(self.sys.app.dlq.redrive_many(ids))
+            dead = [i for i in ids if i in self.model.jobs and self.model.jobs[i].entry]
+            assert report.matched == len(dead)
+            self._check_report(report, *self.model.redrive(ids, self.now))
+            return
         try:
-            job = self.run(self.sys.app.dlq.redrive(job_id))
+            job = self.run(self.sys.app.dlq.redrive(ids[0]))
             outcome = "redriven"
             assert job.state is JobState.QUEUED
         except DeadLetterNotFound:
             outcome = "not found"
         except RedriveRefused as exc:
             outcome = exc.reason
-        done, refused = self.model.redrive([job_id], self.now)
-        expected = "redriven" if done else refused[job_id]
+        done, refused = self.model.redrive(ids, self.now)
+        expected = "redriven" if done else refused[ids[0]]
         assert outcome.startswith(expected), (outcome, expected)
 
     @precondition(lambda self: self.model.dead())
@@ -305,8 +326,13 @@ class QueueMachine(RuleBasedStateMachine):
     def redrive_many(self, spec: tuple[str, Any], limit: int | None) -> None:
         flt, matching = self._filter(spec)
         report = self.run(self.sys.app.dlq.redrive_many(filter=flt, limit=limit))
-        done, refused = self.model.redrive(matching[:limit] if limit else matching, self.now)
         assert report.matched == len(matching)
+        self._check_report(
+            report, *self.model.redrive(matching[:limit] if limit else matching, self.now)
+        )
+
+    @staticmethod
+    def _check_report(report: RedriveReport, done: list[str], refused: dict[str, str]) -> None:
         assert report.redriven == done
         assert sorted(report.refused) == sorted(refused)
         for job_id, reason in refused.items():
@@ -393,6 +419,8 @@ class QueueMachine(RuleBasedStateMachine):
         pages = paginate(lambda c: self.sys.app.backend.dlq_list(DLQFilter(), c, 1000))
         entries = [e for page in self.run(pages) for e in page]
         dead = self.model.dead()
+        keys = Counter((j.queue, j.key) for j in dead if j.key is not None)
+        self.shared_keys = max(self.shared_keys, sum(n for n in keys.values() if n > 1))
         assert [e.job_id for e in entries] == [j.id for j in dead], "DLQ != dead jobs, newest first"
         assert self.run(self.sys.app.backend.dlq_count(DLQFilter())) == len(dead)
         for entry, job in zip(entries, dead, strict=True):
