@@ -45,6 +45,7 @@ from tests.model import model
 
 T = TypeVar("T")
 TASK = "model.job"
+OTHER_TASK = "model.other"  # the same function, so DLQ filters by task have two to tell apart
 QUEUES = ["a", "b"]
 WORKER_ID = "model-worker"
 
@@ -115,7 +116,6 @@ class System:
         self.events: list[Event] = []
         self.app.events.subscribe(self.events.append)
 
-        @self.app.task(TASK, queue="a")
         async def job(ctx: JobContext) -> Any:
             behaviour = self.behaviour.pop(ctx.id)
             if behaviour.report:
@@ -123,6 +123,9 @@ class System:
                 ctx.add_cost(usd=1.0)
                 await ctx.set_remote_job_id(remote_id(ctx.job))  # raises LeaseLost
             return _raise_or_return(behaviour)
+
+        self.app.task(TASK, queue="a")(job)
+        self.app.task(OTHER_TASK, queue="b")(job)
 
         settings = WorkerSettings(lease_seconds=model.LEASE, integrity_check=False)
         self.worker = Worker(self.app, queues=QUEUES, settings=settings, worker_id=WORKER_ID)

@@ -54,10 +54,13 @@ class MJob:
     state: JobState
     run_at: float
     created_at: float
+    task: str = ""
+    user: str | None = None
     attempts: int = 0
     retry_count: int = 0
     redrive_count: int = 0
     lease_expires_at: float | None = None
+    started_at: float | None = None
     finished_at: float | None = None
     remote_job_id: str | None = None
     cost: float = 0.0
@@ -97,7 +100,16 @@ class Model:
         return None
 
     def enqueue(
-        self, returned_id: str, queue: str, key: str | None, delay: float, retries: int, now: float
+        self,
+        returned_id: str,
+        queue: str,
+        key: str | None,
+        delay: float,
+        retries: int,
+        now: float,
+        *,
+        task: str,
+        user: str | None = None,
     ) -> None:
         holder = self.holder(queue, key)
         if holder is not None:
@@ -105,7 +117,8 @@ class Model:
             return
         assert returned_id not in self.jobs and returned_id not in self.gone, "id reused"
         state = JobState.SCHEDULED if delay > 0 else JobState.QUEUED
-        self.jobs[returned_id] = MJob(returned_id, queue, key, retries, state, now + delay, now)
+        job = MJob(returned_id, queue, key, retries, state, now + delay, now, task, user)
+        self.jobs[returned_id] = job
         self.accepted += 1
 
     # -- workers --------------------------------------------------------------------------
@@ -132,6 +145,7 @@ class Model:
             job.state = JobState.ACTIVE
             job.attempts += 1
             job.lease_expires_at = now + LEASE
+            job.started_at = now
 
     def live(self, job_id: str, token: int, now: float) -> MJob | None:
         """The job if ``token`` holds its lease now."""

@@ -15,18 +15,15 @@ The default hypothesis profile (tests/conftest.py) is small and derandomized for
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from hypothesis import settings, target
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
-    invariant,
     precondition,
     rule,
     run_state_machine_as_test,
@@ -40,16 +37,23 @@ from genqueue import (
     Job,
     JobRequest,
     JobState,
-    Page,
     RedriveRefused,
     RedriveReport,
 )
 from genqueue.backends.base import Lease
 from tests.model import model
-from tests.model.harness import QUEUES, TASK, WORKER_ID, Behaviour, System, remote_id
-from tests.model.model import DELAYED, PENDING, MJob, Model
+from tests.model.harness import (
+    OTHER_TASK,
+    QUEUES,
+    TASK,
+    WORKER_ID,
+    Behaviour,
+    System,
+    remote_id,
+)
+from tests.model.invariants import Invariants, paginate
+from tests.model.model import DELAYED, PENDING, Model
 
-T = TypeVar("T")
 _DEEP = settings.default.max_examples > 100
 # The deep profile runs for as long as it takes; the default one stays under the timeout.
 pytestmark = pytest.mark.timeout(0 if _DEEP else 300)
@@ -57,6 +61,8 @@ pytestmark = pytest.mark.timeout(0 if _DEEP else 300)
 queues = st.sampled_from(QUEUES)
 delays = st.sampled_from([0.0, 0.0, 10.0, 100.0])
 max_retries = st.sampled_from([0, 0, 1, 2])
+tasks = st.sampled_from([TASK, OTHER_TASK])
+users = st.sampled_from([None, "u1", "u2"])
 keys = st.sampled_from([None, None, "k1", "k1", "k2"])  # keys collide often
 # A flat list (failures most of it): sampled_from spreads choices evenly over it.
 behaviours = st.sampled_from(
@@ -85,11 +91,13 @@ filters = st.sampled_from(
         ("kind", ErrorKind.AUTH),
         ("older", 100.0),
         ("newer", 100.0),
+        ("user", "u1"),
+        ("task", OTHER_TASK),
     ]
 )
 
 
-class QueueMachine(RuleBasedStateMachine):
+class QueueMachine(Invariants):
     def __init__(self, kind: str, directory: Path) -> None:
         super().__init__()
         self.sys = System(kind, directory)
@@ -103,13 +111,6 @@ class QueueMachine(RuleBasedStateMachine):
         # together is where a backend must let only one take the key.
         target(float(self.shared_keys), label="dead jobs sharing a key")
         self.sys.close()
-
-    def run(self, coro: Any) -> Any:
-        return self.sys.run(coro)
-
-    @property
-    def now(self) -> float:
-        return self.sys.now
 
     def _target(self, data: st.DataObject) -> str:
         """Mostly a dead job; sometimes any job, or one that is gone."""
@@ -129,6 +130,10 @@ class QueueMachine(RuleBasedStateMachine):
             flt = DLQFilter(until=self.now - value)
         elif what == "newer":
             flt = DLQFilter(since=self.now - value)
+        elif what == "user":
+            flt = DLQFilter(user_id=value)
+        elif what == "task":
+            flt = DLQFilter(task=value)
         else:
             flt = DLQFilter()
         ids = [
@@ -139,24 +144,36 @@ class QueueMachine(RuleBasedStateMachine):
             and (flt.error_kind is None or j.entry.kind is flt.error_kind)
             and (flt.until is None or j.entry.failed_at < flt.until)
             and (flt.since is None or j.entry.failed_at >= flt.since)
+            and (flt.user_id is None or j.user == flt.user_id)
+            and (flt.task is None or j.task == flt.task)
         ]
         return flt, ids
 
     # -- producers ------------------------------------------------------------------------
 
-    @initialize(jobs=st.lists(st.tuples(queues, delays, max_retries, keys), max_size=5))
-    def start(self, jobs: list[tuple[str, float, int, str | None]]) -> None:
+    @initialize(
+        jobs=st.lists(st.tuples(queues, delays, max_retries, keys, tasks, users), max_size=5)
+    )
+    def start(self, jobs: list[tuple[str, float, int, str | None, str, str | None]]) -> None:
         for job in jobs:
             self.enqueue(*job)
 
-    @rule(queue=queues, delay=delays, retries=max_retries, key=keys)
-    def enqueue(self, queue: str, delay: float, retries: int, key: str | None) -> None:
+    @rule(queue=queues, delay=delays, retries=max_retries, key=keys, task=tasks, user=users)
+    def enqueue(
+        self, queue: str, delay: float, retries: int, key: str | None, task: str, user: str | None
+    ) -> None:
         job = self.run(
             self.sys.app.enqueue(
-                TASK, {"n": 1}, queue=queue, delay=delay, max_retries=retries, idempotency_key=key
+                task,
+                {"n": 1},
+                queue=queue,
+                delay=delay,
+                max_retries=retries,
+                idempotency_key=key,
+                user_id=user,
             )
         )
-        self.model.enqueue(job.id, queue, key, delay, retries, self.now)
+        self.model.enqueue(job.id, queue, key, delay, retries, self.now, task=task, user=user)
 
     @precondition(lambda self: any(j.key for j in self.model.jobs.values()))
     @rule(data=st.data(), retries=max_retries)
@@ -164,17 +181,18 @@ class QueueMachine(RuleBasedStateMachine):
         """A producer submits again with a job's idempotency key (a client retrying)."""
         keyed = [j for j in self.model.jobs.values() if j.key is not None]
         job = data.draw(st.sampled_from(keyed), label="same key as")
-        self.enqueue(job.queue, 0.0, retries, job.key)
+        self.enqueue(job.queue, 0.0, retries, job.key, job.task, job.user)
 
-    @rule(batch=st.lists(st.tuples(queues, keys), min_size=1, max_size=3))
-    def enqueue_batch(self, batch: list[tuple[str, str | None]]) -> None:
+    @rule(batch=st.lists(st.tuples(queues, keys, users), min_size=1, max_size=3))
+    def enqueue_batch(self, batch: list[tuple[str, str | None, str | None]]) -> None:
         requests = [
-            JobRequest(TASK, {"i": i}, queue=q, idempotency_key=k) for i, (q, k) in enumerate(batch)
+            JobRequest(TASK, {"i": i}, queue=q, idempotency_key=k, user_id=u)
+            for i, (q, k, u) in enumerate(batch)
         ]
         stored = self.run(self.sys.app.queue.enqueue_many(requests))
         assert len(stored) == len(batch)
-        for job, (queue, key) in zip(stored, batch, strict=True):
-            self.model.enqueue(job.id, queue, key, 0.0, 1, self.now)
+        for job, (queue, key, user) in zip(stored, batch, strict=True):
+            self.model.enqueue(job.id, queue, key, 0.0, 1, self.now, task=TASK, user=user)
 
     # -- workers --------------------------------------------------------------------------
 
@@ -369,18 +387,32 @@ class QueueMachine(RuleBasedStateMachine):
             self._inspect_dlq(data.draw(filters, label="filter"), size)
         else:
             state = data.draw(st.sampled_from([None, *JobState]), label="state")
-            self._list_jobs(state, data.draw(st.sampled_from([None, *QUEUES])), size)
+            queue = data.draw(st.sampled_from([None, *QUEUES]), label="queue")
+            task = data.draw(st.sampled_from([None, OTHER_TASK]), label="task")
+            self._list_jobs(state, queue, task, data.draw(users, label="user"), size)
 
-    def _list_jobs(self, state: JobState | None, queue: str | None, size: int) -> None:
-        """Listing by state and queue, newest first, page by page, misses nothing."""
+    def _list_jobs(
+        self,
+        state: JobState | None,
+        queue: str | None,
+        task: str | None,
+        user: str | None,
+        size: int,
+    ) -> None:
+        """Listing by state, queue, task and user, newest first, page by page, misses nothing."""
         pages = paginate(
-            lambda c: self.sys.app.queue.list(state=state, queue=queue, cursor=c, limit=size)
+            lambda c: self.sys.app.queue.list(
+                state=state, queue=queue, task=task, user_id=user, cursor=c, limit=size
+            )
         )
         got = [j.id for page in self.run(pages) for j in page]
         expected = [
             j
             for j in self.model.jobs.values()
-            if (state is None or j.state is state) and (queue is None or j.queue == queue)
+            if (state is None or j.state is state)
+            and (queue is None or j.queue == queue)
+            and (task is None or j.task == task)
+            and (user is None or j.user == user)
         ]
         expected.sort(key=lambda j: (j.created_at, j.id), reverse=True)
         assert got == [j.id for j in expected]
@@ -396,92 +428,6 @@ class QueueMachine(RuleBasedStateMachine):
         kinds = Counter(j.entry.kind.value for j in jobs if j.entry is not None)
         assert stats.total == len(matching) and stats.by_kind == dict(kinds)
         assert stats.cost_lost.get("usd", 0.0) == sum(j.cost for j in jobs)
-
-    # -- invariants -----------------------------------------------------------------------
-
-    @invariant()
-    def storage_agrees_with_the_model(self) -> None:
-        assert not self.sys.errors.records, [r.getMessage() for r in self.sys.errors.records]
-        stored = self._all_jobs()
-        assert sorted(stored) == sorted(self.model.jobs), "jobs lost or invented"
-        assert len(stored) == self.model.accepted - self.model.removed
-        for job_id, expected in self.model.jobs.items():
-            check_job(stored[job_id], expected, self.now)
-        counts: dict[tuple[str, str], int] = {}
-        for job in self.model.jobs.values():
-            counts[job.queue, job.state.value] = counts.get((job.queue, job.state.value), 0) + 1
-        actual = self.run(self.sys.app.backend.counts())
-        flat = {(q, s): n for q, states in actual.items() for s, n in states.items() if n}
-        assert flat == counts
-
-    @invariant()
-    def dlq_is_exactly_the_dead_jobs(self) -> None:
-        pages = paginate(lambda c: self.sys.app.backend.dlq_list(DLQFilter(), c, 1000))
-        entries = [e for page in self.run(pages) for e in page]
-        dead = self.model.dead()
-        keys = Counter((j.queue, j.key) for j in dead if j.key is not None)
-        self.shared_keys = max(self.shared_keys, sum(n for n in keys.values() if n > 1))
-        assert [e.job_id for e in entries] == [j.id for j in dead], "DLQ != dead jobs, newest first"
-        assert self.run(self.sys.app.backend.dlq_count(DLQFilter())) == len(dead)
-        for entry, job in zip(entries, dead, strict=True):
-            assert job.entry is not None
-            assert entry.job.state is JobState.DEAD
-            assert entry.error_kind is job.entry.kind
-            assert entry.failed_at == job.entry.failed_at
-            assert entry.expires_at == job.entry.expires_at
-            assert entry.reason == job.entry.reason
-            assert entry.redrive_count == job.redrive_count
-            assert entry.job.cost.get("usd", 0.0) == job.cost
-        assert self.sys.count("queue_dlq_move") == self.model.dlq_moves
-        assert self.sys.count("dlq_retry") == self.model.redrives
-
-    def _all_jobs(self) -> dict[str, Job]:
-        pages = self.run(paginate(lambda c: self.sys.app.queue.list(cursor=c, limit=1000)))
-        return {j.id: j for page in pages for j in page}
-
-
-async def paginate(read: Callable[[str | None], Awaitable[Page[T]]]) -> list[list[T]]:
-    """Every page of a cursor-paginated listing."""
-    pages: list[list[T]] = []
-    cursor = None
-    while True:
-        page = await read(cursor)
-        pages.append(page.items)
-        if page.next_cursor is None:
-            return pages
-        cursor = page.next_cursor
-
-
-def check_job(job: Job, expected: MJob, now: float) -> None:
-    """The stored job matches the model (adopting a lazy promotion of a due job)."""
-    if job.state is not expected.state:
-        promoted = expected.state in DELAYED and expected.run_at <= now
-        assert promoted and job.state is JobState.QUEUED, (job.id, job.state, expected.state)
-        expected.state = JobState.QUEUED
-    where = f"job {job.id} ({expected.state.value})"
-    assert job.queue == expected.queue and job.idempotency_key == expected.key, where
-    assert (job.attempts, job.retry_count, job.redrive_count, job.max_retries) == (
-        expected.attempts,
-        expected.retry_count,
-        expected.redrive_count,
-        expected.max_retries,
-    ), where
-    assert [(a.number, a.outcome) for a in job.history] == expected.history, where
-    numbers = [n for n, _ in expected.history]
-    assert numbers == sorted(set(numbers)) and all(n <= job.attempts for n in numbers), where
-    assert job.remote_job_id == expected.remote_job_id, where
-    assert job.cost.get("usd", 0.0) == expected.cost, where
-    if expected.state in PENDING:
-        assert job.run_at == expected.run_at, where
-    if expected.state is JobState.ACTIVE:
-        assert job.lease_owner == WORKER_ID, where
-        assert job.lease_expires_at == expected.lease_expires_at, where
-    else:
-        assert job.lease_owner is None and job.lease_expires_at is None, where
-    if expected.state in (JobState.COMPLETED, JobState.CANCELLED, JobState.DEAD):
-        assert job.finished_at == expected.finished_at, where
-    if expected.state in (JobState.RETRYING, JobState.DEAD) and expected.history:
-        assert job.last_error is not None and job.last_error.kind is expected.last_kind, where
 
 
 def test_queue_agrees_with_the_model(backend_kind: str, tmp_path: Path) -> None:
