@@ -9,9 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from genqueue import App, FakeClock, RetryPolicy, Worker, WorkerSettings
 from genqueue.backends import Backend, create_backend
+
+# Hypothesis profiles (the model test, tests/model). The default is small and derandomized,
+# so every run (CI included) explores the same sequences; `pytest --hypothesis-profile=deep`
+# explores many more and longer ones, and keeps failures in .hypothesis/ to replay them.
+_MODEL = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile(
+    "genqueue", max_examples=40, stateful_step_count=50, derandomize=True, database=None, **_MODEL
+)
+settings.register_profile("deep", max_examples=600, stateful_step_count=80, **_MODEL)
+settings.load_profile("genqueue")
 
 
 class FixedRandom:

@@ -18,7 +18,7 @@ from typing import Any
 
 from genqueue.backends.base import Move
 from genqueue.classify import ClassifiedError, ErrorClassifier, ErrorKind
-from genqueue.context import NOTES_META, JobContext
+from genqueue.context import NOTES_META, JobContext, LeaseLost
 from genqueue.entry import DeadLetter
 from genqueue.errors import InvalidInput
 from genqueue.job import Attempt, AttemptOutcome, Job, JobState
@@ -72,9 +72,11 @@ async def _run(
 
     Whatever the task raises is its own failure, ``BaseException`` included (a task's
     ``SystemExit`` must not stop the worker; the worker's signals reach it through its own
-    handlers). The one exception that propagates is the ``CancelledError`` of a
-    cancellation the worker made (``cancelled_by_worker()``: shutdown, lease lost); the
-    task's timeout ends as a ``timeout`` failure. Sync tasks run in ``thread``.
+    handlers). Two exceptions propagate: the ``CancelledError`` of a cancellation the
+    worker made (``cancelled_by_worker()``: shutdown, lease lost), and ``LeaseLost`` (the
+    context could not store an update: the lease is gone, so the attempt is not the
+    task's to fail). The task's timeout ends as a ``timeout`` failure. Sync tasks run in
+    ``thread``.
     """
     timeout = ctx.job.timeout if ctx.job.timeout is not None else task.options.timeout
     scope = asyncio.timeout(timeout)
@@ -89,6 +91,8 @@ async def _run(
         return Outcome(OutcomeKind.SNOOZE, delay=signal.delay, reason=signal.reason)
     except Cancel as signal:
         return Outcome(OutcomeKind.CANCEL, reason=signal.reason)
+    except LeaseLost:
+        raise
     except asyncio.CancelledError as exc:
         if cancelled_by_worker():
             raise

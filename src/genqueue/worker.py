@@ -35,7 +35,7 @@ from genqueue.announce import announce
 from genqueue.backends.base import Lease, RunningUpdate
 from genqueue.batcher import MoveBatcher
 from genqueue.classify import ErrorKind
-from genqueue.context import JobContext
+from genqueue.context import JobContext, LeaseLost
 from genqueue.errors import StorageCorrupt
 from genqueue.events import EventName
 from genqueue.execution import Outcome, OutcomeKind, PlanContext, execute, failure, plan, unrunnable
@@ -378,6 +378,11 @@ class Worker:
             if current is not None:
                 current.uncancel()
             outcome = released()
+        except LeaseLost:
+            # Found out by the task instead of a heartbeat: as lost, writing nothing; the
+            # reclaimer records the attempt (``worker_lost``), retried as such.
+            self._lost(running)
+            return None
         settled = running.settle(outcome)
         if settled is not None:
             running.finishing = True
@@ -445,12 +450,14 @@ class Worker:
         lost = await self.app.backend.heartbeat(leases, self.settings.lease_seconds)
         for job_id in lost:
             running = self._running.get(job_id)
-            if running is None or not running.lose():
-                continue
-            self.stats["lease_lost"] += 1
-            self.app.events.emit(
-                EventName.JOB_LEASE_LOST, job_id=job_id, task=running.job.task, worker=self.id
-            )
+            if running is not None and running.lose():
+                self._lost(running)
+
+    def _lost(self, running: RunningJob) -> None:
+        running.lost = True
+        self.stats["lease_lost"] += 1
+        job = running.job
+        self.app.events.emit(EventName.JOB_LEASE_LOST, job_id=job.id, task=job.task, worker=self.id)
 
     async def _presence_loop(self) -> None:
         await self._beat_presence()

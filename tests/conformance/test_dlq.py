@@ -218,6 +218,21 @@ async def test_bulk_redrive_by_ids_reports_missing(app: App) -> None:
     assert report.refused == {"b" * 32: "not found in the dead letter queue"}
 
 
+async def test_redriving_jobs_that_share_an_idempotency_key_revives_one(
+    app: App, clock: FakeClock, flaky
+) -> None:  # type: ignore[no-untyped-def]
+    # Found by the model test (tests/model): Redis redrove every dead job of one call that
+    # shared a key, leaving several pending jobs holding one idempotency key.
+    first = await kill(app, clock, idempotency_key="k")
+    second = await kill(app, clock, idempotency_key="k")  # the first is dead: the key is free
+    assert first != second
+    report = await app.dlq.redrive_many([first, second])
+    assert report.redriven == [first]
+    assert report.refused[second].startswith("another pending job holds its idempotency key")
+    assert (await app.get(second)).state is JobState.DEAD
+    assert (await app.enqueue("gen", {"prompt": "a cat"}, idempotency_key="k")).id == first
+
+
 async def test_delete_one_and_many(app: App) -> None:
     ids = await make_dead(app, 4)
     recorder = Recorder(app)

@@ -143,6 +143,35 @@ async def test_remote_id_is_written_ahead(app: App) -> None:
     assert stored.remote_job_id == "pl-123" and stored.meta["submitted"] is True
 
 
+async def test_a_lease_lost_while_storing_a_remote_id_writes_nothing(
+    app: App, clock: FakeClock
+) -> None:
+    # Found by the model test (tests/model): the context's LeaseLost was classified as
+    # the task's `unknown` failure and, with the job still active, dead-lettered it.
+    recorder = Recorder(app)
+
+    @app.task("stalls")
+    async def stalls(ctx):  # type: ignore[no-untyped-def]
+        if ctx.attempt == 1:
+            clock.advance(31)  # stalled past its lease before any heartbeat renewed it
+            await ctx.set_remote_job_id("pl-1")
+        return "ok"
+
+    job = await app.enqueue("stalls", {})
+    worker = await drain(app)
+    stored = await app.get(job.id)
+    assert stored.state is JobState.ACTIVE and stored.history == []  # nothing written
+    assert stored.remote_job_id is None and worker.stats["lease_lost"] == 1
+    assert recorder.of("job_lease_lost")[0]["job_id"] == job.id
+    assert await Worker(app, burst=True, settings=FAST).reclaim() == 1
+    stored = await app.get(job.id)
+    assert stored.state is JobState.RETRYING and await app.backend.dlq_get(job.id) is None
+    assert stored.last_error is not None and stored.last_error.kind is ErrorKind.WORKER_LOST
+    clock.advance(5)
+    await drain(app)
+    assert (await app.get(job.id)).state is JobState.COMPLETED
+
+
 async def test_graceful_shutdown_releases_unfinished_jobs(app: App) -> None:
     started = asyncio.Event()
 

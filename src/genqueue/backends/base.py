@@ -144,6 +144,9 @@ class Backend(ABC):
     ) -> list[Job]:
         """Claim up to ``limit`` due jobs, oldest due first, under a lease.
 
+        Across several queues only the oldest due job is sure to be among those claimed:
+        a backend may fill the batch queue by queue (Redis: oldest head first).
+
         Promotes due scheduled/retrying jobs first. Each claimed job becomes ACTIVE with
         ``attempts + 1``, ``lease_owner = worker_id``, ``started_at = now`` and
         ``lease_expires_at = now + lease_seconds``.

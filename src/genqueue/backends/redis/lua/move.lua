@@ -51,7 +51,9 @@ for j, id in ipairs(ids) do
     if new_state == 'dead' then add_entry(ops, id, m[15]) end
     if key ~= '' then
       if not is_terminal(new_state) then
-        op(ops.add, 'HSET', K_IDEM, key, idem_value(id, m[16]))
+        -- At once, not with the batched writes: a later move of this call (a second dead
+        -- job with the same key being redriven) must see that the key is taken.
+        redis.call('HSET', K_IDEM, key, idem_value(id, m[16]))
       elseif idem_get(key) == id then
         redis.call('HDEL', K_IDEM, key)
       end
