@@ -3,33 +3,32 @@
 By default it starts the fake PixelLab server in this process with a realistic fault mix
 (no network, no key). With ``--provider pixellab`` and ``PIXELLAB_API_KEY`` set it runs a
 few cheap jobs against the real API instead.
+
+The fake server, the PixelLab client and pydantic are imported when the demo runs, not
+when the command line starts.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from genqueue.app import App
 from genqueue.cli.common import BackendOpt, out
 from genqueue.errors import ConfigError
-from genqueue.providers.fake_pixellab import DEFAULT_TOKEN, FakeOptions, FakePixelLab
-from genqueue.providers.guard import BreakerSettings
-from genqueue.providers.ledger import LedgerSettings
-from genqueue.providers.pixellab import PixelLab, PixelLabSettings, register
-from genqueue.providers.pixellab import demo as pixellab_demo
-from genqueue.queue import JobRequest
-from genqueue.retry import RetryPolicy
-from genqueue.settings import backend_url
+from genqueue.humanize import amount, plural
+
+if TYPE_CHECKING:
+    from genqueue.app import App
+    from genqueue.providers.fake_pixellab import FakePixelLab
+    from genqueue.providers.pixellab import PixelLab, PixelLabSettings
+    from genqueue.providers.pixellab import demo as pixellab_demo
+    from genqueue.queue import JobRequest
 
 
 def demo_command(
@@ -61,14 +60,24 @@ def demo_command(
         raise typer.BadParameter("must be between 1 and 100000", param_hint="--jobs")
     if real and not os.environ.get("PIXELLAB_API_KEY"):
         raise ConfigError("--provider pixellab needs PIXELLAB_API_KEY in the environment")
+    from genqueue.app import App
+    from genqueue.cli.urls import cli_backend_url
+    from genqueue.providers.pixellab import demo as pixellab_demo
+    from genqueue.providers.pixellab import register
+    from genqueue.retry import RetryPolicy
+    from genqueue.settings import backend_url
+
+    # memory:// is allowed: the demo's workers run in this process.
+    url = cli_backend_url(backend_url(backend), allow_memory=True)
     with ExitStack() as stack:
         stack.enter_context(_quiet(logging.getLogger("genqueue")))  # the bar tells the story
         fake = None if real else stack.enter_context(_fake_server(seed))
         settings = _settings(fake, output)
-        app = App(backend_url(backend), retry=RetryPolicy(base_delay=1.0, max_delay=30.0))
+        app = App(url, retry=RetryPolicy(base_delay=1.0, max_delay=30.0))
         pixellab = register(app, settings)
         where = f"a fake PixelLab at {fake.base_url}" if fake else "the real PixelLab API"
-        out.print(f"genqueue demo: {count} generation jobs on {app.backend.url} against {where}")
+        jobs_text = plural(count, "generation job")
+        out.print(f"genqueue demo: {jobs_text} on {app.backend.url} against {where}")
         requests = pixellab_demo.batch(count, seed=seed, real=real)
         report = _run(app, pixellab, requests, workers, concurrency)
         fake_stats = fake.stats() if fake else None
@@ -86,10 +95,17 @@ def _quiet(logger: logging.Logger) -> Iterator[None]:
 
 
 def _fake_server(seed: int) -> FakePixelLab:
+    from genqueue.providers.fake_pixellab import DEFAULT_TOKEN, FakeOptions, FakePixelLab
+
     return FakePixelLab(FakeOptions.demo(seed=seed, tokens={DEFAULT_TOKEN: "demo"}))
 
 
 def _settings(fake: FakePixelLab | None, output: Path) -> PixelLabSettings:
+    from genqueue.providers.fake_pixellab import DEFAULT_TOKEN
+    from genqueue.providers.guard import BreakerSettings
+    from genqueue.providers.ledger import LedgerSettings
+    from genqueue.providers.pixellab import PixelLabSettings
+
     if fake is None:
         return PixelLabSettings(output_dir=output)  # the real API: key from the environment
     return PixelLabSettings(
@@ -107,6 +123,18 @@ def _settings(fake: FakePixelLab | None, output: Path) -> PixelLabSettings:
 def _run(
     app: App, pixellab: PixelLab, requests: list[JobRequest], workers: int, concurrency: int
 ) -> pixellab_demo.DemoReport:
+    import asyncio
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from genqueue.providers.pixellab import demo as pixellab_demo
+
     columns = (TextColumn("[bold]jobs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=out) as bar:
         task = bar.add_task("jobs", total=len(requests))
@@ -131,10 +159,12 @@ def _run(
 def _money(amounts: dict[str, float]) -> str:
     usd = amounts.get("usd", 0.0)
     generations = amounts.get("generations", 0.0)
-    return f"${usd:.2f} ({generations:g} generations)"
+    return f"${usd:.2f} ({amount(generations, 'generations')})"
 
 
 def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> None:
+    from rich.table import Table
+
     table = Table(
         title="summary", box=None, title_justify="left", show_header=False, pad_edge=False
     )
@@ -168,10 +198,10 @@ def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> Non
         submits = sum(fake["submits_by_operation"].values())
         twice = sum(1 for n in fake["charges_by_client_job"].values() if n > 1)
         out.print(
-            f"fake PixelLab: {submits} submits, {fake['charges']} charges "
-            f"(${fake['total_charged_usd']:.2f}), {twice} jobs charged twice, "
+            f"fake PixelLab: {plural(submits, 'submit')}, {plural(fake['charges'], 'charge')} "
+            f"(${fake['total_charged_usd']:.2f}), {plural(twice, 'job')} charged twice, "
             f"{fake['errors']['429']} answered 429, {fake['errors']['5xx']} answered 5xx, "
-            f"{fake['dropped_connections']} connections dropped"
+            f"{plural(fake['dropped_connections'], 'connection')} dropped"
         )
     status = "every job accounted for" if report.accounted else "SOME JOBS ARE MISSING"
     out.print(f"{status}; sprites in {report.output_dir}/")

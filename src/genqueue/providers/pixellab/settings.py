@@ -11,6 +11,7 @@ from genqueue.providers.breaker import BreakerSettings
 from genqueue.providers.ledger import LedgerSettings
 from genqueue.providers.pixellab.routes import Route
 
+TASK = "pixellab.generate"
 API_KEY_ENV = "PIXELLAB_API_KEY"
 OUTPUT_ENV = "GENQUEUE_OUTPUT_DIR"
 
