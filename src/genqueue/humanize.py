@@ -16,7 +16,7 @@ _PLURALS = {"entry": "entries", "retry": "retries", "redrive": "redrives", "usd"
 def plural(count: float, noun: str, plural_form: str | None = None) -> str:
     """``plural(1, "job")`` -> "1 job"; ``plural(3, "entry")`` -> "3 entries"."""
     text = number(count)
-    if count == 1:
+    if text == "1":  # 0.9999999 generations reads "1 generation"
         return f"{text} {noun}"
     return f"{text} {plural_form or _PLURALS.get(noun) or noun + 's'}"
 

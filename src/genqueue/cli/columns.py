@@ -28,6 +28,8 @@ class Col:
     #: The column that shrinks to fit (its cells are cut with an ellipsis).
     flexible: bool = False
     justify: Literal["left", "right"] = "left"
+    #: Longer values (user ids, task names: any length) are cut with an ellipsis.
+    max_width: int | None = None
 
 
 def table(
@@ -50,7 +52,13 @@ def table(
     )
     for column in shown:
         # Only the flexible column may be narrowed by rich; the others keep their width.
-        result.add_column(column.name, no_wrap=not column.flexible, justify=column.justify)
+        result.add_column(
+            column.name,
+            no_wrap=not column.flexible,
+            justify=column.justify,
+            max_width=column.max_width,
+            overflow="ellipsis",
+        )
     for row in rows:
         result.add_row(*(_cell(row.get(c.name, ""), c.flexible) for c in shown))
     return result

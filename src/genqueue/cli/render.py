@@ -42,12 +42,12 @@ def state_text(state: str, suffix: str = "") -> Text:
 
 JOB_COLUMNS = (
     Col("ID"),
-    Col("TASK", needs=100),
-    Col("QUEUE", needs=140),
+    Col("TASK", needs=100, max_width=24),
+    Col("QUEUE", needs=140, max_width=16),
     Col("STATE"),
     Col("TRIES", justify="right"),
     Col("RETRIES", needs=120, justify="right"),
-    Col("USER", needs=120),
+    Col("USER", needs=120, max_width=16),
     Col("CREATED"),
     Col("LAST ERROR", flexible=True),
 )
@@ -79,12 +79,12 @@ def jobs_table(jobs: Iterable[Job]) -> Table:
 
 ENTRY_COLUMNS = (
     Col("JOB ID"),
-    Col("TASK", needs=110),
-    Col("USER", needs=130),
+    Col("TASK", needs=110, max_width=24),
+    Col("USER", needs=130, max_width=16),
     Col("KIND"),
     Col("FAILED"),
     Col("REDRIVES", needs=150, justify="right"),
-    Col("FINGERPRINT", needs=140),
+    Col("FINGERPRINT", needs=140, max_width=16),
     Col("ERROR", flexible=True),
 )
 
@@ -207,9 +207,9 @@ def _counts(title: str, counts: Mapping[str, int]) -> Table:
 
 TOP_COLUMNS = (
     Col("COUNT", justify="right"),
-    Col("FINGERPRINT"),
+    Col("FINGERPRINT", max_width=16),
     Col("KIND"),
-    Col("TYPE", needs=130),
+    Col("TYPE", needs=130, max_width=24),
     Col("SAMPLE MESSAGE", flexible=True),
 )
 
