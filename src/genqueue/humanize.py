@@ -29,7 +29,8 @@ def number(value: float) -> str:
         return str(round(value))
     rounded = round(value, 1)
     if rounded == 0:
-        return f"{value:.2g}"  # a small amount stays visible: 0.0091
+        # A small amount stays visible (0.0091); float noise (3e-09) is nothing.
+        return f"{value:.2g}" if abs(value) >= 1e-6 else "0"
     return f"{rounded:g}"
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
+
 import pytest
 
 from genqueue.classify import ErrorKind
-from genqueue.cli.demo import _money
+from genqueue.cli.demo import _money, demo_command
 from genqueue.cli.dlq import ERROR_KINDS
 from genqueue.humanize import amount, amounts, number, plural, seconds
 from tests.cli.conftest import Runner, as_json
@@ -66,3 +69,10 @@ def test_deleting_several_entries_asks_first(cli: Runner, fresh_db: str) -> None
     assert code == 0 and out.strip() == "deleted 2 entries", err
     code, out, err = cli("dlq", "delete", c[:6])  # one entry: no question
     assert code == 0 and out.strip() == "deleted 1 entry", err
+
+
+def test_the_demo_output_folder_is_ignored_by_git() -> None:
+    default = inspect.signature(demo_command).parameters["output"].default
+    root = Path(__file__).resolve().parents[2]
+    ignored = (root / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert f"{default}/" in ignored

@@ -179,6 +179,13 @@ def _unreachable(app: App, exc: Exception) -> BackendError:
     return BackendError(f"{text}; {unreachable_hint(url)}")
 
 
+def more_pages(cursor: str) -> None:
+    """Say how to get the next page; the cursor gets a line of its own, never folded,
+    so it can be copied whole."""
+    out.print("more: run the same command with")
+    out.print(f"--cursor {cursor}", soft_wrap=True)
+
+
 def print_json(value: Any) -> None:
     out.out(serialization.dumps_str(value), highlight=False)
 

@@ -77,7 +77,8 @@ def demo_command(
         pixellab = register(app, settings)
         where = f"a fake PixelLab at {fake.base_url}" if fake else "the real PixelLab API"
         jobs_text = plural(count, "generation job")
-        out.print(f"genqueue demo: {jobs_text} on {app.backend.url} against {where}")
+        out.print(f"genqueue demo: {jobs_text} on {app.backend.url}")
+        out.print(f"  against {where}")
         requests = pixellab_demo.batch(count, seed=seed, real=real)
         report = _run(app, pixellab, requests, workers, concurrency)
         fake_stats = fake.stats() if fake else None
@@ -178,7 +179,7 @@ def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> Non
         ("  images written", report.images),
         ("retried (at least once)", report.retried),
         ("resumed a remote job instead of resubmitting", report.resumed),
-        ("sent again once the balance showed a lost submit was not charged", report.reconciled),
+        ("resent once the balance showed no charge", report.reconciled),
         ("waited on a rate limit (no retry spent)", report.rate_limited),
         ("dead-lettered", dead),
     ]
@@ -199,14 +200,15 @@ def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> Non
         twice = sum(1 for n in fake["charges_by_client_job"].values() if n > 1)
         out.print(
             f"fake PixelLab: {plural(submits, 'submit')}, {plural(fake['charges'], 'charge')} "
-            f"(${fake['total_charged_usd']:.2f}), {plural(twice, 'job')} charged twice, "
-            f"{fake['errors']['429']} answered 429, {fake['errors']['5xx']} answered 5xx, "
-            f"{plural(fake['dropped_connections'], 'connection')} dropped"
+            f"(${fake['total_charged_usd']:.2f}), {plural(twice, 'job')} charged twice"
+        )
+        out.print(
+            f"  answered 429: {fake['errors']['429']}, 5xx: {fake['errors']['5xx']}; "
+            f"connections dropped: {fake['dropped_connections']}"
         )
     status = "every job accounted for" if report.accounted else "SOME JOBS ARE MISSING"
     out.print(f"{status}; sprites in {report.output_dir}/")
-    out.print(
-        "next: [bold]genqueue dlq list[/bold] (what failed), "
-        "[bold]genqueue dlq stats[/bold] (grouped), [bold]genqueue dlq show JOB_ID[/bold], "
-        "[bold]genqueue stats[/bold] (spend, breakers)"
-    )
+    out.print("next: [bold]genqueue dlq list[/bold]      what failed")
+    out.print("      [bold]genqueue dlq stats[/bold]     the failures, grouped")
+    out.print("      [bold]genqueue dlq show ID[/bold]   one of them (an id's first characters do)")
+    out.print("      [bold]genqueue stats[/bold]         spend, breakers")

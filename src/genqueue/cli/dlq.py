@@ -20,6 +20,7 @@ from genqueue.cli.common import (
     err,
     fail_line,
     load_app,
+    more_pages,
     out,
     parse_duration,
     parse_when,
@@ -133,7 +134,7 @@ def dlq_list(
 
     out.print(entries_table(page.items))
     if page.next_cursor:
-        out.print(f"more: --cursor {page.next_cursor}")
+        more_pages(page.next_cursor)
     out.print("details: genqueue dlq show JOB_ID    redrive: genqueue dlq retry JOB_ID")
 
 

@@ -92,6 +92,6 @@ def merged_note(job: Job) -> str | None:
     if not merged:
         return None
     return (
-        f"{numbers(merged[0])}: every fetch is numbered; snoozes in a row for the same "
-        "reason share one row"
+        f"{numbers(merged[0])}: one row for waits in a row with the same reason (every "
+        "fetch of a job counts as an attempt)"
     )

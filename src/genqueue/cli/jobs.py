@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from genqueue.cli.common import AppOpt, BackendOpt, JsonOpt, load_app, out, print_json, run_with_app
+from genqueue.cli.common import (
+    AppOpt,
+    BackendOpt,
+    JsonOpt,
+    load_app,
+    more_pages,
+    out,
+    print_json,
+    run_with_app,
+)
 from genqueue.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -177,7 +186,7 @@ def jobs_list(
 
     out.print(jobs_table(page.items))
     if page.next_cursor:
-        out.print(f"more: --cursor {page.next_cursor}")
+        more_pages(page.next_cursor)
 
 
 def stats(

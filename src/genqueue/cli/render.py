@@ -258,8 +258,8 @@ def _provider_lines(guard: dict[str, Any]) -> list[str]:
     ledger = guard.get("ledger") or {}
     if ledger.get("uncertain") or ledger.get("blind_resubmits"):
         lines.append(
-            f"  uncertain submits: {ledger['uncertain']} ({ledger['cleared']} not charged, "
-            f"sent again; {ledger['charged']} maybe charged; {ledger['undecided']} waiting)"
+            f"  uncertain submits: {ledger['uncertain']}: {ledger['cleared']} resent (not "
+            f"charged), {ledger['charged']} maybe charged, {ledger['undecided']} waiting"
         )
         lines.append(f"  possible duplicate charges (blind resends): {ledger['blind_resubmits']}")
     unattributed = _minus(ledger.get("unexplained") or {}, ledger.get("attributed") or {})
@@ -273,7 +273,7 @@ def _provider_lines(guard: dict[str, Any]) -> list[str]:
 
 def _minus(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
     diff = {unit: round(a.get(unit, 0.0) - b.get(unit, 0.0), 9) for unit in a}
-    return {unit: amount for unit, amount in diff.items() if abs(amount) > 1e-9}
+    return {unit: amount for unit, amount in diff.items() if abs(amount) > 1e-6}
 
 
 def stats_view(report: dict[str, Any]) -> None:
