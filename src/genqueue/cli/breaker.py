@@ -25,7 +25,7 @@ breaker_app = typer.Typer(
 def list_command(
     backend: BackendOpt = None, app_path: AppOpt = None, json: JsonOpt = False
 ) -> None:
-    """Every provider account's breaker: state, why, and how long it stays open."""
+    """Every account's breaker, why, how long."""
     from genqueue.providers.breaker import list_breakers
 
     rows = run_with_app(load_app(app_path, backend), list_breakers)
@@ -61,7 +61,10 @@ def reset_command(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Close a breaker now (or every breaker), without waiting for a probe."""
+    """Close a breaker (or all) now.
+
+    Does not wait for a probe job.
+    """
     from genqueue.providers.breaker import reset_breaker
 
     async def go(app: App) -> list[str]:

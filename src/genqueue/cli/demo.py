@@ -51,7 +51,10 @@ def demo_command(
     ] = 7,
     backend: BackendOpt = None,
 ) -> None:
-    """Generate pixel art through genqueue and summarise what happened to every job."""
+    """Generate pixel art; account for every job.
+
+    Runs generation jobs through genqueue and summarises what happened to each.
+    """
     if provider not in ("fake", "pixellab"):
         raise ConfigError(f"unknown --provider {provider!r}: use fake or pixellab")
     real = provider == "pixellab"

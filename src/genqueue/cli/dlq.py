@@ -145,7 +145,7 @@ def dlq_show(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Show one entry: why it failed, every attempt, the stack."""
+    """Show one entry: why, attempts, stack."""
     from genqueue.cli.ids import resolve
 
     app = load_app(app_path, backend)
@@ -185,7 +185,10 @@ def dlq_retry(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Redrive entries back to their queue (retry count reset, history kept)."""
+    """Redrive entries back to their queue.
+
+    The retry count starts again; the history is kept.
+    """
     flt = make_filter(user, kind, task, queue, fingerprint, since, until)
     if bool(job_ids) == (all_matching or not flt.is_empty):
         raise InvalidInput("give job ids, or --all and/or filters (e.g. --kind server), not both")
@@ -243,7 +246,10 @@ def dlq_delete(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Delete entries (and their dead jobs) for good; more than one asks first."""
+    """Delete entries and their dead jobs.
+
+    For good; deleting more than one asks first (--yes does not ask).
+    """
     app = load_app(app_path, backend)
     missing: list[str] = []
 
@@ -288,7 +294,10 @@ def dlq_purge(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Delete entries by filter or age; --expired enforces retention now."""
+    """Delete entries by filter or age.
+
+    --expired enforces retention now.
+    """
     if older_than is not None:
         if until is not None:
             raise InvalidInput("give --older-than or --until, not both", field="older_than")
@@ -368,7 +377,7 @@ def dlq_stats(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Totals by error kind, task, user and day; the most frequent failures."""
+    """Totals by kind, task, user, day; top failures."""
     if not 0 <= top <= 1000:
         raise InvalidInput(f"--top must be between 0 and 1000, got {top}", field="top")
     flt = make_filter(user, kind, task, queue, None, since, until)

@@ -107,7 +107,7 @@ def job_show(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Show a job: fields, every attempt, the last error's stack."""
+    """Show a job, every attempt, the last stack."""
     from genqueue.cli.ids import resolve
 
     app = load_app(app_path, backend)
@@ -134,7 +134,10 @@ def job_cancel(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Cancel a job that has not finished (a running one stops at its next heartbeat)."""
+    """Cancel a job that has not finished.
+
+    A running job stops at its next heartbeat.
+    """
     from genqueue.cli.ids import resolve
 
     app = load_app(app_path, backend)
@@ -194,7 +197,7 @@ def stats(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Jobs per queue and state, the DLQ, provider breakers and cooldowns, and spend."""
+    """Jobs per state, DLQ, providers, spend."""
     from genqueue.providers.guard import all_guard_states
     from genqueue.stats import spend_report
 

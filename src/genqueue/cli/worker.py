@@ -56,7 +56,10 @@ def worker(
     backend: BackendOpt = None,
     app_path: AppOpt = None,
 ) -> None:
-    """Run a worker until SIGTERM/SIGINT (graceful; a second signal releases jobs at once)."""
+    """Run a worker until SIGTERM/SIGINT.
+
+    Shutdown is graceful; a second signal releases running jobs at once.
+    """
     import asyncio
 
     from genqueue.events import configure_logging
