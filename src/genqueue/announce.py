@@ -16,14 +16,29 @@ def announce(events: Events, job: Job, outcome: Outcome, plan: Plan) -> None:
     """Emit the events of ``plan``, applied to ``job`` (the job as it was running)."""
     new = plan.move.job
     base = {"job_id": job.id, "task": job.task, "queue": job.queue, "attempt": job.attempts}
+    #: What this attempt cost (metrics add it to spend; wasted when the attempt failed).
+    spent = plan.attempt.details.get("cost") or None
     if outcome.kind is OutcomeKind.COMPLETED:
-        events.emit(EventName.JOB_COMPLETED, **base, duration=round(plan.attempt.duration, 6))
+        events.emit(
+            EventName.JOB_COMPLETED,
+            **base,
+            duration=round(plan.attempt.duration, 6),
+            retry_count=new.retry_count,
+            redrive_count=new.redrive_count,
+            attempt_cost=spent,
+        )
     elif outcome.kind is OutcomeKind.SNOOZE:
-        events.emit(EventName.JOB_SNOOZED, **base, delay=outcome.delay, run_at=new.run_at)
+        events.emit(
+            EventName.JOB_SNOOZED,
+            **base,
+            delay=outcome.delay,
+            run_at=new.run_at,
+            attempt_cost=spent,
+        )
     elif outcome.kind is OutcomeKind.CANCEL:
-        events.emit(EventName.JOB_CANCELLED, **base, reason=outcome.reason)
+        events.emit(EventName.JOB_CANCELLED, **base, reason=outcome.reason, attempt_cost=spent)
     elif outcome.kind is OutcomeKind.RELEASE:
-        events.emit(EventName.JOB_RELEASED, **base, reason=outcome.reason)
+        events.emit(EventName.JOB_RELEASED, **base, reason=outcome.reason, attempt_cost=spent)
     else:
         _failure(events, job, new, plan, base)
 
@@ -45,6 +60,8 @@ def _failure(events: Events, job: Job, new: Job, plan: Plan, base: dict[str, obj
         retry_count=job.retry_count,
         max_retries=job.max_retries,
         remote_job_id=job.remote_job_id,
+        duration=round(plan.attempt.duration, 6),
+        attempt_cost=plan.attempt.details.get("cost") or None,
     )
     events.emit(
         EventName.RETRY_DECISION,

@@ -8,10 +8,12 @@ resolved most specific first: task options, then queue options, then the app's.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
+from genqueue.analytics import Analytics, Tally, analytics
 from genqueue.backends import Backend, create_backend
 from genqueue.classify import ClassifierRules, ErrorClassifier
 from genqueue.clock import SYSTEM_CLOCK, Clock
@@ -19,6 +21,7 @@ from genqueue.deadletter import DeadLetterQueue
 from genqueue.errors import ConfigError
 from genqueue.events import Events
 from genqueue.job import Job
+from genqueue.observability.tracing import Tracing, tracing_for
 from genqueue.queue import Queue
 from genqueue.redact import Redactor
 from genqueue.retry import RetryPolicy
@@ -29,6 +32,16 @@ if TYPE_CHECKING:
     from genqueue.blocking import BlockingClient
     from genqueue.entry import Page
     from genqueue.job import JobState
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerStep:
+    name: str
+    interval: float
+    step: Callable[[], Awaitable[object]]
+
+
+log = logging.getLogger("genqueue")
 
 
 class App:
@@ -44,6 +57,7 @@ class App:
         strict_tasks: bool = True,
         redactor: Redactor | None = None,
         events: Events | None = None,
+        tracing: bool | Tracing | None = None,
     ) -> None:
         self.clock = clock or SYSTEM_CLOCK
         if isinstance(backend, Backend):
@@ -57,10 +71,23 @@ class App:
         self.strict_tasks = strict_tasks
         self.redactor = redactor or Redactor()
         self.events = events or Events()
+        #: OpenTelemetry spans: True, False, a Tracing, or None for ``GENQUEUE_OTEL``.
+        self.tracing = tracing_for(tracing)
+        #: Counts job events per minute for analytics (flushed by workers and on close).
+        self.tally = Tally(self)
         self.tasks = TaskRegistry()
         self.queue = Queue(self)
         self.dlq = DeadLetterQueue(self)
+        #: Steps every worker of this app runs periodically (alerts, auto-redrive...).
+        self.worker_steps: list[WorkerStep] = []
         self._open = False
+
+    def periodic(self, name: str, interval: float, step: Callable[[], Awaitable[object]]) -> None:
+        """Have every worker of this app call ``step`` every ``interval`` seconds (a step
+        that must run once across workers elects a leader itself)."""
+        if interval <= 0:
+            raise ConfigError(f"interval of {name!r} must be > 0")
+        self.worker_steps.append(WorkerStep(name, interval, step))
 
     def __repr__(self) -> str:
         return f"<App backend={self.backend.url} tasks={len(self.tasks)}>"
@@ -152,8 +179,20 @@ class App:
 
     async def close(self) -> None:
         if self._open:
+            if self.tally.pending:
+                try:
+                    await self.tally.flush()
+                except Exception:  # analytics are not worth failing a shutdown for
+                    log.warning("could not store the last analytics counts", exc_info=True)
             self._open = False
             await self.backend.close()
+
+    async def analytics(
+        self, window: float = 3600.0, *, task: str | None = None, top: int = 3
+    ) -> Analytics:
+        """Retry and redrive success rates, failure rates and top failures over a window
+        (see ``genqueue.analytics``)."""
+        return await analytics(self, window, task=task, top=top)
 
     async def __aenter__(self) -> App:
         await self.open()

@@ -127,11 +127,14 @@ class DeadLetterQueue:
         dry_run: bool = False,
         limit: int | None = None,
         sample_size: int = 5,
+        by: str = "operator",
     ) -> RedriveReport:
         """Redrive the given ids, or every entry matching ``filter``, at most ``limit``.
 
         With ``dry_run`` nothing changes; the report says how many match, which would be
-        refused, and shows a sample.
+        refused, and shows a sample. ``by`` says who asked (kept in the job's
+        ``meta["redrives"]`` and in the ``dlq_retry`` event): ``operator``, or
+        ``auto-redrive:<policy>``.
         """
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
@@ -144,7 +147,7 @@ class DeadLetterQueue:
             todo = chunk if limit is None else chunk[: limit - len(report.redriven)]
             if len(report.sample) < sample_size:
                 report.sample.extend(todo[: sample_size - len(report.sample)])
-            await self._redrive_chunk(todo, report)
+            await self._redrive_chunk(todo, report, by)
             if limit is not None and len(report.redriven) >= limit:
                 break
         return report
@@ -175,7 +178,9 @@ class DeadLetterQueue:
         if chunk:
             yield chunk
 
-    async def _redrive_chunk(self, chunk: _list[DeadLetter], report: RedriveReport) -> None:
+    async def _redrive_chunk(
+        self, chunk: _list[DeadLetter], report: RedriveReport, by: str
+    ) -> None:
         max_redrives = self.app.retention.max_redrives
         now = await self.app.backend.time()
         moves: _list[Move] = []
@@ -187,7 +192,8 @@ class DeadLetterQueue:
             elif report.dry_run:
                 report.redriven.append(entry.job_id)
             else:
-                moves.append(Move(self._revived(entry.job, now), JobState.DEAD, entry.job.attempts))
+                revived = self._revived(entry.job, now, by)
+                moves.append(Move(revived, JobState.DEAD, entry.job.attempts))
         if not moves:
             return
         for move, applied in zip(moves, await self.app.backend.move(moves), strict=True):
@@ -200,14 +206,18 @@ class DeadLetterQueue:
                     task=job.task,
                     queue=job.queue,
                     redrive_count=job.redrive_count,
+                    by=by,
                 )
             else:
                 report.refused[job.id] = await self._why_not(job)
 
     @staticmethod
-    def _revived(job: Job, now: float) -> Job:
+    def _revived(job: Job, now: float, by: str) -> Job:
+        # Who redrove it and when, after the attempt it died in (the last 20 redrives).
+        log = [*job.meta.get("redrives", []), {"at": now, "by": by, "after_attempt": job.attempts}]
         return replace(
             job,
+            meta={**job.meta, "redrives": log[-20:]},
             state=JobState.QUEUED,
             retry_count=0,
             redrive_count=job.redrive_count + 1,

@@ -39,6 +39,8 @@ class EventName(StrEnum):
     QUEUE_ERROR = "queue_error"
     QUEUE_DLQ_MOVE = "queue_dlq_move"
     DLQ_RETRY = "dlq_retry"
+    #: An auto-redrive policy sent dead letters back (each also has its ``dlq_retry``).
+    DLQ_AUTO_REDRIVE = "dlq_auto_redrive"
     DLQ_DELETE = "dlq_delete"
     DLQ_EXPIRED = "dlq_expired"
     JOBS_EXPIRED = "jobs_expired"
@@ -52,9 +54,12 @@ class EventName(StrEnum):
     CIRCUIT_PROBE_FAILED = "circuit_probe_failed"
     #: The account balance decided an uncertain submit: ``clear`` or ``charged``.
     SUBMISSION_RECONCILED = "submission_reconciled"
+    #: One HTTP request to a provider (logged at DEBUG; metrics count them).
+    PROVIDER_REQUEST = "provider_request"
 
 
 _LEVELS: Mapping[EventName, int] = {
+    EventName.PROVIDER_REQUEST: logging.DEBUG,
     EventName.QUEUE_ERROR: logging.WARNING,
     EventName.QUEUE_DLQ_MOVE: logging.ERROR,
     EventName.JOB_LEASE_LOST: logging.WARNING,

@@ -57,6 +57,18 @@ async def execute(
     *,
     cancelled_by_worker: Callable[[], bool] = lambda: False,
 ) -> Outcome:
+    """Run the task once, in the attempt's span when tracing is on (see ``_run``)."""
+    with ctx.app.tracing.attempt(ctx.job) as span:
+        return span.ended(await _run(task, ctx, classifier, thread, cancelled_by_worker))
+
+
+async def _run(
+    task: Task,
+    ctx: JobContext,
+    classifier: ErrorClassifier,
+    thread: TaskThread | None,
+    cancelled_by_worker: Callable[[], bool],
+) -> Outcome:
     """Run the task once and say how it ended.
 
     Whatever the task raises is its own failure, ``BaseException`` included (a task's

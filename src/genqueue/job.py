@@ -272,3 +272,15 @@ class Job:
         if self.progress:
             out["progress"]["updated_at"] = iso(self.progress.updated_at)
         return out
+
+
+def wasted_cost(job: Job) -> dict[str, float]:
+    """What was paid for attempts that did not produce the result: every cost of a dead or
+    cancelled job, and the cost of the failed attempts of a completed one."""
+    if job.state in (JobState.DEAD, JobState.CANCELLED):
+        return dict(job.cost)
+    if job.state is not JobState.COMPLETED or not job.history:
+        return {}
+    useful = job.history[-1].details.get("cost") or {}
+    extra = {unit: total - float(useful.get(unit, 0.0)) for unit, total in job.cost.items()}
+    return {unit: round(amount, 9) for unit, amount in extra.items() if amount > 1e-12}

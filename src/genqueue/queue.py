@@ -144,7 +144,8 @@ class Queue:
             raise InvalidInput(f"at most {MAX_BATCH} jobs per batch", field="jobs")
         now = await self.app.backend.time()
         jobs = [self.build(r, now) for r in requests]
-        stored = await self.app.backend.enqueue(jobs)
+        with self.app.tracing.send(jobs):  # puts the trace context in each job's meta
+            stored = await self.app.backend.enqueue(jobs)
         for new, kept in zip(jobs, stored, strict=True):
             if new.id == kept.id:
                 self.app.events.emit(

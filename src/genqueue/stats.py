@@ -13,7 +13,7 @@ from typing import Any
 
 from genqueue.app import App
 from genqueue.backends.base import JobQuery
-from genqueue.job import Job, JobState
+from genqueue.job import wasted_cost
 
 PAGE = 500
 
@@ -21,16 +21,6 @@ PAGE = 500
 def _add(into: dict[str, float], amounts: dict[str, float]) -> None:
     for unit, amount in amounts.items():
         into[unit] = round(into.get(unit, 0.0) + amount, 9)
-
-
-def wasted_cost(job: Job) -> dict[str, float]:
-    if job.state in (JobState.DEAD, JobState.CANCELLED):
-        return dict(job.cost)
-    if job.state is not JobState.COMPLETED or not job.history:
-        return {}
-    useful = job.history[-1].details.get("cost") or {}
-    extra = {unit: total - float(useful.get(unit, 0.0)) for unit, total in job.cost.items()}
-    return {unit: round(amount, 9) for unit, amount in extra.items() if amount > 1e-12}
 
 
 async def spend_report(app: App) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -29,6 +30,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
+from genqueue import presence
 from genqueue.announce import announce
 from genqueue.backends.base import Lease, RunningUpdate
 from genqueue.batcher import MoveBatcher
@@ -85,6 +87,7 @@ class Worker:
             self._running, app.events, self.id, self.stats
         )
         self._fetch_failures = 0
+        self._started = app.clock.now()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -136,9 +139,15 @@ class Worker:
     async def _run_side_tasks(self) -> None:
         side: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "heartbeat": self._heartbeat_loop,
+            "presence": self._presence_loop,
+            "tally": self._tally_loop,
             "promoter": self._promote_loop,
             "reclaimer": self._reclaim_loop,
             "sweeper": self._sweep_loop,
+            **{
+                f"step-{s.name}": functools.partial(self._every, s.interval, s.step)
+                for s in self.app.worker_steps
+            },
         }
         tasks: dict[asyncio.Task[None], str] = {
             asyncio.create_task(fn(), name=f"genqueue-{name}"): name for name, fn in side.items()
@@ -351,6 +360,7 @@ class Worker:
             queue=job.queue,
             attempt=job.attempts,
             worker=self.id,
+            waited=round(max(0.0, (job.started_at or job.run_at) - job.run_at), 6),
         )
         ctx = JobContext(job, self.app, self.id, self._write_running, asyncio.get_running_loop())
         classifier = self.app.classifier_for(job.task, job.queue)
@@ -448,6 +458,21 @@ class Worker:
             self.app.events.emit(
                 EventName.JOB_LEASE_LOST, job_id=job_id, task=running.job.task, worker=self.id
             )
+
+    async def _presence_loop(self) -> None:
+        await self._beat_presence()
+        await self._every(self.settings.heartbeat_every, self._beat_presence)
+        with contextlib.suppress(Exception):  # a stale line expires anyway
+            await presence.leave(self.app, self.id)
+
+    async def _tally_loop(self) -> None:
+        await self._every(5.0, self.app.tally.flush)
+
+    async def _beat_presence(self) -> None:
+        now = await self.app.backend.time()
+        busy, conc = len(self._running), self.settings.concurrency
+        info = presence.WorkerInfo(self.id, tuple(self.queues), conc, busy, self._started, now)
+        await presence.beat(self.app, info, stale_after=self.settings.lease_seconds)
 
     async def _promote_loop(self) -> None:
         await self._every(min(self.settings.poll_interval * 2, 1.0), self._promote)

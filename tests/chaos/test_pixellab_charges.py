@@ -68,6 +68,7 @@ async def unfinished(url: str, ids: list[str]) -> int:
     return sum(s not in (JobState.COMPLETED, JobState.DEAD) for s in states)
 
 
+@pytest.mark.timeout(300)  # about a minute alone; more on a busy 2-core machine
 def test_killed_workers_and_accept_then_fail_never_charge_a_job_twice(
     workers: Workers, tmp_path: Path
 ) -> None:

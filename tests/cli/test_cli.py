@@ -212,3 +212,24 @@ def test_fake_pixellab_rejects_bad_options(db: str, capsys: pytest.CaptureFixtur
     assert code == 1 and "unknown --preset" in err
     code, _, err = cli(capsys, "fake-pixellab", "--host", "0.0.0.0")
     assert code == 1 and "loopback" in err
+
+
+def test_demo_summary_fails_on_a_lost_job_or_a_double_charge() -> None:
+    """CI runs the demo: a missing job or a job charged twice must turn it red."""
+    from collections import Counter
+
+    from genqueue.cli.demo import _print
+    from genqueue.providers.pixellab.demo import DemoReport
+
+    fake = {
+        "submits_by_operation": {"generate-image-v2": 2},
+        "charges": 2,
+        "total_charged_usd": 0.02,
+        "charges_by_client_job": {"a": 1, "b": 1},
+        "errors": {"429": 0, "5xx": 0},
+        "dropped_connections": 0,
+    }
+    good = DemoReport(total=2, states=Counter(completed=2))
+    assert _print(good, fake) is True
+    assert _print(DemoReport(total=3, states=Counter(completed=2)), fake) is False
+    assert _print(good, {**fake, "charges_by_client_job": {"a": 2}}) is False

@@ -76,3 +76,10 @@ def test_the_demo_output_folder_is_ignored_by_git() -> None:
     root = Path(__file__).resolve().parents[2]
     ignored = (root / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert f"{default}/" in ignored
+
+
+def test_the_alerts_settings_variable_is_the_settings_one() -> None:
+    from genqueue.cli.alerts import SETTINGS_ENV
+    from genqueue.observability.notify.config import SETTINGS_ENV as REAL
+
+    assert SETTINGS_ENV == REAL

@@ -203,3 +203,27 @@ def test_a_resumed_job_proves_an_expired_submit_was_accepted() -> None:
     assert ledger.track(rec, "a:1") == "unknown" and rec["totals"]["uncertain"] == 0
     rec = reading(rec, 100 - 0.05, 1000 - 5, at=20)
     assert rec["totals"]["external"] == {} and rec["totals"]["charged"] == 0
+
+
+def test_an_acceptance_proven_after_the_verdict_is_not_counted_twice() -> None:
+    """A sync charge stored on the job, its worker dead before telling the ledger: the
+    window judged the submit without it. When the job proves the acceptance, its real cost
+    leaves the unexplained total, so spend (jobs) + unexplained - attributed == charged."""
+    for prove in ("end", "settle"):
+        rec = opened()
+        rec = ledger.begin(rec, "a:1", 1, 5)  # accepted and charged; its worker dies
+        rec = ledger.expire(rec, 5)
+        rec = submit(rec, "b:1", 6, "uncertain")  # not charged
+        rec = reading(rec, 100 - 0.05, 1000 - 5, at=30)
+        assert ledger.track(rec, "a:1") == "verdict"
+        assert rec["totals"]["unexplained"] == {"usd": 0.05, "generations": 5.0}
+        if prove == "end":
+            rec = ledger.end(rec, "a:1", 40, outcome="accepted", cost=PRICE, operation="op")
+        else:
+            rec = ledger.settle(rec, "a:1", PRICE, "op")
+        assert ledger.verdict(rec, "a:1") is None  # nobody will attribute its share
+        rec = ledger.forget(rec, "b:1")  # b:1 took its share (it may have been charged)
+        totals = rec["totals"]
+        job_costs = PRICE["usd"] + 0.025  # a:1's real cost, b:1's share
+        accounted = job_costs + totals["unexplained"]["usd"] - totals["attributed"]["usd"]
+        assert round(accounted, 9) == 0.05, prove

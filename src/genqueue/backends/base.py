@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -120,6 +120,11 @@ class Backend(ABC):
     @abstractmethod
     async def counts(self) -> dict[str, dict[str, int]]:
         """Number of jobs per queue and state."""
+
+    @abstractmethod
+    async def oldest_ready(self) -> dict[str, float]:
+        """Per queue with queued jobs: the earliest ``run_at`` among them (when the job
+        that has waited longest became due), for the queue-latency gauge."""
 
     async def job_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
         """Ids of stored jobs that start with ``prefix``, sorted, at most ``limit`` (the
@@ -228,6 +233,17 @@ class Backend(ABC):
     @abstractmethod
     async def slot_count(self, key: str) -> int:
         """Live (unexpired) slots held under ``key``."""
+
+    # -- tallies (analytics) -----------------------------------------------------------
+    # Counters per minute (bucket = epoch seconds // 60), summed over a range on read.
+
+    @abstractmethod
+    async def tally_add(self, bucket: int, counts: Mapping[str, float], keep: float) -> None:
+        """Add ``counts`` to ``bucket``; buckets are kept at least ``keep`` seconds."""
+
+    @abstractmethod
+    async def tally_read(self, first: int, last: int) -> dict[str, float]:
+        """The sum of every count over buckets ``first`` to ``last`` (inclusive)."""
 
     async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
         """Aggregate matching entries. Backends with a query engine override this."""

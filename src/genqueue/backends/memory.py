@@ -14,7 +14,7 @@ import contextlib
 import heapq
 import itertools
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from genqueue import serialization
@@ -30,6 +30,7 @@ class _SharedStateMixin:
     clock: Clock
     _state: dict[str, tuple[bytes, int, float | None]]
     _slots: dict[str, dict[str, float]]
+    _tallies: dict[int, dict[str, float]]
 
     def _live_state(self, key: str) -> tuple[bytes, int, float | None] | None:
         found = self._state.get(key)
@@ -70,6 +71,22 @@ class _SharedStateMixin:
         now = self.clock.now()
         return sum(1 for expires in self._slots[key].values() if expires > now)
 
+    async def tally_add(self, bucket: int, counts: Mapping[str, float], keep: float) -> None:
+        into = self._tallies.setdefault(bucket, {})
+        for name, n in counts.items():
+            into[name] = into.get(name, 0.0) + n
+        oldest = bucket - int(keep // 60) - 1
+        for old in [b for b in self._tallies if b < oldest]:
+            del self._tallies[old]
+
+    async def tally_read(self, first: int, last: int) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for bucket, counts in self._tallies.items():
+            if first <= bucket <= last:
+                for name, n in counts.items():
+                    out[name] = out.get(name, 0.0) + n
+        return out
+
 
 class MemoryBackend(_SharedStateMixin, Backend):
     capabilities = Capabilities(shared=False, server_time=False)
@@ -86,6 +103,7 @@ class MemoryBackend(_SharedStateMixin, Backend):
         self._delayed: list[tuple[float, int, str]] = []
         self._state: dict[str, tuple[bytes, int, float | None]] = {}  # value, version, expiry
         self._slots: dict[str, dict[str, float]] = defaultdict(dict)  # key -> holder -> expiry
+        self._tallies: dict[int, dict[str, float]] = {}  # minute -> name -> count
         self._work = asyncio.Event()  # set whenever a job became queued
 
     async def time(self) -> float:
@@ -171,6 +189,14 @@ class MemoryBackend(_SharedStateMixin, Backend):
             assert job is not None
             out[job.queue][job.state.value] += 1
         return {q: dict(states) for q, states in out.items()}
+
+    async def oldest_ready(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for raw in self._jobs.values():
+            job = Job.from_record(serialization.loads(raw))
+            if job.state is JobState.QUEUED:
+                out[job.queue] = min(out.get(job.queue, job.run_at), job.run_at)
+        return out
 
     # -- workers ------------------------------------------------------------------------
 

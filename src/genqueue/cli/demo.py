@@ -85,7 +85,8 @@ def demo_command(
         requests = pixellab_demo.batch(count, seed=seed, real=real)
         report = _run(app, pixellab, requests, workers, concurrency)
         fake_stats = fake.stats() if fake else None
-    _print(report, fake_stats)
+    if not _print(report, fake_stats):
+        raise typer.Exit(1)  # a lost job or a double charge is a bug, not a demo result
 
 
 @contextmanager
@@ -166,7 +167,8 @@ def _money(amounts: dict[str, float]) -> str:
     return f"${usd:.2f} ({amount(generations, 'generations')})"
 
 
-def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> None:
+def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> bool:
+    """Print the summary; False when a job is missing or the fake charged one twice."""
     from rich.table import Table
 
     table = Table(
@@ -198,6 +200,7 @@ def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> Non
     table.add_row("  attempts that may have been billed, cost unknown", str(report.maybe_billed))
     table.add_row("time", f"{report.seconds:.1f} s")
     out.print(table)
+    twice = 0
     if fake is not None:
         submits = sum(fake["submits_by_operation"].values())
         twice = sum(1 for n in fake["charges_by_client_job"].values() if n > 1)
@@ -209,9 +212,12 @@ def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> Non
             f"  answered 429: {fake['errors']['429']}, 5xx: {fake['errors']['5xx']}; "
             f"connections dropped: {fake['dropped_connections']}"
         )
-    status = "every job accounted for" if report.accounted else "SOME JOBS ARE MISSING"
+    status = "every job accounted for" if report.accounted else "[red]SOME JOBS ARE MISSING[/red]"
     out.print(f"{status}; sprites in {report.output_dir}/")
+    if twice:
+        out.print(f"[red]{plural(twice, 'job')} charged twice: please report this as a bug[/red]")
     out.print("next: [bold]genqueue dlq list[/bold]      what failed")
     out.print("      [bold]genqueue dlq stats[/bold]     the failures, grouped")
     out.print("      [bold]genqueue dlq show ID[/bold]   one of them (an id's first characters do)")
     out.print("      [bold]genqueue stats[/bold]         spend, breakers")
+    return report.accounted and not twice

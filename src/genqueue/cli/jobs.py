@@ -19,6 +19,7 @@ from genqueue.cli.common import (
     load_app,
     more_pages,
     out,
+    parse_duration,
     print_json,
     run_with_app,
 )
@@ -193,14 +194,28 @@ def jobs_list(
 
 
 def stats(
+    window: Annotated[
+        str,
+        typer.Option(
+            "--window", help="Analytics window: retry and redrive success, failure rates (1h, 1d)."
+        ),
+    ] = "1h",
     backend: BackendOpt = None,
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Jobs per state, DLQ, providers, spend."""
+    """Jobs per state, DLQ, providers, spend, rates.
+
+    Jobs per queue and state, the DLQ, provider breakers and cooldowns, spend, and
+    success and failure rates over a window.
+    """
+    from genqueue.analytics import MAX_WINDOW
     from genqueue.providers.guard import all_guard_states
     from genqueue.stats import spend_report
 
+    seconds = parse_duration(window, "window")
+    if not 60 <= seconds <= MAX_WINDOW:
+        raise InvalidInput("--window must be between 1m and 7d", field="window")
     app = load_app(app_path, backend)
 
     async def go(app: App) -> dict[str, Any]:
@@ -209,6 +224,7 @@ def stats(
             "dead_letters": await app.dlq.count(),
             "providers": await all_guard_states(app),
             "spend": await spend_report(app),
+            "analytics": (await app.analytics(seconds)).to_dict(),
         }
 
     result = run_with_app(app, go)

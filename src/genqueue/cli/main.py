@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import typer
 
 from genqueue.cli import dlq, jobs
+from genqueue.cli.alerts import alerts_app
 from genqueue.cli.breaker import breaker_app
 from genqueue.cli.common import configure_output, err, fail_line
 from genqueue.cli.demo import demo_command
@@ -31,6 +32,7 @@ _ADD: dict[str, Callable[[typer.Typer], object]] = {
     "jobs": lambda t: t.add_typer(jobs.jobs_app, name="jobs"),
     "dlq": lambda t: t.add_typer(dlq.dlq_app, name="dlq"),
     "breaker": lambda t: t.add_typer(breaker_app, name="breaker"),
+    "alerts": lambda t: t.add_typer(alerts_app, name="alerts"),
 }
 
 

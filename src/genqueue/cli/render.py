@@ -142,6 +142,10 @@ def _job_rows(job: Job) -> list[tuple[str, object]]:
         ("attempts", _attempts(job)),
         ("retries", f"{job.retry_count} of {job.max_retries} used"),
         ("redrives", job.redrive_count),
+        *[
+            ("redriven", f"{iso(r['at'])} by {r['by']} (after attempt {r['after_attempt']})")
+            for r in job.meta.get("redrives", [])[-5:]
+        ],
         ("created", iso(job.created_at)),
         ("updated", iso(job.updated_at)),
         ("run at", iso(job.run_at)),
@@ -308,3 +312,54 @@ def stats_view(report: dict[str, Any]) -> None:
             Col("WASTED", justify="right"),
         )
         out.print(table(spend_columns, rows, title=f"spend {title.replace('_', ' ')}"))
+    if report.get("analytics"):
+        analytics_view(report["analytics"])
+
+
+def _pct(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate * 100:.0f}%"
+
+
+ANALYTICS_COLUMNS = (
+    Col("TASK", max_width=24),
+    Col("ENDED", justify="right"),
+    Col("FAILED", justify="right"),
+    Col("RETRIED", justify="right"),
+    Col("RETRY OK", justify="right"),
+    Col("REDRIVEN", needs=100, justify="right"),
+    Col("REDRIVE OK", needs=100, justify="right"),
+    Col("TOP ERROR", flexible=True),
+)
+
+
+def analytics_view(report: dict[str, Any]) -> None:
+    """Success and failure rates per task over the window (``genqueue stats``)."""
+    seconds = report["window"]
+    if seconds >= 86400 and seconds % 86400 == 0:
+        span = f"{seconds / 86400:g} d"
+    elif seconds >= 3600:
+        span = f"{seconds / 3600:g} h"
+    else:
+        span = f"{seconds / 60:g} min"
+    found = report["by_task"]
+    if not found:
+        out.print(f"last {span}: no job ended")
+        return
+    rows = []
+    for task, a in [*sorted(found.items()), ("all tasks", report["total"])]:
+        top = a.get("top_fingerprints") or []
+        rows.append(
+            {
+                "TASK": task,
+                "ENDED": str(a["succeeded"] + a["dead"] + a["cancelled"]),
+                "FAILED": _pct(a["failure_rate"]),
+                "RETRIED": str(a["retried"]),
+                "RETRY OK": _pct(a["retry_success_rate"]),
+                "REDRIVEN": str(a["redriven"]),
+                "REDRIVE OK": _pct(a["redrive_success_rate"]),
+                "TOP ERROR": (
+                    f"{top[0]['count']}x {one_line(top[0]['sample_message'])}" if top else ""
+                ),
+            }
+        )
+    out.print(table(ANALYTICS_COLUMNS, rows, title=f"last {span}"))

@@ -7,13 +7,19 @@ snoozes due within ``--burst-horizon`` seconds, and says what it left.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from genqueue.cli.common import AppOpt, BackendOpt, load_app, out
 from genqueue.errors import InvalidInput
 from genqueue.humanize import number, plural, seconds
+
+if TYPE_CHECKING:
+    from genqueue.app import App
+    from genqueue.burst import Left
+    from genqueue.observability.metrics import Metrics
+    from genqueue.settings import WorkerSettings
 
 
 def worker(
@@ -53,6 +59,25 @@ def worker(
             "the worker.",
         ),
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (0 picks a free port).",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Address the metrics endpoint binds.")
+    ] = "127.0.0.1",
+    settings_file: Annotated[
+        str | None,
+        typer.Option(
+            "--settings",
+            envvar="GENQUEUE_SETTINGS",
+            help="Settings file (TOML): [autoredrive] policies, notification targets.",
+            show_default=False,
+        ),
+    ] = None,
     backend: BackendOpt = None,
     app_path: AppOpt = None,
 ) -> None:
@@ -64,16 +89,9 @@ def worker(
 
     from genqueue.events import configure_logging
     from genqueue.settings import WorkerSettings
-    from genqueue.task import check_queue_name
     from genqueue.worker import Worker
 
-    level = logging.getLevelName(log_level.upper())
-    if not isinstance(level, int):
-        raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
-    for name in queue or ():
-        check_queue_name(name)
-    if not 0 <= burst_horizon <= 86400:
-        raise InvalidInput("--burst-horizon must be between 0 and 86400 seconds")
+    level = _check(log_level, queue, burst_horizon)
     settings = WorkerSettings(
         concurrency=concurrency,
         lease_seconds=lease,
@@ -81,6 +99,8 @@ def worker(
         integrity_check=not skip_integrity_check,
     )
     app = load_app(app_path, backend, worker=True)
+    if settings_file:
+        _install_auto_redrive(app, settings_file)
     configure_logging(level, json=log_json)
     runner = Worker(
         app,
@@ -93,21 +113,79 @@ def worker(
 
     async def main() -> None:
         async with app:
-            await runner.run()
+            if metrics_port is None:
+                await runner.run()
+                return
+            metrics = _metrics(app, settings)
+            port = metrics.serve(metrics_port, metrics_host)
+            out.print(f"metrics at http://{metrics_host}:{port}/metrics")
+            metrics.install()
+            refresher = asyncio.create_task(metrics.run(), name="genqueue-metrics")
+            try:
+                await runner.run()
+            finally:
+                refresher.cancel()
+                metrics.close()
 
     if not log_json:
         out.print(
             f"worker {runner.id} on {app.backend.url}: queues {', '.join(runner.queues)}, "
             f"concurrency {concurrency}{', burst' if burst else ''}"
         )
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        raise typer.BadParameter("must be between 0 and 65535", param_hint="--metrics-port")
     asyncio.run(main())
     if not log_json:
         done = ", ".join(f"{k} {v}" for k, v in sorted(runner.stats.items())) or "nothing to do"
         out.print(f"worker stopped: {done}")
-        left = runner.burst_left
-        if left is not None and left.count and left.next_in is not None:
-            out.print(
-                f"left {plural(left.count, 'job')} scheduled later than "
-                f"{number(burst_horizon)} s: next in {seconds(left.next_in)} "
-                "(run a worker without --burst, or raise --burst-horizon)"
-            )
+        _say_what_is_left(runner.burst_left, burst_horizon)
+
+
+def _check(log_level: str, queues: list[str] | None, burst_horizon: float) -> int:
+    """The log level, once the options are known to be valid (one clear line if not)."""
+    from genqueue.task import check_queue_name
+
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
+    for name in queues or ():
+        check_queue_name(name)  # the rule the API applies
+    if not 0 <= burst_horizon <= 86400:
+        raise InvalidInput("--burst-horizon must be between 0 and 86400 seconds")
+    return level
+
+
+def _say_what_is_left(left: Left | None, horizon: float) -> None:
+    if left is not None and left.count and left.next_in is not None:
+        out.print(
+            f"left {plural(left.count, 'job')} scheduled later than {number(horizon)} s: "
+            f"next in {seconds(left.next_in)} (run a worker without --burst, or raise "
+            "--burst-horizon)"
+        )
+
+
+def _metrics(app: App, settings: WorkerSettings) -> Metrics:
+    from genqueue.observability.metrics import Metrics
+    from genqueue.providers.metrics import provider_readings
+
+    return Metrics(app, sources=[provider_readings], worker_stale_after=settings.lease_seconds)
+
+
+def _install_auto_redrive(app: App, path: str) -> None:
+    """``[autoredrive]`` of the settings file: ``interval`` and ``[[autoredrive.policies]]``."""
+    from genqueue.autoredrive import AutoRedrivePolicy, AutoRedriver
+    from genqueue.observability.notify.config import read_settings_file
+    from genqueue.providers.breaker import no_breaker_open
+
+    section = read_settings_file(path).get("autoredrive") or {}
+    policies = [AutoRedrivePolicy.from_mapping(raw) for raw in section.get("policies", [])]
+    if not policies:
+        return
+
+    async def healthy() -> bool:
+        return await no_breaker_open(app)
+
+    interval = float(section.get("interval", 30.0))
+    AutoRedriver(app, policies, healthy=healthy, interval=interval).install()
+    names = ", ".join(p.name for p in policies)
+    out.print(f"auto-redrive policies: {names} (every {interval:g} s)")

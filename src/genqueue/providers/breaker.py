@@ -154,6 +154,11 @@ async def list_breakers(app: App) -> list[dict[str, Any]]:
     return out
 
 
+async def no_breaker_open(app: App) -> bool:
+    """True when every provider account's breaker is closed (auto-redrive waits for it)."""
+    return all(b["state"] == "closed" for b in await list_breakers(app))
+
+
 async def reset_breaker(app: App, account: str | None = None) -> list[str]:
     """Close the breaker of ``account`` (a unique prefix will do), or of every account.
 

@@ -177,6 +177,8 @@ def end(
                 entry = {"window": window["id"]}
                 break
         else:
+            if outcome == "accepted":
+                _proven_late(rec, job_id, cost, operation)
             return rec
     window = _find(rec, entry["window"])
     rec["last_end"] = max(rec["last_end"], now)
@@ -219,7 +221,24 @@ def settle(rec: Record, job_id: str, cost: Amounts | None, operation: str) -> Re
             rec["totals"]["uncertain"] -= 1
             _charge(rec, found, cost, operation)
             return rec
+    if job_id in rec["verdicts"]:
+        rec = copy.deepcopy(rec)
+        _proven_late(rec, job_id, cost, operation)
     return rec
+
+
+def _proven_late(rec: Record, job_id: str, cost: Amounts | None, operation: str) -> None:
+    """A submit already judged (its window closed) turns out to have been accepted: its
+    job carries its real cost, so that cost is no longer unexplained and the verdict (a
+    share of the window's unexplained charge) is dropped, not attributed to anyone."""
+    if rec["verdicts"].pop(job_id, None) is None:
+        return
+    if cost is None:
+        cost = rec["prices"].get(operation)
+    unexplained = rec["totals"]["unexplained"]
+    for unit, amount in (cost or {}).items():
+        if unit in unexplained:
+            unexplained[unit] = round(max(0.0, unexplained[unit] - float(amount)), 9)
 
 
 def track(rec: Record, job_id: str) -> str:

@@ -226,6 +226,18 @@ class RedisBackend(SharedStateMixin, Backend):
                 out[queue] = counts
         return out
 
+    async def oldest_ready(self) -> dict[str, float]:
+        queues = await self.queues()
+
+        async def heads() -> list[list[tuple[bytes, float]]]:
+            pipe = self.conn.redis.pipeline(transaction=False)
+            for queue in queues:  # one key per command: fine on Cluster
+                pipe.zrange(self.keys.queue(queue)["ready"], 0, 0, withscores=True)
+            return list(await pipe.execute())
+
+        found = await self.conn.call("ZRANGE", heads)
+        return {queue: float(head[0][1]) for queue, head in zip(queues, found, strict=True) if head}
+
     # -- workers ------------------------------------------------------------------------
 
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:

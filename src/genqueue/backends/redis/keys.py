@@ -119,6 +119,16 @@ class KeySchema:
         """A shared state record (cooldowns, breakers): HASH v (JSON), n (version), x."""
         return f"{self.prefix}:state:{key}"
 
+    def tally(self, bucket: int) -> str:
+        """The analytics counters of one minute: HASH name -> count (expires). All tally
+        keys share one hash tag, so a flush is one MULTI on Cluster too."""
+        return "{" + f"{self.prefix}:tally" + "}:" + str(bucket)
+
+    @property
+    def tally_index(self) -> str:
+        """ZSET bucket -> bucket: which minutes have tallies (reads never guess)."""
+        return "{" + f"{self.prefix}:tally" + "}:index"
+
     def slots(self, key: str) -> str:
         """A set of concurrency slots: ZSET holder -> expiry."""
         return f"{self.prefix}:slots:{key}"

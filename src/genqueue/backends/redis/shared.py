@@ -6,6 +6,7 @@ so it works on Cluster too. Expiry follows the clock the scripts use (server ``T
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -41,6 +42,36 @@ class SharedStateMixin:
             ttl=ttl,
         )
         return reply.n or None
+
+    async def tally_add(self, bucket: int, counts: Mapping[str, float], keep: float) -> None:
+        key, index = self.keys.tally(bucket), self.keys.tally_index
+
+        async def add() -> None:
+            pipe = self.conn.redis.pipeline(transaction=True)  # one hash tag: one slot
+            for name, n in counts.items():
+                pipe.hincrbyfloat(key, name, float(n))
+            pipe.expire(key, int(keep) + 120)
+            pipe.zadd(index, {str(bucket): bucket})
+            pipe.zremrangebyscore(index, "-inf", f"({bucket - int(keep // 60) - 1}")
+            await pipe.execute()
+
+        await self.conn.call("HINCRBYFLOAT", add)
+
+    async def tally_read(self, first: int, last: int) -> dict[str, float]:
+        async def read() -> list[dict[bytes, bytes]]:
+            found = await self.conn.redis.zrangebyscore(self.keys.tally_index, first, last)
+            pipe = self.conn.redis.pipeline(transaction=False)
+            for bucket in found:
+                assert isinstance(bucket, bytes)  # members, without scores
+                pipe.hgetall(self.keys.tally(int(bucket)))
+            return list(await pipe.execute())
+
+        out: dict[str, float] = {}
+        for counts in await self.conn.call("HGETALL", read):
+            for name, n in counts.items():
+                key = name.decode()
+                out[key] = out.get(key, 0.0) + float(n)
+        return out
 
     async def slot_acquire(self, key: str, holder: str, limit: int, ttl: float) -> bool:
         reply = await scripts.slot_acquire(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -265,6 +265,10 @@ class SQLiteBackend(Backend):
             out.setdefault(queue, {})[state_name] = count
         return out
 
+    async def oldest_ready(self) -> dict[str, float]:
+        rows = await self._read(lambda conn: conn.execute(q.OLDEST_READY).fetchall())
+        return {queue: float(run_at) for queue, run_at in rows}
+
     # -- workers ------------------------------------------------------------------------
 
     async def fetch(
@@ -448,6 +452,13 @@ class SQLiteBackend(Backend):
                 conn, key, value, expect_version=expect_version, expires_at=expires, now=now
             )
         )
+
+    async def tally_add(self, bucket: int, counts: Mapping[str, float], keep: float) -> None:
+        oldest = bucket - int(keep // 60) - 1
+        await self._write(lambda conn: state.tally_add(conn, bucket, counts, oldest))
+
+    async def tally_read(self, first: int, last: int) -> dict[str, float]:
+        return await self._read(lambda conn: state.tally_read(conn, first, last))
 
     async def slot_acquire(self, key: str, holder: str, limit: int, ttl: float) -> bool:
         now = self.clock.now()

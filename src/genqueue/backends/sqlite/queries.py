@@ -21,6 +21,7 @@ PENDING_BY_KEY = (
     f"WHERE j.queue = ? AND j.idempotency_key = ? AND j.state IN {PENDING}"
 )
 COUNTS = "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state"
+OLDEST_READY = "SELECT queue, MIN(run_at) FROM jobs WHERE state = 'queued' GROUP BY queue"
 
 PROMOTE = """
 UPDATE jobs SET state = 'queued', updated_at = ?

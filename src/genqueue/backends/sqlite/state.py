@@ -7,9 +7,26 @@ compare-and-set or a slot count cannot interleave with another process's.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
+
+
+def tally_add(
+    conn: sqlite3.Connection, bucket: int, counts: Mapping[str, float], oldest: int
+) -> None:
+    conn.executemany(
+        "INSERT INTO tallies (bucket, name, value) VALUES (?, ?, ?) "
+        "ON CONFLICT (bucket, name) DO UPDATE SET value = value + excluded.value",
+        [(bucket, name, float(n)) for name, n in counts.items()],
+    )
+    conn.execute("DELETE FROM tallies WHERE bucket < ?", (oldest,))
+
+
+def tally_read(conn: sqlite3.Connection, first: int, last: int) -> dict[str, float]:
+    sql = "SELECT name, SUM(value) FROM tallies WHERE bucket BETWEEN ? AND ? GROUP BY name"
+    return {name: float(n) for name, n in conn.execute(sql, (first, last))}
 
 
 def get(conn: sqlite3.Connection, key: str, now: float) -> tuple[Any, int] | None:

@@ -63,7 +63,7 @@ class FakePixelLab:
     def stop(self, timeout: float = 2.0) -> None:
         """Stop serving: wake hanging/delayed requests, close connections, join the thread."""
         httpd, thread = self._httpd, self._thread
-        if httpd is None or httpd.stopping.is_set():
+        if httpd is None:
             return
         httpd.stopping.set()
         httpd.shutdown()
@@ -71,6 +71,10 @@ class FakePixelLab:
         httpd.server_close()
         if thread is not None:
             thread.join(timeout)
+        # A later start() serves again on the same port, with the same state (an outage
+        # that clients see as refused connections).
+        self._address = (self._address[0], int(httpd.server_address[1]))
+        self._httpd = self._thread = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -88,9 +92,11 @@ class FakePixelLab:
     @property
     def port(self) -> int:
         """The bound port (after :meth:`start`)."""
-        if self._httpd is None:
-            raise RuntimeError("start() the fake first")
-        return int(self._httpd.server_address[1])
+        if self._httpd is not None:
+            return int(self._httpd.server_address[1])
+        if self._address[1]:
+            return int(self._address[1])  # stopped; start() serves here again
+        raise RuntimeError("start() the fake first")
 
     @property
     def root_url(self) -> str:

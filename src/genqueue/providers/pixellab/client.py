@@ -11,6 +11,9 @@ status code. The API key goes in the ``Authorization`` header and nowhere else.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -39,6 +42,19 @@ class RemoteJobGone(ProviderError):
     """Polling answered 404: the remote job is unknown (maybe not visible yet, maybe gone)."""
 
 
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What the client tells its observer about one HTTP request (never its content)."""
+
+    kind: str  # submit | poll | balance
+    operation: str
+    outcome: str  # the HTTP status code, "timeout" or "error" (no answer)
+    seconds: float
+
+
+RequestObserver = Callable[[RequestRecord], None]
+
+
 class PixelLabClient:
     name = "pixellab"
 
@@ -51,6 +67,8 @@ class PixelLabClient:
         transport: httpx.AsyncBaseTransport | None = None,
         redactor: Redactor | None = None,
         read_timeout: float | None = None,
+        observe: RequestObserver | None = None,
+        event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("a PixelLab API key is required (set PIXELLAB_API_KEY)")
@@ -59,11 +77,13 @@ class PixelLabClient:
         self.redactor.add_secret(api_key)
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._observe = observe
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "genqueue"},
             transport=transport,
             timeout=httpx.Timeout(60.0, connect=connect_timeout),
+            event_hooks=event_hooks,  # e.g. tracing's, which sends traceparent along
         )
 
     async def aclose(self) -> None:
@@ -73,13 +93,34 @@ class PixelLabClient:
         read = self._read_timeout if self._read_timeout is not None else read
         return httpx.Timeout(read, connect=self._connect_timeout, write=60.0, pool=10.0)
 
+    async def _send(
+        self, kind: str, operation: str, method: str, path: str, **options: Any
+    ) -> httpx.Response:
+        """One HTTP request, reported to the observer (metrics) with its outcome and time."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            response = await self._http.request(method, path, **options)
+            outcome = str(response.status_code)
+            return response
+        except httpx.TimeoutException:
+            outcome = "timeout"
+            raise
+        finally:
+            if self._observe is not None:
+                self._observe(
+                    RequestRecord(kind, operation, outcome, time.perf_counter() - started)
+                )
+
     # -- submit -----------------------------------------------------------------------------
 
     async def submit(self, request: GenerationRequest) -> Completed | RemoteRef:
         route = route_for(request.operation)
         headers = {"X-Client-Job-Id": request.job_id}
         try:
-            response = await self._http.request(
+            response = await self._send(
+                "submit",
+                route.operation,
                 route.method,
                 route.path,
                 json=dict(request.params),
@@ -114,7 +155,9 @@ class PixelLabClient:
         {"generations"}}`` or v1 ``{"type": "usd", "usd"}``. Raises ``ProviderError``.
         """
         try:
-            response = await self._http.get("/balance", timeout=self._timeout(30.0))
+            response = await self._send(
+                "balance", "balance", "GET", "/balance", timeout=self._timeout(30.0)
+            )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, submitting=False) from None
         if response.status_code >= 400:
@@ -144,7 +187,9 @@ class PixelLabClient:
     async def _poll_one(self, route: Route, remote_id: str) -> Pending | Completed:
         path = route.poll_path.format(id=remote_id)
         try:
-            response = await self._http.get(path, timeout=self._timeout(30.0))
+            response = await self._send(
+                "poll", route.operation, "GET", path, timeout=self._timeout(30.0)
+            )
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, submitting=False, remote_id=remote_id) from None
         if response.status_code == 423:

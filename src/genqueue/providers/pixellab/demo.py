@@ -18,11 +18,10 @@ from typing import Any
 
 from genqueue.app import App
 from genqueue.events import Event, EventName
-from genqueue.job import JobState
+from genqueue.job import JobState, wasted_cost
 from genqueue.providers.pixellab.task import TASK, PixelLab
 from genqueue.queue import JobRequest
 from genqueue.settings import WorkerSettings
-from genqueue.stats import wasted_cost
 from genqueue.worker import Worker
 
 SUBJECTS = [

@@ -29,10 +29,11 @@ from typing import Any
 from genqueue.app import App
 from genqueue.classify import ErrorKind
 from genqueue.context import JobContext
+from genqueue.events import EventName
 from genqueue.providers.base import Completed, ProviderError, RemoteRef
 from genqueue.providers.guard import ProviderGuard, account_id, release_jitter
 from genqueue.providers.pixellab import polling, submitting
-from genqueue.providers.pixellab.client import PixelLabClient
+from genqueue.providers.pixellab.client import PixelLabClient, RequestRecord
 from genqueue.providers.pixellab.routes import Route, parse_data, route_for
 from genqueue.providers.pixellab.settings import API_KEY_ENV, OUTPUT_ENV, TASK, PixelLabSettings
 from genqueue.providers.png import png_size
@@ -65,8 +66,20 @@ class PixelLab:
                 base_url=self.settings.base_url,
                 redactor=self.app.redactor,
                 read_timeout=self.settings.read_timeout,
+                observe=self._observe,
+                event_hooks=self.app.tracing.http_hooks(),
             )
         return self._client
+
+    def _observe(self, record: RequestRecord) -> None:
+        self.app.events.emit(
+            EventName.PROVIDER_REQUEST,
+            provider=self.account,
+            request=record.kind,
+            operation=record.operation,
+            outcome=record.outcome,
+            seconds=round(record.seconds, 6),
+        )
 
     @property
     def account(self) -> str:

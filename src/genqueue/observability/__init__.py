@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics, alerts, notifications and tracing, built on events."""
