@@ -12,6 +12,7 @@ fast does not pay for the worker or the providers.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         ConfigError,
         DeadLetterNotFound,
         GenqueueError,
+        IdempotencyConflict,
         IllegalTransition,
         InvalidInput,
         InvalidJobId,
@@ -55,6 +57,11 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
+# A library logs; the application decides where logs go. Without this, Python's
+# last-resort handler would print genqueue's warnings to stderr of apps that never
+# configured logging (the logging HOWTO's advice for libraries).
+logging.getLogger("genqueue").addHandler(logging.NullHandler())
+
 #: Where each public name lives; ``__getattr__`` imports it on first use.
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "genqueue.app": ("App",),
@@ -74,6 +81,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "ConfigError",
         "DeadLetterNotFound",
         "GenqueueError",
+        "IdempotencyConflict",
         "IllegalTransition",
         "InvalidInput",
         "InvalidJobId",
@@ -117,6 +125,7 @@ __all__ = [
     "Events",
     "FakeClock",
     "GenqueueError",
+    "IdempotencyConflict",
     "IllegalTransition",
     "InvalidInput",
     "InvalidJobId",

@@ -70,7 +70,9 @@ class App:
         self.retention = retention or Retention()
         self.strict_tasks = strict_tasks
         self.redactor = redactor or Redactor()
-        self.events = events or Events()
+        self.events = events or Events(clock=self.clock)
+        if self.events.clock is None:
+            self.events.clock = self.clock  # Event.at by the app's clock, like stored times
         #: OpenTelemetry spans: True, False, a Tracing, or None for ``GENQUEUE_OTEL``.
         self.tracing = tracing_for(tracing)
         #: Counts job events per minute for analytics (flushed by workers and on close).

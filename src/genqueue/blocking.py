@@ -3,20 +3,27 @@
 It runs the app on a private event loop in a daemon thread and blocks the caller until
 each call is done, so synchronous code gets the same behaviour as the asyncio API,
 including batched enqueue and waiting for results. It is thread-safe.
+
+It offers every operation of the asyncio API, with the same parameters: ``App`` and
+``Queue`` methods under their own names (``Queue.list`` is ``list_jobs``), and the dead
+letter queue's as ``dlq_<name>``. The methods are written out (so they stay typed); a
+test enumerates the async surface and fails when one is missing or differs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
-from genqueue.entry import DeadLetter, DLQFilter, Page
-from genqueue.job import Job
+from genqueue.deadletter import DEFAULT_PAGE
+from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
+from genqueue.job import Job, JobState
 
 if TYPE_CHECKING:
+    from genqueue.analytics import Analytics
     from genqueue.app import App
     from genqueue.deadletter import RedriveReport
     from genqueue.queue import JobRequest
@@ -63,7 +70,7 @@ class BlockingClient:
     ) -> None:
         self.close()
 
-    # -- producers ------------------------------------------------------------------------
+    # -- producers (App and Queue) --------------------------------------------------------
 
     def enqueue(self, task: str | Task, data: Any = None, **options: Any) -> Job:
         return self.run(self.app.queue.enqueue(task, data, **options))
@@ -80,24 +87,110 @@ class BlockingClient:
     def wait(self, job_id: str, timeout: float | None = None) -> Any:
         return self.run(self.app.queue.wait(job_id, timeout))
 
-    def list_jobs(self, **filters: Any) -> Page[Job]:
-        return self.run(self.app.queue.list(**filters))
+    def analytics(
+        self, window: float = 3600.0, *, task: str | None = None, top: int = 3
+    ) -> Analytics:
+        return self.run(self.app.analytics(window, task=task, top=top))
 
-    # -- dead letter queue ----------------------------------------------------------------
+    def list_jobs(
+        self,
+        *,
+        state: JobState | str | Iterable[JobState | str] | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+        user_id: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[Job]:
+        return self.run(
+            self.app.queue.list(
+                state=state, queue=queue, task=task, user_id=user_id, cursor=cursor, limit=limit
+            )
+        )
+
+    # -- dead letter queue (DeadLetterQueue) ------------------------------------------------
 
     def dlq_get(self, job_id: str) -> DeadLetter:
         return self.run(self.app.dlq.get(job_id))
 
-    def dlq_list(self, filter: DLQFilter | None = None, **kwargs: Any) -> Page[DeadLetter]:
-        return self.run(self.app.dlq.list(filter, **kwargs))
+    def dlq_list(
+        self,
+        filter: DLQFilter | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE,
+    ) -> Page[DeadLetter]:
+        return self.run(self.app.dlq.list(filter, cursor=cursor, limit=limit))
+
+    def dlq_iterate(self, filter: DLQFilter | None = None) -> Iterator[DeadLetter]:
+        """Every matching entry, newest first, fetched in chunks as you iterate."""
+        entries = self.app.dlq.iterate(filter)
+        try:
+            while True:
+                more, entry = self.run(_next(entries))
+                if not more:
+                    return
+                assert entry is not None
+                yield entry
+        finally:
+            if not self._closed:
+                self.run(entries.aclose())
+
+    def dlq_count(self, filter: DLQFilter | None = None) -> int:
+        return self.run(self.app.dlq.count(filter))
+
+    def dlq_stats(self, filter: DLQFilter | None = None, *, top: int = 10) -> DLQStats:
+        return self.run(self.app.dlq.stats(filter, top=top))
 
     def dlq_redrive(self, job_id: str) -> Job:
         return self.run(self.app.dlq.redrive(job_id))
 
     def dlq_redrive_many(
-        self, job_ids: Iterable[str] | None = None, **kwargs: Any
+        self,
+        job_ids: Iterable[str] | None = None,
+        *,
+        filter: DLQFilter | None = None,
+        dry_run: bool = False,
+        limit: int | None = None,
+        sample_size: int = 5,
+        by: str = "operator",
     ) -> RedriveReport:
-        return self.run(self.app.dlq.redrive_many(job_ids, **kwargs))
+        return self.run(
+            self.app.dlq.redrive_many(
+                job_ids,
+                filter=filter,
+                dry_run=dry_run,
+                limit=limit,
+                sample_size=sample_size,
+                by=by,
+            )
+        )
 
     def dlq_delete(self, job_id: str) -> None:
         self.run(self.app.dlq.delete(job_id))
+
+    def dlq_delete_many(self, job_ids: Iterable[str]) -> list[str]:
+        return self.run(self.app.dlq.delete_many(job_ids))
+
+    def dlq_purge(self, filter: DLQFilter | None = None, *, dry_run: bool = False) -> int:
+        return self.run(self.app.dlq.purge(filter, dry_run=dry_run))
+
+    def dlq_expire(self) -> int:
+        return self.run(self.app.dlq.expire())
+
+    def dlq_export(
+        self,
+        out: TextIO,
+        *,
+        format: Literal["jsonl", "csv"] = "jsonl",
+        filter: DLQFilter | None = None,
+    ) -> int:
+        return self.run(self.app.dlq.export(out, format=format, filter=filter))
+
+
+async def _next(entries: AsyncIterator[DeadLetter]) -> tuple[bool, DeadLetter | None]:
+    # A (more, item) pair: StopAsyncIteration is not sent across the thread boundary.
+    try:
+        return True, await anext(entries)
+    except StopAsyncIteration:
+        return False, None

@@ -27,6 +27,7 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
+from genqueue.choices import parse_choice, parse_choices
 from genqueue.redact import Redactor
 
 
@@ -73,7 +74,7 @@ class TaskError(Exception):
         details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
-        self.error_kind = ErrorKind(kind)
+        self.error_kind = parse_choice(ErrorKind, kind, "kind", "kinds")
         self.status = status
         self.retry_after = retry_after
         self.retryable = retryable
@@ -185,8 +186,14 @@ class ClassifierRules:
     ) -> ClassifierRules:
         return cls(
             rules=tuple(rules),
-            kinds=tuple((t, ErrorKind(k)) for t, k in (kinds or {}).items()),
-            retryable=None if retryable is None else frozenset(ErrorKind(k) for k in retryable),
+            kinds=tuple(
+                (t, parse_choice(ErrorKind, k, "kind", "kinds")) for t, k in (kinds or {}).items()
+            ),
+            retryable=(
+                None
+                if retryable is None
+                else parse_choices(ErrorKind, retryable, "retryable", "kinds")
+            ),
         )
 
     def merged(self, more: ClassifierRules | None) -> ClassifierRules:

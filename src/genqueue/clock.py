@@ -24,10 +24,19 @@ class SystemClock:
         return time.time()
 
 
-class FakeClock:
-    """A clock that moves only when told to; for tests."""
+#: Where a ``FakeClock`` starts unless told otherwise: 2026-01-01T00:00:00Z.
+FAKE_CLOCK_START = 1_767_225_600.0
 
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
+
+class FakeClock:
+    """A clock that moves only when told to; for tests.
+
+    It starts at 2026-01-01T00:00:00Z (``FAKE_CLOCK_START``, epoch 1767225600) unless
+    ``start`` is given, so times in tests and their ISO renderings are predictable.
+    ``advance(seconds)`` moves it forward; ``set(instant)`` puts it anywhere.
+    """
+
+    def __init__(self, start: float = FAKE_CLOCK_START) -> None:
         self._now = start
 
     def now(self) -> float:

@@ -12,14 +12,24 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, cast
 
 from genqueue.backends.base import Lease, RunningUpdate
 from genqueue.errors import GenqueueError, InvalidInput
 from genqueue.job import Job, Progress
 
 if TYPE_CHECKING:
+    # typing_extensions for the default (PEP 696), so a bare ``JobContext`` means
+    # ``JobContext[Any]``; only type checkers need it, so it is not imported at run time.
+    from typing_extensions import TypeVar
+
     from genqueue.app import App
+
+    DataT = TypeVar("DataT", default=Any)
+else:
+    from typing import TypeVar
+
+    DataT = TypeVar("DataT")
 
 Writer = Callable[[Lease, RunningUpdate], Awaitable[bool]]
 #: Where ``note()`` keeps details until the attempt is recorded (then they move to it).
@@ -30,7 +40,10 @@ class LeaseLost(GenqueueError):
     """This worker no longer holds the job's lease; another worker may be running it."""
 
 
-class JobContext:
+class JobContext(Generic[DataT]):
+    """What a task gets. ``JobContext[Model]`` (a pydantic model) types the job's data: it
+    is validated at enqueue, and ``ctx.data`` is a ``Model`` instance."""
+
     def __init__(
         self,
         job: Job,
@@ -46,6 +59,7 @@ class JobContext:
         self._writer = writer
         self._loop = loop
         self._lease = Lease(job.id, job.attempts)
+        self._data: Any = job.data
         self._pending_progress: Progress | None = None
         self._flushing = False
 
@@ -54,8 +68,13 @@ class JobContext:
         return self.job.id
 
     @property
-    def data(self) -> Any:
-        return self.job.data
+    def data(self) -> DataT:
+        """The job's data: its JSON, or the model instance of a typed task."""
+        return cast(DataT, self._data)
+
+    def use_data(self, data: DataT) -> None:
+        """Give the task ``data`` as ``ctx.data`` (the worker's parsed model of typed data)."""
+        self._data = data
 
     @property
     def attempt(self) -> int:

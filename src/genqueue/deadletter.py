@@ -10,8 +10,7 @@ in bounded chunks, so a DLQ of any size is handled without loading it whole.
 from __future__ import annotations
 
 import csv
-import dataclasses
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, TextIO
 
@@ -26,6 +25,8 @@ if TYPE_CHECKING:
     from genqueue.app import App
 
 CHUNK = 500
+#: Entries per page of ``list`` (and ``genqueue dlq list``) unless a limit is given.
+DEFAULT_PAGE = 100
 _list = list  # the builtin, before DeadLetterQueue.list shadows it in the class body
 
 CSV_COLUMNS = [
@@ -82,13 +83,18 @@ class DeadLetterQueue:
         return entry
 
     async def list(
-        self, filter: DLQFilter | None = None, *, cursor: str | None = None, limit: int = 50
+        self,
+        filter: DLQFilter | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE,
     ) -> Page[DeadLetter]:
+        """One page of matching entries, newest first; pass ``next_cursor`` for the next."""
         from genqueue.queue import check_limit
 
         return await self.app.backend.dlq_list(filter or DLQFilter(), cursor, check_limit(limit))
 
-    async def iterate(self, filter: DLQFilter | None = None) -> AsyncIterator[DeadLetter]:
+    async def iterate(self, filter: DLQFilter | None = None) -> AsyncGenerator[DeadLetter, None]:
         """Every matching entry, newest first, fetched in chunks."""
         cursor: str | None = None
         while True:
@@ -244,9 +250,9 @@ class DeadLetterQueue:
         ids = _list(dict.fromkeys(check_job_id(i) for i in job_ids))
         deleted: _list[str] = []
         for start in range(0, len(ids), CHUNK):
-            deleted += await self.app.backend.dlq_delete(ids[start : start + CHUNK])
-        if deleted:
-            self.app.events.emit(EventName.DLQ_DELETE, count=len(deleted), job_ids=deleted[:100])
+            done = await self.app.backend.dlq_delete(ids[start : start + CHUNK])
+            self._deleted(done)
+            deleted += done
         return deleted
 
     async def purge(self, filter: DLQFilter | None = None, *, dry_run: bool = False) -> int:
@@ -260,12 +266,16 @@ class DeadLetterQueue:
             if not page.items:
                 break
             deleted = await self.app.backend.dlq_delete([e.job_id for e in page.items])
+            self._deleted(deleted, purge=True)
             total += len(deleted)
             if not deleted:
                 break
-        if total:
-            self.app.events.emit(EventName.DLQ_DELETE, count=total, filter=_describe(filter))
         return total
+
+    def _deleted(self, job_ids: _list[str], *, purge: bool = False) -> None:
+        # One event per entry, with its job_id, like every other DLQ event.
+        for job_id in job_ids:
+            self.app.events.emit(EventName.DLQ_DELETE, job_id=job_id, purge=purge)
 
     async def expire(self) -> int:
         """Delete entries past their retention; emits ``dlq_expired`` with the count."""
@@ -329,7 +339,3 @@ def spreadsheet_safe(value: object) -> object:
     if isinstance(value, str) and value.startswith(_FORMULA_START):
         return "'" + value
     return value
-
-
-def _describe(filter: DLQFilter) -> dict[str, object]:
-    return {k: v for k, v in dataclasses.asdict(filter).items() if v is not None}

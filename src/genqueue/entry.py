@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from genqueue.choices import parse_choice
 from genqueue.classify import ErrorKind
 from genqueue.errors import InvalidInput
 from genqueue.job import Attempt, Job
@@ -121,17 +122,49 @@ class DeadLetter:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class DLQFilter:
-    """Selects dead letter entries. Every field that is set must match."""
+    """Selects dead letter entries. Every field that is set must match.
 
-    queue: str | None = None
-    user_id: str | None = None
-    error_kind: ErrorKind | None = None
-    task: str | None = None
-    fingerprint: str | None = None
-    since: float | None = None  # failed_at >= since
-    until: float | None = None  # failed_at < until
+    ``error_kind`` takes an ``ErrorKind`` or its value (``"auth"``); an unknown kind is
+    ``InvalidInput`` (a ``ValueError``) listing the valid ones.
+    """
+
+    queue: str | None
+    user_id: str | None
+    error_kind: ErrorKind | None
+    task: str | None
+    fingerprint: str | None
+    since: float | None  # failed_at >= since
+    until: float | None  # failed_at < until
+
+    def __init__(
+        self,
+        *,
+        queue: str | None = None,
+        user_id: str | None = None,
+        error_kind: ErrorKind | str | None = None,
+        task: str | None = None,
+        fingerprint: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> None:
+        kind = (
+            None
+            if error_kind is None
+            else parse_choice(ErrorKind, error_kind, "error_kind", "kinds")
+        )
+        # A frozen dataclass: fields are set once, here, through object.__setattr__.
+        for name, value in (
+            ("queue", queue),
+            ("user_id", user_id),
+            ("error_kind", kind),
+            ("task", task),
+            ("fingerprint", fingerprint),
+            ("since", since),
+            ("until", until),
+        ):
+            object.__setattr__(self, name, value)
 
     def matches(self, entry: DeadLetter) -> bool:
         return self.matches_record(entry.index_record())

@@ -8,7 +8,8 @@ docstring is its default message::
     │   └── MissingExtra
     ├── InvalidInput (ValueError)   bad input from a caller; nothing was stored
     │   ├── UnknownTask
-    │   └── InvalidJobId
+    │   ├── InvalidJobId
+    │   └── IdempotencyConflict     the key is held by a pending job with other data
     ├── NotFound (LookupError)
     │   ├── JobNotFound
     │   └── DeadLetterNotFound
@@ -82,6 +83,19 @@ class InvalidJobId(InvalidInput):
         super().__init__(
             f"invalid job id {shown}: a job id is 32 hexadecimal characters", field="id"
         )
+
+
+class IdempotencyConflict(InvalidInput):
+    """The idempotency key is already used by a pending job with different data."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} is already used by job {job_id} with different data; "
+            "nothing was stored (send the same data to get that job back, or use a new key)",
+            field="idempotency_key",
+        )
+        self.key = key
+        self.job_id = job_id
 
 
 class NotFound(GenqueueError, LookupError):

@@ -19,6 +19,8 @@ from enum import StrEnum
 from typing import Any
 
 from genqueue import serialization
+from genqueue.choices import parse_choices
+from genqueue.clock import SYSTEM_CLOCK, Clock
 
 logger = logging.getLogger("genqueue.events")
 
@@ -74,6 +76,7 @@ _LEVELS: Mapping[EventName, int] = {
 class Event:
     name: EventName
     fields: Mapping[str, Any]
+    #: When it happened (epoch seconds), by the app's clock: a ``FakeClock`` in tests.
     at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,17 +87,22 @@ Subscriber = Callable[[Event], None]
 
 
 class Events:
-    """The event hub of one app: emit events, subscribe to them."""
+    """The event hub of one app: emit events, subscribe to them.
 
-    def __init__(self, log: logging.Logger | None = None) -> None:
+    Events are stamped with ``clock`` (the ``App`` gives its own clock to a hub that was
+    made without one, so ``Event.at`` agrees with the times the app stores).
+    """
+
+    def __init__(self, log: logging.Logger | None = None, *, clock: Clock | None = None) -> None:
         self._log = log or logger
+        self.clock = clock
         self._subscribers: list[tuple[Subscriber, frozenset[EventName] | None]] = []
 
     def subscribe(
         self, callback: Subscriber, names: Iterable[EventName | str] | None = None
     ) -> Callable[[], None]:
         """Call ``callback`` for every event (or only those named); returns an unsubscribe."""
-        wanted = None if names is None else frozenset(EventName(n) for n in names)
+        wanted = None if names is None else parse_choices(EventName, names, "event", "events")
         item = (callback, wanted)
         self._subscribers.append(item)
 
@@ -109,7 +117,7 @@ class Events:
         logged = self._log.isEnabledFor(level)
         if not logged and not self._subscribers:
             return  # the hot path when nobody listens
-        event = Event(name, fields)
+        event = Event(name, fields, (self.clock or SYSTEM_CLOCK).now())
         if logged:
             self._log.log(
                 level,

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-import orjson
-
 from genqueue.backends.base import Move
 from genqueue.classify import ClassifiedError, ErrorClassifier, ErrorKind
 from genqueue.context import NOTES_META, JobContext
 from genqueue.entry import DeadLetter
+from genqueue.errors import InvalidInput
 from genqueue.job import Attempt, AttemptOutcome, Job, JobState
 from genqueue.retry import RetryDecision, RetryPolicy, normalise_count
-from genqueue.serialization import MAX_DATA_BYTES
+from genqueue.serialization import MAX_DATA_BYTES, check_json
 from genqueue.settings import Retention
 from genqueue.signals import Cancel, Retry, Snooze
 from genqueue.task import Task
@@ -81,6 +80,8 @@ async def _run(
     scope = asyncio.timeout(timeout)
     try:
         async with scope:
+            if task.data_model is not None:
+                ctx.use_data(task.parse_data(ctx.job.data))  # InvalidInput: validation
             result = await _call(task, ctx, thread, scope.expired)
     except Retry as signal:
         return Outcome(OutcomeKind.RETRY, delay=signal.delay, reason=signal.reason)
@@ -136,14 +137,13 @@ def _own_cancellation(classifier: ErrorClassifier, exc: asyncio.CancelledError) 
 
 
 def _completed(result: Any, classifier: ErrorClassifier) -> Outcome:
+    # Strict JSON: NaN, Infinity or an object the encoder would turn into null or a
+    # string must fail the attempt, not be stored as something the task did not return.
     try:
-        size = len(orjson.dumps(result))
-    except (TypeError, orjson.JSONEncodeError) as exc:
-        not_json = TypeError(f"task result is not JSON: {exc}")
-        return Outcome(OutcomeKind.FAILED, error=_not_retryable(classifier.classify(not_json)))
-    if size > MAX_DATA_BYTES:
-        too_big = ValueError(f"task result is {size} bytes; the limit is {MAX_DATA_BYTES}")
-        return Outcome(OutcomeKind.FAILED, error=_not_retryable(classifier.classify(too_big)))
+        check_json(result, field="result", max_bytes=MAX_DATA_BYTES, refuse_secrets=False)
+    except InvalidInput as exc:
+        refused = InvalidInput(f"task result cannot be stored as JSON: {exc.message}")
+        return Outcome(OutcomeKind.FAILED, error=_not_retryable(classifier.classify(refused)))
     return Outcome(OutcomeKind.COMPLETED, result=result)
 
 

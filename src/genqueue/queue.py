@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from genqueue.backends.base import JobQuery, Move
+from genqueue.choices import parse_choices
 from genqueue.entry import Page
 from genqueue.errors import (
     IllegalTransition,
@@ -101,14 +102,15 @@ class Queue:
         if max_retries is None:
             max_retries = self.app.policy_for(request.task, queue).max_retries
         check_max_retries(max_retries)
-        check_json(request.data, field="data")
+        data = task.validate_data(request.data) if task is not None else request.data
+        check_json(data, field="data")
         run_at = request.run_at if request.run_at is not None else now + (delay or 0.0)
         timeout = _check_seconds(request.timeout, "timeout", positive=True)
         return Job(
             id=new_job_id(),
             task=request.task,
             queue=queue,
-            data=request.data,
+            data=data,
             user_id=_check_text(request.user_id, "user_id"),
             idempotency_key=_check_text(request.idempotency_key, "idempotency_key"),
             state=JobState.SCHEDULED if run_at > now else JobState.QUEUED,
@@ -128,8 +130,9 @@ class Queue:
 
     async def enqueue(self, task: str | Task, data: Any = None, **options: Any) -> Job:
         """Enqueue one job. Options: queue, delay, run_at, user_id, idempotency_key,
-        max_retries, timeout. Returns the stored job (the existing one for a duplicate
-        idempotency key)."""
+        max_retries, timeout. Returns the stored job: the existing one when a pending job
+        of the queue holds the idempotency key with the same data; with other data it
+        raises ``IdempotencyConflict`` and stores nothing."""
         name = task.name if isinstance(task, Task) else task
         try:
             request = JobRequest(task=name, data=data, **options)
@@ -252,10 +255,4 @@ def _states(state: JobState | str | Iterable[JobState | str] | None) -> frozense
     if state is None:
         return None
     items = [state] if isinstance(state, str) else list(state)
-    try:
-        return frozenset(JobState(s) for s in items)
-    except ValueError:
-        valid = ", ".join(s.value for s in JobState)
-        raise InvalidInput(
-            f"invalid state {state!r}; valid states: {valid}", field="state"
-        ) from None
+    return parse_choices(JobState, items, "state", "states")

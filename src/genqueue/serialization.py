@@ -7,6 +7,7 @@ message naming the field, and not later inside a worker.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +48,15 @@ def loads(raw: bytes | str) -> Any:
     return orjson.loads(raw)
 
 
+def data_digest(value: Any) -> str:
+    """A short hash of a JSON value that ignores key order: equal data, equal digest.
+
+    Idempotency uses it to tell a re-sent enqueue (same data) from a conflicting one.
+    """
+    canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
 def iso(ts: float | None) -> str | None:
     """An epoch instant as ISO 8601 in UTC with milliseconds, or None."""
     if ts is None:
@@ -72,12 +82,21 @@ def parse_instant(text: str) -> float:
     return parsed.timestamp()
 
 
-def check_json(value: Any, *, field: str = "data", max_bytes: int = MAX_DATA_BYTES) -> bytes:
-    """Validate that ``value`` is plain, finite, bounded JSON without secrets; return it encoded.
+def check_json(
+    value: Any,
+    *,
+    field: str = "data",
+    max_bytes: int = MAX_DATA_BYTES,
+    refuse_secrets: bool = True,
+) -> bytes:
+    """Validate that ``value`` is plain, finite, bounded JSON (without secrets, unless
+    ``refuse_secrets`` is false); return it encoded.
 
-    Raises ``InvalidInput`` naming the offending path.
+    Strict: NaN, Infinity and objects that are not JSON types (dataclasses, datetimes...)
+    are refused, where the encoder would write ``null`` or a string for them. Raises
+    ``InvalidInput`` naming the offending path.
     """
-    _walk(value, field, 0)
+    _walk(value, field, 0, refuse_secrets)
     try:
         encoded = orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError) as exc:
@@ -91,29 +110,29 @@ def check_json(value: Any, *, field: str = "data", max_bytes: int = MAX_DATA_BYT
     return encoded
 
 
-def _walk(value: Any, path: str, depth: int) -> None:
+def _walk(value: Any, path: str, depth: int, secrets: bool) -> None:
     if depth > MAX_DEPTH:
         raise InvalidInput(f"{path} is nested deeper than {MAX_DEPTH} levels", field=path)
     if isinstance(value, dict):
-        _walk_object(value, path, depth)
+        _walk_object(value, path, depth, secrets)
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            _walk(item, f"{path}[{index}]", depth + 1)
+            _walk(item, f"{path}[{index}]", depth + 1, secrets)
     else:
         _check_scalar(value, path)
 
 
-def _walk_object(value: dict[Any, Any], path: str, depth: int) -> None:
+def _walk_object(value: dict[Any, Any], path: str, depth: int, secrets: bool) -> None:
     for key, item in value.items():
         if not isinstance(key, str):
             raise InvalidInput(f"{path} has a non-string key {key!r}", field=path)
-        if key.lower() in _SECRET_KEYS:
+        if secrets and key.lower() in _SECRET_KEYS:
             raise InvalidInput(
                 f"{path}.{key} looks like a secret; job data is stored and shown to "
                 "operators, so pass credentials through the worker's environment instead",
                 field=f"{path}.{key}",
             )
-        _walk(item, f"{path}.{key}", depth + 1)
+        _walk(item, f"{path}.{key}", depth + 1, secrets)
 
 
 def _check_scalar(value: Any, path: str) -> None:

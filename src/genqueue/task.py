@@ -1,8 +1,9 @@
 """Tasks: named functions a worker runs, with their per-task options, and the registry.
 
 A task function takes one argument, the ``JobContext`` (``ctx.data`` is the job's JSON
-data), and returns a JSON value. It may be ``async def`` or plain ``def``; plain ones
-run in a thread so they cannot block the worker's event loop.
+data, or a pydantic model instance when the task is declared ``(ctx: JobContext[Model])``:
+see ``genqueue.typed``), and returns a JSON value. It may be ``async def`` or plain
+``def``; plain ones run in a thread so they cannot block the worker's event loop.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from genqueue.classify import ClassifierRules
 from genqueue.errors import ConfigError, InvalidInput, UnknownTask
 from genqueue.retry import RetryPolicy, check_max_retries
+from genqueue.typed import data_model_of, parse_data, validate_data
 
 if TYPE_CHECKING:
     from genqueue.context import JobContext
@@ -65,12 +67,23 @@ class Task:
         self.fn = fn
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
+        #: The pydantic model of a task declared ``(ctx: JobContext[Model])``, else None.
+        self.data_model = data_model_of(fn)
 
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.options.queue}>"
 
     def __call__(self, ctx: JobContext) -> Any:
         return self.fn(ctx)
+
+    def validate_data(self, data: Any) -> Any:
+        """Data to store for a job of this task: a typed task's is checked against its model
+        (``InvalidInput`` naming the field) and stored as the model's plain JSON."""
+        return data if self.data_model is None else validate_data(self.data_model, data)
+
+    def parse_data(self, data: Any) -> Any:
+        """Stored data as the task receives it: the model instance for a typed task."""
+        return data if self.data_model is None else parse_data(self.data_model, data)
 
 
 class TaskRegistry:

@@ -101,6 +101,29 @@ async def test_list_newest_first_with_pagination(app: App) -> None:
         await app.dlq.list(cursor="%%%garbage")
 
 
+async def test_list_pages_default_to_100_entries(app: App) -> None:
+    ids = await make_dead(app, 130)
+    page = await app.dlq.list()
+    assert len(page.items) == 100 and page.next_cursor is not None
+    rest = await app.dlq.list(cursor=page.next_cursor)
+    assert len(rest.items) == 30 and rest.next_cursor is None
+    assert [e.job_id for e in page.items + rest.items] == list(reversed(ids))
+
+
+async def test_filters_take_plain_strings(app: App) -> None:
+    auth = await make_dead(app, 2, kind=ErrorKind.AUTH, message="bad key")
+    await make_dead(app, 3, kind=ErrorKind.SERVER)
+    by_text = DLQFilter(error_kind="auth")
+    assert by_text == DLQFilter(error_kind=ErrorKind.AUTH)
+    assert by_text.error_kind is ErrorKind.AUTH
+    assert {e.job_id for e in (await app.dlq.list(by_text)).items} == set(auth)
+    assert await app.dlq.count(DLQFilter(error_kind="server")) == 3
+    with pytest.raises(ValueError, match="invalid error_kind 'auht'; valid kinds: auth, ") as info:
+        DLQFilter(error_kind="auht")
+    assert isinstance(info.value, InvalidInput) and info.value.field == "error_kind"
+    assert "worker_lost" in str(info.value)
+
+
 async def test_filters(app: App, clock: FakeClock) -> None:
     a = await make_dead(app, 3, user_id="alice", kind=ErrorKind.AUTH, task="a", message="bad key")
     t = await app.backend.time()
@@ -205,15 +228,23 @@ async def test_delete_one_and_many(app: App) -> None:
         await app.dlq.delete(ids[0])
     assert sorted(await app.dlq.delete_many([*ids[1:], "c" * 32])) == sorted(ids[1:])
     assert await app.dlq.count() == 0
-    assert [e["count"] for e in recorder.of("dlq_delete")] == [1, 3]
+    # One event per deleted entry, carrying its job_id like every other DLQ event.
+    events = recorder.of("dlq_delete")
+    assert events[0]["job_id"] == ids[0]
+    assert sorted(e["job_id"] for e in events[1:]) == sorted(ids[1:])
+    assert all("job_ids" not in e and e["purge"] is False for e in events)
 
 
 async def test_purge_by_filter_and_age(app: App) -> None:
     t0 = await app.backend.time()
-    await make_dead(app, 5, user_id="old")
+    old = await make_dead(app, 5, user_id="old")
     await make_dead(app, 5, user_id="new", offset=10)
+    recorder = Recorder(app)
     assert await app.dlq.purge(DLQFilter(user_id="old"), dry_run=True) == 5
+    assert recorder.of("dlq_delete") == []
     assert await app.dlq.purge(DLQFilter(user_id="old")) == 5
+    assert sorted(e["job_id"] for e in recorder.of("dlq_delete")) == sorted(old)
+    assert all(e["purge"] is True for e in recorder.of("dlq_delete"))
     assert await app.dlq.purge(DLQFilter(until=t0 + 12)) == 2
     assert await app.dlq.count() == 3
     assert await app.dlq.purge() == 3

@@ -9,6 +9,7 @@ import pytest
 from genqueue import (
     App,
     FakeClock,
+    IdempotencyConflict,
     IllegalTransition,
     InvalidInput,
     InvalidJobId,
@@ -16,6 +17,7 @@ from genqueue import (
     JobNotFound,
     JobRequest,
     JobState,
+    TaskError,
     UnknownTask,
     WaitTimeout,
 )
@@ -81,9 +83,9 @@ async def test_batch_enqueue_is_all_or_nothing(app: App, noop) -> None:  # type:
 
 
 async def test_idempotency_key_returns_the_pending_job(app: App, noop) -> None:  # type: ignore[no-untyped-def]
-    first = await app.enqueue("noop", {"n": 1}, idempotency_key="k1")
-    again = await app.enqueue("noop", {"n": 2}, idempotency_key="k1")
-    assert again.id == first.id and again.data == {"n": 1}
+    first = await app.enqueue("noop", {"n": 1, "m": [1, 2]}, idempotency_key="k1")
+    again = await app.enqueue("noop", {"m": [1, 2], "n": 1}, idempotency_key="k1")
+    assert again.id == first.id and again.data == {"n": 1, "m": [1, 2]}
     batch = await app.queue.enqueue_many(
         [JobRequest("noop", idempotency_key="k2"), JobRequest("noop", idempotency_key="k2")]
     )
@@ -92,6 +94,51 @@ async def test_idempotency_key_returns_the_pending_job(app: App, noop) -> None: 
     await drain(app)
     after = await app.enqueue("noop", {"n": 3}, idempotency_key="k1")
     assert after.id != first.id  # the first one is terminal now
+
+
+async def test_idempotency_key_with_other_data_is_refused(app: App, noop) -> None:  # type: ignore[no-untyped-def]
+    recorder = Recorder(app)
+    first = await app.enqueue("noop", {"n": 1}, idempotency_key="k1 / é")
+    with pytest.raises(IdempotencyConflict) as info:
+        await app.enqueue("noop", {"n": 2}, idempotency_key="k1 / é")
+    assert isinstance(info.value, InvalidInput) and info.value.field == "idempotency_key"
+    assert info.value.key == "k1 / é" and info.value.job_id == first.id
+    assert f"idempotency key 'k1 / é' is already used by job {first.id}" in str(info.value)
+    # A batch with a conflict stores none of its jobs: with a pending holder...
+    with pytest.raises(IdempotencyConflict):
+        await app.queue.enqueue_many(
+            [JobRequest("noop", {"n": 9}), JobRequest("noop", {"n": 3}, idempotency_key="k1 / é")]
+        )
+    # ...or with two jobs of the batch itself.
+    with pytest.raises(IdempotencyConflict, match="'k2'"):
+        await app.queue.enqueue_many(
+            [
+                JobRequest("noop", {"n": 1}, idempotency_key="k2"),
+                JobRequest("noop", {"n": 2}, idempotency_key="k2"),
+            ]
+        )
+    assert await count_jobs(app) == 1
+    assert recorder.names() == ["job_enqueued"]
+    # Same data is still a re-sent enqueue; the key is free again once the job is done.
+    assert (await app.enqueue("noop", {"n": 1}, idempotency_key="k1 / é")).id == first.id
+    await drain(app)
+    assert (await app.enqueue("noop", {"n": 2}, idempotency_key="k1 / é")).id != first.id
+
+
+async def test_redriven_job_holds_its_key_with_its_data(app: App, clock: FakeClock) -> None:
+    @app.task("fails")
+    async def fails(ctx):  # type: ignore[no-untyped-def]
+        raise TaskError("no", kind="validation")
+
+    job = await app.enqueue("fails", {"n": 1}, idempotency_key="k")
+    await drain(app)
+    assert (await app.get(job.id)).state is JobState.DEAD
+    assert (await app.enqueue("fails", {"n": 2}, idempotency_key="k")).id != job.id
+    await app.cancel((await app.enqueue("fails", {"n": 2}, idempotency_key="k")).id)
+    await app.dlq.redrive(job.id)
+    assert (await app.enqueue("fails", {"n": 1}, idempotency_key="k")).id == job.id
+    with pytest.raises(IdempotencyConflict):
+        await app.enqueue("fails", {"n": 2}, idempotency_key="k")
 
 
 async def test_idempotency_keys_are_scoped_to_a_queue(app: App, noop) -> None:  # type: ignore[no-untyped-def]

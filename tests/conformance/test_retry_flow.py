@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
@@ -243,6 +245,51 @@ async def test_non_json_result_is_a_permanent_failure(app: App) -> None:
     await drain(app)
     entry = await app.dlq.get(job.id)
     assert entry.error_kind is ErrorKind.VALIDATION and "not JSON" in entry.job.last_error.message  # type: ignore[union-attr]
+
+
+@dataclass
+class Picture:
+    url: str
+
+
+@pytest.mark.parametrize(
+    ("result", "detail"),
+    [
+        (float("nan"), "result is nan; JSON has no NaN or Infinity"),
+        ({"scores": [1.0, float("inf")]}, "result.scores[1] is inf; JSON has no NaN"),
+        ({"picture": Picture("a.png")}, "result.picture is a Picture, which is not JSON"),
+        ([datetime(2026, 1, 1, tzinfo=UTC)], "result[0] is a datetime, which is not JSON"),
+    ],
+)
+async def test_result_that_is_not_strict_json_fails_as_validation(
+    app: App, result: object, detail: str
+) -> None:
+    @app.task("lenient")
+    async def lenient(ctx):  # type: ignore[no-untyped-def]
+        return result
+
+    job = await app.enqueue("lenient", {})
+    await drain(app)
+    stored = await app.get(job.id)
+    assert stored.state is JobState.DEAD and stored.result is None
+    error = stored.last_error
+    assert error is not None and error.kind is ErrorKind.VALIDATION and not error.retryable
+    assert error.message.startswith("task result cannot be stored as JSON: ")
+    assert detail in error.message
+    assert len(stored.history) == 1  # not retried
+
+
+async def test_strict_json_result_is_stored_as_returned(app: App) -> None:
+    result = {"url": "a.png", "access_token": "shown to the caller", "n": [1, 2.5, None, True]}
+
+    @app.task("fine")
+    async def fine(ctx):  # type: ignore[no-untyped-def]
+        return result
+
+    job = await app.enqueue("fine", {})
+    await drain(app)
+    stored = await app.get(job.id)
+    assert stored.state is JobState.COMPLETED and stored.result == result
 
 
 async def test_unknown_task_in_worker_is_dead_lettered(app: App) -> None:

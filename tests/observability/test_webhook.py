@@ -12,6 +12,7 @@ from standardwebhooks import Webhook
 
 from genqueue import FakeClock
 from genqueue.backends import Backend
+from genqueue.clock import FAKE_CLOCK_START
 from genqueue.errors import ConfigError
 from genqueue.observability.notify import (
     DeliveryOutcome,
@@ -146,7 +147,8 @@ async def test_500_twice_then_200_is_delivered_on_the_third_request_with_the_sam
     assert sleeps.calls == [1.0, 5.0]
     # Each attempt is signed with its own timestamp, and each signature is valid.
     stamps = [int(r.headers["webhook-timestamp"]) for r in receiver.requests]
-    assert stamps == [1_800_000_000, 1_800_000_001, 1_800_000_006]
+    start = int(FAKE_CLOCK_START)
+    assert stamps == [start, start + 1, start + 6]
     receiver.verify_all(SECRET, now=clock.now())
 
 

@@ -21,9 +21,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from genqueue import serialization
 from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup, Page
-from genqueue.errors import IllegalTransition
+from genqueue.errors import IdempotencyConflict, IllegalTransition
 from genqueue.job import TRANSITIONS, Job, JobState, Progress
+
+
+def check_same_data(new: Job, holder: Job) -> Job:
+    """``holder`` if it holds ``new``'s idempotency key with the same data, else raise."""
+    if serialization.data_digest(new.data) != serialization.data_digest(holder.data):
+        raise IdempotencyConflict(new.idempotency_key or "", holder.id)
+    return holder
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,9 @@ class Backend(ABC):
         """Store new jobs atomically, all or none.
 
         Idempotency keys are scoped to a queue: a job whose key is held by a job of the
-        same queue that is not terminal is not stored; the holder is returned instead.
+        same queue that is not terminal is not stored; the holder is returned instead if
+        its data is the same (``check_same_data``), else ``IdempotencyConflict`` is raised
+        and nothing of the batch is stored.
         """
 
     @abstractmethod

@@ -18,7 +18,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from genqueue import serialization
-from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
+from genqueue.backends.base import (
+    Backend,
+    Capabilities,
+    JobQuery,
+    Lease,
+    Move,
+    RunningUpdate,
+    check_same_data,
+)
 from genqueue.clock import SYSTEM_CLOCK, Clock
 from genqueue.entry import DeadLetter, DLQFilter, Page, decode_cursor, encode_cursor
 from genqueue.job import DELAYED_STATES, EXPIRING_STATES, TERMINAL_STATES, Job, JobState
@@ -141,16 +149,15 @@ class MemoryBackend(_SharedStateMixin, Backend):
     # -- producers ----------------------------------------------------------------------
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
-        encoded = [serialization.dumps(job.to_record()) for job in jobs]  # all or none
+        for job in jobs:
+            serialization.dumps(job.to_record())  # all encode, or nothing is stored
+        holders = self._holders(jobs)  # raises on a conflict, before anything is stored
         out: list[Job] = []
         batch_keys: dict[tuple[str, str], Job] = {}
-        for job, _ in zip(jobs, encoded, strict=True):
+        for job, holder in zip(jobs, holders, strict=True):
             key = (job.queue, job.idempotency_key) if job.idempotency_key else None
-            existing_id = self._idem.get(key) if key else None
-            if existing_id is not None:
-                existing = self._load(existing_id)
-                assert existing is not None
-                out.append(existing)
+            if holder is not None:
+                out.append(holder)
                 continue
             if key and key in batch_keys:
                 out.append(batch_keys[key])
@@ -165,6 +172,19 @@ class MemoryBackend(_SharedStateMixin, Backend):
             if key:
                 batch_keys[key] = stored
             out.append(stored)
+        return out
+
+    def _holders(self, jobs: Sequence[Job]) -> list[Job | None]:
+        """Per job, the stored job holding its idempotency key (same data), or None."""
+        out: list[Job | None] = []
+        first: dict[tuple[str, str], Job] = {}  # the batch's own holders
+        for job in jobs:
+            key = (job.queue, job.idempotency_key) if job.idempotency_key else None
+            holder_id = self._idem.get(key) if key else None
+            holder = self._load(holder_id) if holder_id else None
+            if key is not None:
+                check_same_data(job, holder or first.setdefault(key, job))
+            out.append(holder)
         return out
 
     async def get(self, job_id: str) -> Job | None:

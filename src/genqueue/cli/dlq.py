@@ -110,7 +110,7 @@ def dlq_list(
     fingerprint: PrintOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="Page size (1-1000).")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="Page size (1-1000).")] = 100,
     cursor: Annotated[
         str | None, typer.Option("--cursor", help="Continue from a previous page.")
     ] = None,

@@ -19,6 +19,7 @@ from genqueue.backends.redis.keys import created_member, time_key, value_prefix
 from genqueue.backends.redis.scripts import Stored
 from genqueue.entry import DeadLetter
 from genqueue.job import Job, JobState
+from genqueue.serialization import data_digest
 
 
 def num(value: float | None) -> str:
@@ -40,11 +41,17 @@ def enqueue_args(job: Job) -> tuple[Any, ...]:
         created_member(job.created_at, job.id),
         num(job.updated_at),
         job.attempts,
+        _digest(job),
     )
 
 
+def _digest(job: Job) -> str:
+    """The data digest an idempotency key is held with ('' when the job has no key)."""
+    return data_digest(job.data) if job.idempotency_key else ""
+
+
 def move_args(move: Move) -> tuple[str, ...]:
-    """The 15 strings of one move (see ``lua/move.lua``); sent JSON-encoded in one batch."""
+    """The 16 strings of one move (see ``lua/move.lua``); sent JSON-encoded in one batch."""
     job = move.job
     if job.state is JobState.DEAD and move.entry is None:
         raise ValueError("a move to DEAD needs its entry")
@@ -65,6 +72,7 @@ def move_args(move: Move) -> tuple[str, ...]:
         job.idempotency_key or "",
         orjson.dumps(job.to_record()).decode(),
         entry,
+        _digest(job),
     )
 
 

@@ -26,7 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from genqueue.backends.redis.scripts import Script
-from genqueue.errors import BackendError, ConfigError, InvalidInput
+from genqueue.errors import BackendError, ConfigError, IdempotencyConflict, InvalidInput
 from redis import exceptions as rex
 
 log = logging.getLogger("genqueue.redis")
@@ -244,6 +244,9 @@ class Connection:
 
 def _response_error(what: str, exc: rex.ResponseError) -> Exception:
     text = str(exc)
+    if "GENQUEUE_IDEMPOTENCY_CONFLICT" in text:
+        holder, key = text.split("GENQUEUE_IDEMPOTENCY_CONFLICT", 1)[1].split()[:2]
+        return IdempotencyConflict(bytes.fromhex(key).decode(errors="replace"), holder)
     if "GENQUEUE_DUPLICATE" in text:
         job_id = text.split("GENQUEUE_DUPLICATE", 1)[1].strip().split()[0]
         return InvalidInput(f"a job with id {job_id} already exists", field="id")

@@ -20,7 +20,7 @@ Per queue (``T`` is the tag)::
     T:delayed   ZSET  id -> run_at         scheduled and retrying jobs
     T:leases    ZSET  id -> lease expiry   active jobs
     T:finished  ZSET  id -> finished_at    completed and cancelled jobs (retention)
-    T:idem      HASH  idempotency key -> id of the pending job holding it
+    T:idem      HASH  idempotency key -> "<id>:<data digest>" of the pending job holding it
     T:seq       STRING enqueue counter
     T:jobs:<s>  ZSET  (lex) cm = time_key(created_at) + id, one per state: listing
                       newest first with exact cursors, and counts (ZCARD)

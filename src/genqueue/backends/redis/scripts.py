@@ -127,7 +127,8 @@ class ReadReply(NamedTuple):
 async def enqueue(
     run: Evaluator, keys: QueueKeys, clock: str, jobs: Sequence[Sequence[Any]]
 ) -> EnqueueReply:
-    """``jobs``: (id, state, run_at, idempotency key, body, cm, updated_at, attempts)."""
+    """``jobs``: (id, state, run_at, idempotency key, body, cm, updated_at, attempts,
+    data digest)."""
     args: list[Any] = [clock]
     for job in jobs:
         args.extend(job)
@@ -190,7 +191,7 @@ async def update_running(
 async def move(
     run: Evaluator, keys: QueueKeys, clock: str, moves: Sequence[Sequence[Any]]
 ) -> FlagsReply:
-    """``moves``: the 15 strings per move listed in ``lua/move.lua``."""
+    """``moves``: the 16 strings per move listed in ``lua/move.lua``."""
     reply = await run(SCRIPTS["move"], keys.names, [clock, orjson.dumps(moves)])
     return FlagsReply(_now(reply), [bool(x) for x in reply[1:]])
 

@@ -21,7 +21,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
+from genqueue.backends.base import (
+    Backend,
+    Capabilities,
+    JobQuery,
+    Lease,
+    Move,
+    RunningUpdate,
+    check_same_data,
+)
 from genqueue.backends.sqlite import integrity, state
 from genqueue.backends.sqlite import queries as q
 from genqueue.backends.sqlite.rows import (
@@ -234,7 +242,8 @@ class SQLiteBackend(Backend):
                 conn.execute(INSERT_JOB, row)
                 out.append(job)
             else:
-                out.append(existing)
+                # A conflict raises here and the transaction rolls the batch back.
+                out.append(check_same_data(job, existing))
         return out
 
     async def get(self, job_id: str) -> Job | None:

@@ -3,11 +3,12 @@
 -- or removes its dead letter entry (and the entry's indexes) in the same step.
 -- KEYS: the queue's keys (see lib/prelude.lua).
 -- ARGV: [1] clock, [2] the moves as one JSON array (one argument, so that the client does
---       not encode thousands of arguments); each move is an array of 15 strings: id,
+--       not encode thousands of arguments); each move is an array of 16 strings: id,
 --       expected state, expected token (attempts), require expired lease ('1' or ''), new
 --       state, attempts, lease, started, updated, owner, run_at, finished_at ('' for
 --       none), idempotency key (''), body (JSON text), entry (JSON text, '' unless the
---       new state is dead). The ids of one call are distinct.
+--       new state is dead), data digest ('' without a key). The ids of one call are
+--       distinct.
 -- Returns: {now, ok1, ok2, ...}: 1 where the move was applied, 0 where the stored job
 --       was not in the expected state/token (or its lease is live, or another pending
 --       job holds its idempotency key).
@@ -27,7 +28,7 @@ local function applies(m, hot)
   end
   local key = m[13]
   if m[5] == 'queued' and key ~= '' then
-    local holder = redis.call('HGET', K_IDEM, key)
+    local holder = idem_get(key)
     return not holder or holder == m[1]
   end
   return true
@@ -50,8 +51,8 @@ for j, id in ipairs(ids) do
     if new_state == 'dead' then add_entry(ops, id, m[15]) end
     if key ~= '' then
       if not is_terminal(new_state) then
-        op(ops.add, 'HSET', K_IDEM, key, id)
-      elseif redis.call('HGET', K_IDEM, key) == id then
+        op(ops.add, 'HSET', K_IDEM, key, idem_value(id, m[16]))
+      elseif idem_get(key) == id then
         redis.call('HDEL', K_IDEM, key)
       end
     end

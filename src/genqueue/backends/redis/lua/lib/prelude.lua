@@ -211,6 +211,19 @@ local function promote(now_s, limit)
 end
 
 -- The stored parts of a job: body, hot record, progress, running patches.
+-- Idempotency: K_IDEM maps a key to "<holder id>:<digest of its data>". A value without
+-- a digest (stored before digests were kept) matches any data.
+local function idem_get(key)
+  local v = redis.call('HGET', K_IDEM, key)
+  if not v then return false, '' end
+  return string.match(v, '^([^:]*):?(.*)$')
+end
+
+local function idem_value(id, digest)
+  if digest == '' then return id end
+  return id .. ':' .. digest
+end
+
 local function read_job(id)
   return {
     redis.call('HGET', K_BODY, id), redis.call('HGET', K_HOT, id),

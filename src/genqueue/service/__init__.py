@@ -1,0 +1,1 @@
+"""The HTTP service: JSON API under ``/api/v1``, the web dashboard and ``/metrics``."""
