@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from genqueue import serialization
 from genqueue.backends.base import Move
@@ -122,6 +122,26 @@ class DeadLetterQueue:
                 raise DeadLetterNotFound(check_job_id(job_id))
             raise RedriveRefused(check_job_id(job_id), reason)
         job = await self.app.backend.get(report.redriven[0])
+        assert job is not None
+        return job
+
+    async def redrive_edited(self, job_id: str, data: Any, *, by: str = "operator") -> Job:
+        """Redrive one dead job with new ``data`` (checked like an enqueue's; nothing changes
+        if it is invalid, missing or refused). Callers record the edit (the HTTP API audits
+        it with digests of the old and new data)."""
+        entry = await self.get(job_id)
+        task = self.app.tasks.find(entry.task)
+        data = task.validate_data(data) if task is not None else data
+        serialization.check_json(data, field="data")
+        edited = replace(entry.job, data=data)
+        report = RedriveReport(dry_run=False, matched=1)
+        await self._redrive_chunk([replace(entry, job=edited)], report, by)
+        if report.refused:
+            reason = report.refused[entry.job_id]
+            if reason.startswith("not found"):
+                raise DeadLetterNotFound(entry.job_id)
+            raise RedriveRefused(entry.job_id, reason)
+        job = await self.app.backend.get(entry.job_id)
         assert job is not None
         return job
 

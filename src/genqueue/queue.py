@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,8 @@ class JobRequest:
     idempotency_key: str | None = None
     max_retries: int | None = None
     timeout: float | None = None
+    #: Extra JSON kept in the job's ``meta`` (the HTTP API records ``submitted_by``).
+    meta: Mapping[str, Any] | None = None
 
 
 def _check_text(value: str | None, field: str) -> str | None:
@@ -119,6 +121,7 @@ class Queue:
             run_at=run_at,
             max_retries=max_retries,
             timeout=timeout if timeout is not None else (task.options.timeout if task else None),
+            meta=dict(request.meta or {}),
         )
 
     def _task(self, name: str) -> Task | None:

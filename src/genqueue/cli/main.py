@@ -19,6 +19,7 @@ from genqueue.cli.breaker import breaker_app
 from genqueue.cli.common import configure_output, err, fail_line
 from genqueue.cli.demo import demo_command
 from genqueue.cli.fake import fake_pixellab
+from genqueue.cli.serve import serve
 from genqueue.cli.worker import worker
 from genqueue.errors import GenqueueError, NotFound
 
@@ -26,6 +27,7 @@ _ADD: dict[str, Callable[[typer.Typer], object]] = {
     "demo": lambda t: t.command("demo")(demo_command),
     "fake-pixellab": lambda t: t.command("fake-pixellab")(fake_pixellab),
     "worker": lambda t: t.command("worker")(worker),
+    "serve": lambda t: t.command("serve")(serve),
     "enqueue": lambda t: t.command("enqueue")(jobs.enqueue),
     "stats": lambda t: t.command("stats")(jobs.stats),
     "job": lambda t: t.add_typer(jobs.job_app, name="job"),

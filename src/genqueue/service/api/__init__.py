@@ -1,0 +1,1 @@
+"""The JSON API under ``/api/v1``: jobs, the dead letter queue, and operations."""
