@@ -49,6 +49,7 @@ COUNTS = (
     "completed_after_retry",
     "redriven",
     "redrive_succeeded",
+    "dlq_write_failures",
 )
 
 
@@ -71,6 +72,8 @@ class Tally:
             # A job counts as retried once: at its first retry.
             EventName.QUEUE_RETRY: lambda f: ["retried"] if f.get("retry_count") == 1 else [],
             EventName.DLQ_RETRY: lambda f: ["redriven"],
+            # Counted where it happens and read by the alert evaluator, in any process.
+            EventName.DLQ_WRITE_FAILED: lambda f: ["dlq_write_failures"],
         }
         self._unsubscribe = app.events.subscribe(self._on_event, self._handlers)
 
@@ -128,6 +131,8 @@ class TaskAnalytics:
     completed_after_retry: int = 0
     redriven: int = 0
     redrive_succeeded: int = 0
+    #: Jobs whose move to the DLQ could not be stored (``dlq_write_failed`` events).
+    dlq_write_failures: int = 0
     top_fingerprints: list[FingerprintGroup] = field(default_factory=list)
 
     @property

@@ -4,7 +4,8 @@ Jobs that finish while a write is in flight wait for the next one, so under load
 round trip (one SQL transaction, one Lua call) stores many outcomes, and when idle a
 single outcome is written at once. A failed write is retried with backoff (a damaged
 file, ``StorageCorrupt``, is not); if it keeps failing the callers get the error and their
-jobs are recovered later through lease expiry, never lost.
+jobs are recovered later through lease expiry, never lost. A failed move to the DLQ is
+also reported as a ``dlq_write_failed`` event (the critical alert of that name).
 """
 
 from __future__ import annotations
@@ -15,13 +16,23 @@ from collections.abc import Sequence
 
 from genqueue.backends.base import Backend, Move
 from genqueue.errors import StorageCorrupt
+from genqueue.events import EventName, Events
+from genqueue.job import JobState
 
 log = logging.getLogger("genqueue.worker")
 
 
 class MoveBatcher:
-    def __init__(self, backend: Backend, *, max_batch: int = 500, retries: int = 5) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_batch: int = 500,
+        retries: int = 5,
+        events: Events | None = None,
+    ) -> None:
         self._backend = backend
+        self._events = events
         self._max_batch = max_batch
         self._retries = retries
         self._pending: list[tuple[Move, asyncio.Future[bool]]] = []
@@ -47,6 +58,7 @@ class MoveBatcher:
             try:
                 results = await self._write([move for move, _ in batch])
             except Exception as exc:
+                self._report(batch, exc)
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
@@ -54,6 +66,22 @@ class MoveBatcher:
             for (_, future), applied in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(applied)
+
+    def _report(self, batch: Sequence[tuple[Move, asyncio.Future[bool]]], exc: Exception) -> None:
+        """Name every job of a failed write that was going to the DLQ."""
+        if self._events is None:
+            return
+        for move, _ in batch:
+            if move.job.state is JobState.DEAD:
+                job = move.job
+                self._events.emit(
+                    EventName.DLQ_WRITE_FAILED,
+                    job_id=job.id,
+                    task=job.task,
+                    queue=job.queue,
+                    error_kind=move.entry.error_kind.value if move.entry is not None else None,
+                    error=type(exc).__name__,
+                )
 
     async def _write(self, moves: Sequence[Move]) -> list[bool]:
         delay = 0.05

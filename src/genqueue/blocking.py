@@ -166,6 +166,9 @@ class BlockingClient:
             )
         )
 
+    def dlq_redrive_edited(self, job_id: str, data: Any, *, by: str = "operator") -> Job:
+        return self.run(self.app.dlq.redrive_edited(job_id, data, by=by))
+
     def dlq_delete(self, job_id: str) -> None:
         self.run(self.app.dlq.delete(job_id))
 

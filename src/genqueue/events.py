@@ -40,6 +40,9 @@ class EventName(StrEnum):
     QUEUE_RETRY = "queue_retry"
     QUEUE_ERROR = "queue_error"
     QUEUE_DLQ_MOVE = "queue_dlq_move"
+    #: Storing a job's move to the DLQ failed (after the batcher's retries): the job is
+    #: not in the DLQ yet; it comes back when its lease expires. The alert of that name.
+    DLQ_WRITE_FAILED = "dlq_write_failed"
     DLQ_RETRY = "dlq_retry"
     #: An auto-redrive policy sent dead letters back (each also has its ``dlq_retry``).
     DLQ_AUTO_REDRIVE = "dlq_auto_redrive"
@@ -64,6 +67,7 @@ _LEVELS: Mapping[EventName, int] = {
     EventName.PROVIDER_REQUEST: logging.DEBUG,
     EventName.QUEUE_ERROR: logging.WARNING,
     EventName.QUEUE_DLQ_MOVE: logging.ERROR,
+    EventName.DLQ_WRITE_FAILED: logging.ERROR,
     EventName.JOB_LEASE_LOST: logging.WARNING,
     EventName.ATTEMPT_OVERRUN: logging.WARNING,
     EventName.LOOP_BLOCKED: logging.WARNING,

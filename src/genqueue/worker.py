@@ -63,6 +63,7 @@ class Worker:
         burst_horizon: float = 0.0,
         worker_id: str | None = None,
         handle_signals: bool = False,
+        alerts: Callable[[str, asyncio.Event], Awaitable[None]] | None = None,
     ) -> None:
         self.app = app
         self.settings = settings or WorkerSettings()
@@ -74,9 +75,10 @@ class Worker:
         self.burst_left: Left | None = None
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.handle_signals = handle_signals
+        self._alerts = alerts  # e.g. AlertEvaluator.run (genqueue.observability.alerts)
         self.stats: Counter[str] = Counter()
         self._running: dict[str, RunningJob] = {}
-        self._batcher = MoveBatcher(app.backend)
+        self._batcher = MoveBatcher(app.backend, events=app.events)
         self._stop = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._force = False
@@ -144,6 +146,7 @@ class Worker:
             "promoter": self._promote_loop,
             "reclaimer": self._reclaim_loop,
             "sweeper": self._sweep_loop,
+            "alerts": self._alerts_loop,
             **{
                 f"step-{s.name}": functools.partial(self._every, s.interval, s.step)
                 for s in self.app.worker_steps
@@ -464,6 +467,10 @@ class Worker:
         await self._every(self.settings.heartbeat_every, self._beat_presence)
         with contextlib.suppress(Exception):  # a stale line expires anyway
             await presence.leave(self.app, self.id)
+
+    async def _alerts_loop(self) -> None:
+        # Until the worker stops (a side task that returns early hides later deaths).
+        await (self._alerts(self.id, self._stop) if self._alerts else self._stop.wait())
 
     async def _tally_loop(self) -> None:
         await self._every(5.0, self.app.tally.flush)

@@ -1,6 +1,6 @@
-"""A provider outage end to end: the breaker opens, jobs wait, the outage ends, the
-auto-redrive policy brings the jobs that were dead-lettered meanwhile back, and nothing is
-charged twice."""
+"""A provider outage end to end: the breaker opens and its alert fires, jobs wait, the
+outage ends (the alert resolves), the auto-redrive policy brings the jobs that were
+dead-lettered meanwhile back, and nothing is charged twice."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from tests.observability.alerts_support import Recorder
 from tests.providers.pixellab_helpers import PIXFLUX, enqueue, pixellab_app, terminal
 
 from genqueue import ErrorKind, JobState, Worker, WorkerSettings
 from genqueue.autoredrive import AutoRedrivePolicy, AutoRedriver
 from genqueue.events import Event
+from genqueue.observability.alerts import AlertEvaluator, AlertSettings, BreakerOpen
 from genqueue.providers.breaker import list_breakers, no_breaker_open
 from genqueue.providers.guard import BreakerSettings
 
@@ -33,6 +35,10 @@ async def test_outage_then_auto_redrive(make_fake: Any, tmp_path: Path) -> None:
             "outage", error_kinds=frozenset({ErrorKind.NETWORK}), cooldown=0, per_minute=100
         )
         AutoRedriver(app, [policy], healthy=healthy, interval=0.1).install()
+        alerts = Recorder()
+        evaluator = AlertEvaluator(
+            app, AlertSettings(rules=(BreakerOpen(),)), notifier=alerts, breakers=list_breakers
+        )
         fake.stop()  # the provider is down: connections are refused
         ids = await enqueue(app, "create-image-pixflux", PIXFLUX, n=12)
         worker = Worker(app, queues=["pixellab"], settings=WorkerSettings(concurrency=4))
@@ -45,11 +51,15 @@ async def test_outage_then_auto_redrive(make_fake: Any, tmp_path: Path) -> None:
                 ):
                     await asyncio.sleep(0.02)
                 dead_in_outage = await app.dlq.count()
+                await evaluator.step()  # the elected evaluator's round
+                assert alerts.statuses("breaker_open") == ["firing"]
                 await asyncio.sleep(0.5)  # the breaker is open: nothing is redriven
                 assert not [e for e in seen if e.name == "dlq_auto_redrive"]
                 fake.start()  # the outage ends
                 while not await terminal(app, ids)() or await app.dlq.count():
                     await asyncio.sleep(0.05)
+                await evaluator.step()
+                assert alerts.statuses("breaker_open") == ["firing", "resolved"]
         finally:
             worker.request_stop()
             await runner

@@ -1,4 +1,7 @@
-"""``genqueue alerts test|enable``: check that notifications reach their targets.
+"""``genqueue alerts list|test|enable``: alerts, and whether notifications reach targets.
+
+``list`` shows the active alerts and the recent resolved ones, as the evaluating worker
+stored them in the backend (``genqueue.observability.alerts``).
 
 Targets come from the settings file (``--settings FILE`` or ``GENQUEUE_SETTINGS``, tables
 ``[[notify.targets]]``) and the environment (``GENQUEUE_WEBHOOK_URL`` with
@@ -19,6 +22,7 @@ from genqueue.cli.common import (
     AppOpt,
     BackendOpt,
     JsonOpt,
+    ago,
     fail_line,
     load_app,
     out,
@@ -27,9 +31,11 @@ from genqueue.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from rich.table import Table
 
     from genqueue.app import App
+    from genqueue.observability.alerts.state import AlertRecord, AlertsState
     from genqueue.observability.notify.model import DeliveryResult
 
 # The notification modules (and the webhook library) load only when a command runs:
@@ -63,6 +69,48 @@ def _no_targets() -> str:
         f"{WEBHOOK_URL_ENV} and {WEBHOOK_SECRET_ENV}, or {SLACK_URL_ENV}, "
         f"or add [[notify.targets]] to a settings file (--settings or {SETTINGS_ENV})"
     )
+
+
+@alerts_app.command("list")
+def list_command(
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, max=1000, help="Resolved alerts to show.")
+    ] = 20,
+    backend: BackendOpt = None,
+    app_path: AppOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Active and recent alerts, with their values.
+
+    Rule, severity, state, since, last value, threshold.
+    """
+    from genqueue.observability.alerts.state import read_alerts
+    from genqueue.serialization import iso
+
+    async def go(app: App) -> tuple[AlertsState, float]:
+        return await read_alerts(app.backend), await app.backend.time()
+
+    state, now = run_with_app(load_app(app_path, backend), go)
+    active = sorted(state.active.values(), key=lambda r: r.fired_at)
+    recent = state.history[:limit]
+    if json:
+        print_json(
+            {
+                "active": [r.to_public() for r in active],
+                "recent": [r.to_public() for r in recent],
+                "evaluated_at": iso(state.evaluated_at),
+                "evaluator": state.evaluator,
+            }
+        )
+        return
+    if state.evaluated_at is None:
+        out.print("no alert evaluation yet (workers evaluate alerts unless they are off)")
+        return
+    out.print(f"evaluated {ago(state.evaluated_at, now)} by {state.evaluator}")
+    if not active and not recent:
+        out.print("no alerts")
+        return
+    out.print(_alerts_table([*active, *recent], now))
 
 
 @alerts_app.command("test")
@@ -127,6 +175,37 @@ def enable_command(
         out.print(f"{target}: enabled again")
     else:
         out.print(f"{target}: was not disabled")
+
+
+def _alerts_table(records: list[AlertRecord], now: float) -> RenderableType:
+    from genqueue.cli.columns import Col, one_line, table
+    from genqueue.observability.alerts.rules import Unit, show
+
+    columns = (
+        Col("RULE", max_width=28),
+        Col("SEVERITY"),
+        Col("STATE"),
+        Col("SINCE", needs=100),
+        Col("VALUE", needs=100, justify="right"),
+        Col("THRESHOLD", needs=120, justify="right"),
+        Col("SUMMARY", flexible=True),
+    )
+    rows = []
+    for r in records:
+        unit = Unit(r.unit)
+        state = r.state if r.resolved_at is None else f"resolved {ago(r.resolved_at, now)}"
+        rows.append(
+            {
+                "RULE": r.rule,
+                "SEVERITY": r.severity,
+                "STATE": state,
+                "SINCE": ago(r.fired_at, now),
+                "VALUE": show(r.value, unit),
+                "THRESHOLD": show(r.threshold, unit),
+                "SUMMARY": one_line(r.summary),
+            }
+        )
+    return table(columns, rows)
 
 
 def _table(results: list[DeliveryResult], urls: dict[str, str]) -> Table:

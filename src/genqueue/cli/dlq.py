@@ -146,20 +146,23 @@ def dlq_show(
     json: JsonOpt = False,
 ) -> None:
     """Show one entry: why, attempts, stack."""
-    from genqueue.cli.ids import resolve
-
     app = load_app(app_path, backend)
-
-    async def go(app: App) -> DeadLetter:
-        return await app.dlq.get(await resolve(app, job_id, dead_letter=True))
-
-    entry = run_with_app(app, go)
+    entry = run_with_app(app, lambda a: _opened(a, job_id))
     if json:
         print_json(entry.to_public())
     else:
         from genqueue.cli.render import show_entry
 
         show_entry(entry)
+
+
+async def _opened(app: App, job_id: str) -> DeadLetter:
+    from genqueue.cli.ids import resolve
+    from genqueue.observability.alerts.seen import mark_seen
+
+    entry = await app.dlq.get(await resolve(app, job_id, dead_letter=True))
+    await mark_seen(app, [entry])  # somebody looked at it: the retention_unseen alert skips it
+    return entry
 
 
 @dlq_app.command("retry")

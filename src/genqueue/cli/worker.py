@@ -2,6 +2,10 @@
 
 With ``--burst`` it stops once nothing is running or due, after waiting for retries and
 snoozes due within ``--burst-horizon`` seconds, and says what it left.
+
+Unless ``--no-alerts``, ``GENQUEUE_ALERTS=off`` or ``[alerts] enabled = false`` in the
+settings file, the worker takes part in alert evaluation (one worker of all evaluates;
+see ``genqueue.observability.alerts``) with the notification targets of the same file.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from genqueue.cli.alerts import SettingsOpt
 from genqueue.cli.common import AppOpt, BackendOpt, load_app, out
 from genqueue.errors import InvalidInput
 from genqueue.humanize import number, plural, seconds
@@ -18,6 +23,7 @@ from genqueue.humanize import number, plural, seconds
 if TYPE_CHECKING:
     from genqueue.app import App
     from genqueue.burst import Left
+    from genqueue.observability.alerts import AlertEvaluator
     from genqueue.observability.metrics import Metrics
     from genqueue.settings import WorkerSettings
 
@@ -69,15 +75,15 @@ def worker(
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", help="Address the metrics endpoint binds.")
     ] = "127.0.0.1",
-    settings_file: Annotated[
-        str | None,
+    no_alerts: Annotated[
+        bool,
         typer.Option(
-            "--settings",
-            envvar="GENQUEUE_SETTINGS",
-            help="Settings file (TOML): [autoredrive] policies, notification targets.",
-            show_default=False,
+            "--no-alerts",
+            help="Do not take part in alert evaluation (also GENQUEUE_ALERTS=off, or "
+            "[alerts] enabled = false in the settings file).",
         ),
-    ] = None,
+    ] = False,
+    settings_file: SettingsOpt = None,
     backend: BackendOpt = None,
     app_path: AppOpt = None,
 ) -> None:
@@ -99,6 +105,7 @@ def worker(
         integrity_check=not skip_integrity_check,
     )
     app = load_app(app_path, backend, worker=True)
+    alerts = None if no_alerts else alert_evaluator(app, settings_file)
     if settings_file:
         _install_auto_redrive(app, settings_file)
     configure_logging(level, json=log_json)
@@ -109,6 +116,7 @@ def worker(
         burst=burst,
         burst_horizon=burst_horizon,
         handle_signals=True,
+        alerts=alerts.run if alerts is not None else None,
     )
 
     async def main() -> None:
@@ -130,7 +138,8 @@ def worker(
     if not log_json:
         out.print(
             f"worker {runner.id} on {app.backend.url}: queues {', '.join(runner.queues)}, "
-            f"concurrency {concurrency}{', burst' if burst else ''}"
+            f"concurrency {concurrency}{', burst' if burst else ''}, "
+            f"alerts {'on' if alerts is not None else 'off'}"
         )
     if metrics_port is not None and not 0 <= metrics_port <= 65535:
         raise typer.BadParameter("must be between 0 and 65535", param_hint="--metrics-port")
@@ -162,6 +171,22 @@ def _say_what_is_left(left: Left | None, horizon: float) -> None:
             f"next in {seconds(left.next_in)} (run a worker without --burst, or raise "
             "--burst-horizon)"
         )
+
+
+def alert_evaluator(app: App, settings_file: str | None) -> AlertEvaluator | None:
+    """The evaluator this worker runs, from the settings file and environment; None when
+    alerts are off there. Bad settings raise ``ConfigError`` before the worker starts."""
+    from genqueue.observability.alerts import AlertEvaluator, AlertSettings
+    from genqueue.observability.notify import Notifications, NotifySettings
+    from genqueue.providers.breaker import list_breakers
+
+    config = AlertSettings.load(settings_file)
+    if not config.enabled:
+        return None
+    notifications = Notifications.for_app(app, NotifySettings.load(settings_file))
+    return AlertEvaluator(
+        app, config, notifier=notifications, breakers=list_breakers, owns_notifier=True
+    )
 
 
 def _metrics(app: App, settings: WorkerSettings) -> Metrics:
