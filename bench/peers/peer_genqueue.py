@@ -1,6 +1,7 @@
 """genqueue: ``genqueue-redis`` (redis://) and ``genqueue-sqlite`` (sqlite:/// file).
 
-Worker: ``Worker(app, queues=["bench"], WorkerSettings(concurrency=100))``. Retry:
+Worker: ``Worker(app, queues=["bench"], WorkerSettings(concurrency=100))``; the ``-c10``
+configs run at the default concurrency (10), what a user gets without tuning. Retry:
 ``RetryPolicy(max_retries=1, base_delay=0, jitter=0)``; the flaky job raises
 ``TaskError(kind="server")``, a retryable kind. Bulk: ``app.queue.enqueue_many`` with
 1,000 ``JobRequest`` per call.
@@ -20,8 +21,12 @@ QUEUE = "bench"
 CONCURRENCY = 100
 
 
+def concurrency(config: str) -> int:
+    return 10 if config.endswith("-c10") else CONCURRENCY
+
+
 def backend_url(config: str) -> str:
-    if config == "genqueue-sqlite":
+    if config.startswith("genqueue-sqlite"):
         return "sqlite:///" + os.path.join(os.path.abspath(common.data_dir()), "bench.db")
     return common.redis_url()
 
@@ -63,7 +68,7 @@ class GenqueueAdapter(common.Adapter):
         await self.app.queue.enqueue_many([JobRequest(task=task, data={"i": i}) for i in ids])
 
     def worker(self) -> None:
-        settings = WorkerSettings(concurrency=CONCURRENCY)
+        settings = WorkerSettings(concurrency=concurrency(self.config))
         worker = Worker(self.app, queues=[QUEUE], settings=settings, handle_signals=True)
 
         async def run() -> None:

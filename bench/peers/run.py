@@ -85,6 +85,16 @@ class Config:
 CONFIGS = [
     Config("genqueue-redis", "peer_genqueue", note="concurrency 100"),
     Config("genqueue-sqlite", "peer_genqueue", file_backed=True, note="concurrency 100"),
+    # What a user gets without tuning: the default concurrency of Worker and the CLI.
+    Config("genqueue-redis-c10", "peer_genqueue", default=False, note="concurrency 10 (default)"),
+    Config(
+        "genqueue-sqlite-c10",
+        "peer_genqueue",
+        baseline="genqueue-sqlite",
+        file_backed=True,
+        default=False,
+        note="concurrency 10 (default)",
+    ),
     Config(
         "rq",
         "peer_rq",

@@ -16,5 +16,5 @@ from genqueue.providers import pixellab
 def create_app(backend: str | None = None) -> App:
     app = App(backend)
     simulated.register(app)
-    pixellab.register(app)
+    pixellab.register_deferred(app)  # the HTTP client loads when a worker runs a job
     return app

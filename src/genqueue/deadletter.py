@@ -339,10 +339,23 @@ class DeadLetterQueue:
 def csv_row(entry: DeadLetter) -> dict[str, object]:
     public = entry.to_public()
     error = entry.job.last_error
-    return {
+    row = {
         **{k: public[k] for k in CSV_COLUMNS if k in public and k not in ("cost", "data")},
         "error_type": error.type if error else "",
         "error_message": error.message if error else "",
         "cost": serialization.dumps_str(entry.job.cost),
         "data": serialization.dumps_str(entry.job.data),
     }
+    return {key: spreadsheet_safe(value) for key, value in row.items()}
+
+
+#: A spreadsheet reads a cell starting with one of these as a formula (or strips it).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """Neutralise CSV injection (OWASP): a text cell that a spreadsheet would run as a
+    formula gets a leading single quote, so error messages and user data stay text."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value

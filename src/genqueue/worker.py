@@ -34,6 +34,7 @@ from genqueue import presence
 from genqueue.announce import announce
 from genqueue.backends.base import Lease, RunningUpdate
 from genqueue.batcher import MoveBatcher
+from genqueue.burst import Left, delayed_jobs
 from genqueue.classify import ErrorKind
 from genqueue.context import JobContext, LeaseLost
 from genqueue.errors import StorageCorrupt
@@ -59,6 +60,7 @@ class Worker:
         queues: Sequence[str] | None = None,
         settings: WorkerSettings | None = None,
         burst: bool = False,
+        burst_horizon: float = 0.0,
         worker_id: str | None = None,
         handle_signals: bool = False,
         alerts: Callable[[str, asyncio.Event], Awaitable[None]] | None = None,
@@ -67,6 +69,10 @@ class Worker:
         self.settings = settings or WorkerSettings()
         self.queues = list(queues or app.tasks.queues() or ["default"])
         self.burst = burst
+        #: A burst worker waits for retries and snoozes due within this many seconds.
+        self.burst_horizon = burst_horizon
+        #: What a burst worker left when it stopped (see ``genqueue.burst``).
+        self.burst_left: Left | None = None
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.handle_signals = handle_signals
         self._alerts = alerts  # e.g. AlertEvaluator.run (genqueue.observability.alerts)
@@ -233,7 +239,11 @@ class Worker:
                 # Outcomes of finished jobs are stored by now; one more look decides.
                 jobs = await self._fetch(free)
                 if jobs == []:
-                    return
+                    self.burst_left = await delayed_jobs(self.app.backend, self.queues)
+                    due_in = self.burst_left.next_in
+                    if due_in is None or due_in > self.burst_horizon:
+                        return
+                    await self._idle(min(max(due_in, 0.01), settings.poll_interval))
                 for job in jobs or ():
                     self._start(job)
                 continue

@@ -55,7 +55,7 @@ def test_an_unexplained_charge_marks_the_uncertain_submits_maybe_charged_and_sha
         verdict = ledger.verdict(rec, job)
         assert verdict is not None and verdict.verdict == "charged"
         assert verdict.cost == {"usd": 0.025, "generations": 2.5}
-        assert "0.05 usd" in verdict.why and "5 generations" in verdict.why
+        assert "charged $0.05, 5 generations" in verdict.why
     assert rec["totals"]["unexplained"] == {"usd": 0.05, "generations": 5.0}
     rec = ledger.forget(rec, "a:1")
     assert rec["totals"]["attributed"] == {"usd": 0.025, "generations": 2.5}

@@ -136,6 +136,18 @@ class Backend(ABC):
         """Per queue with queued jobs: the earliest ``run_at`` among them (when the job
         that has waited longest became due), for the queue-latency gauge."""
 
+    async def job_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        """Ids of stored jobs that start with ``prefix``, sorted, at most ``limit`` (the
+        command line's short ids). This default reads every job; backends override it."""
+        found: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await self.list_jobs(JobQuery(cursor=cursor, limit=500))
+            found += [job.id for job in page.items if job.id.startswith(prefix)]
+            if page.next_cursor is None:
+                return sorted(found)[:limit]
+            cursor = page.next_cursor
+
     # -- workers ------------------------------------------------------------------------
 
     @abstractmethod

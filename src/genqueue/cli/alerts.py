@@ -14,12 +14,10 @@ answers 410 Gone. URLs are shown redacted and secrets never.
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from genqueue.app import App
 from genqueue.cli.common import (
     AppOpt,
     BackendOpt,
@@ -30,24 +28,23 @@ from genqueue.cli.common import (
     out,
     print_json,
     run_with_app,
-    short,
 )
-from genqueue.observability.alerts.rules import Unit, show
-from genqueue.observability.alerts.state import AlertRecord, AlertsState, read_alerts
-from genqueue.observability.notify.config import (
-    SETTINGS_ENV,
-    SLACK_URL_ENV,
-    WEBHOOK_SECRET_ENV,
-    WEBHOOK_URL_ENV,
-    NotifySettings,
-)
-from genqueue.observability.notify.delivery import RetrySchedule
-from genqueue.observability.notify.disabled import DisabledTargets
-from genqueue.observability.notify.dispatch import Notifications
-from genqueue.observability.notify.model import DeliveryResult
-from genqueue.serialization import iso
 
-alerts_app = typer.Typer(help="Alerts and where notifications go.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
+    from genqueue.app import App
+    from genqueue.observability.alerts.state import AlertRecord, AlertsState
+    from genqueue.observability.notify.model import DeliveryResult
+
+# The notification modules (and the webhook library) load only when a command runs:
+# ``genqueue --help`` must stay fast. A test keeps this name equal to the settings'.
+SETTINGS_ENV = "GENQUEUE_SETTINGS"
+
+alerts_app = typer.Typer(
+    help="Alerts and where notifications go.", no_args_is_help=True, rich_markup_mode=None
+)
 
 SettingsOpt = Annotated[
     str | None,
@@ -59,11 +56,19 @@ SettingsOpt = Annotated[
     ),
 ]
 
-NO_TARGETS = (
-    "no notification targets are configured: set "
-    f"{WEBHOOK_URL_ENV} and {WEBHOOK_SECRET_ENV}, or {SLACK_URL_ENV}, "
-    f"or add [[notify.targets]] to a settings file (--settings or {SETTINGS_ENV})"
-)
+
+def _no_targets() -> str:
+    from genqueue.observability.notify.config import (
+        SLACK_URL_ENV,
+        WEBHOOK_SECRET_ENV,
+        WEBHOOK_URL_ENV,
+    )
+
+    return (
+        "no notification targets are configured: set "
+        f"{WEBHOOK_URL_ENV} and {WEBHOOK_SECRET_ENV}, or {SLACK_URL_ENV}, "
+        f"or add [[notify.targets]] to a settings file (--settings or {SETTINGS_ENV})"
+    )
 
 
 @alerts_app.command("list")
@@ -75,7 +80,12 @@ def list_command(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Active and recent alerts: rule, severity, state, since, last value, threshold."""
+    """Active and recent alerts, with their values.
+
+    Rule, severity, state, since, last value, threshold.
+    """
+    from genqueue.observability.alerts.state import read_alerts
+    from genqueue.serialization import iso
 
     async def go(app: App) -> tuple[AlertsState, float]:
         return await read_alerts(app.backend), await app.backend.time()
@@ -110,10 +120,17 @@ def send_test_command(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Send a test notification to every configured target; exit 1 if any failed."""
+    """Send a test notification to every target.
+
+    Exits 1 if any failed.
+    """
+    from genqueue.observability.notify.config import NotifySettings
+    from genqueue.observability.notify.delivery import RetrySchedule
+    from genqueue.observability.notify.dispatch import Notifications
+
     config = NotifySettings.load(settings)
     if not config.targets:
-        fail_line(NO_TARGETS)
+        fail_line(_no_targets())
         raise typer.Exit(1)
     # One attempt: an operator testing a target wants its answer now, not after backoff.
     once = dataclasses.replace(
@@ -141,7 +158,11 @@ def enable_command(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Send to a target again after it answered 410 Gone (fix its URL first)."""
+    """Send to a target again after a 410 Gone.
+
+    Fix its URL first.
+    """
+    from genqueue.observability.notify.disabled import DisabledTargets
 
     async def go(app: App) -> bool:
         return await DisabledTargets(app.backend, app.clock).enable(target)
@@ -156,26 +177,40 @@ def enable_command(
         out.print(f"{target}: was not disabled")
 
 
-def _alerts_table(records: list[AlertRecord], now: float) -> Table:
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("RULE", "SEVERITY", "STATE", "SINCE", "VALUE", "THRESHOLD", "SUMMARY"):
-        table.add_column(column)
+def _alerts_table(records: list[AlertRecord], now: float) -> RenderableType:
+    from genqueue.cli.columns import Col, one_line, table
+    from genqueue.observability.alerts.rules import Unit, show
+
+    columns = (
+        Col("RULE", max_width=28),
+        Col("SEVERITY"),
+        Col("STATE"),
+        Col("SINCE", needs=100),
+        Col("VALUE", needs=100, justify="right"),
+        Col("THRESHOLD", needs=120, justify="right"),
+        Col("SUMMARY", flexible=True),
+    )
+    rows = []
     for r in records:
         unit = Unit(r.unit)
         state = r.state if r.resolved_at is None else f"resolved {ago(r.resolved_at, now)}"
-        table.add_row(
-            r.rule,
-            r.severity,
-            state,
-            ago(r.fired_at, now),
-            show(r.value, unit),
-            show(r.threshold, unit),
-            short(r.summary, 70),
+        rows.append(
+            {
+                "RULE": r.rule,
+                "SEVERITY": r.severity,
+                "STATE": state,
+                "SINCE": ago(r.fired_at, now),
+                "VALUE": show(r.value, unit),
+                "THRESHOLD": show(r.threshold, unit),
+                "SUMMARY": one_line(r.summary),
+            }
         )
-    return table
+    return table(columns, rows)
 
 
 def _table(results: list[DeliveryResult], urls: dict[str, str]) -> Table:
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("TARGET", "TYPE", "URL", "RESULT", "DETAIL"):
         table.add_column(column)

@@ -7,22 +7,25 @@ paid invoice) and does not want to wait for the next probe.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from genqueue.app import App
 from genqueue.cli.common import AppOpt, BackendOpt, JsonOpt, load_app, out, print_json, run_with_app
 
-breaker_app = typer.Typer(help="Circuit breakers of provider accounts.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from genqueue.app import App
+
+breaker_app = typer.Typer(
+    help="Circuit breakers of provider accounts.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @breaker_app.command("list")
 def list_command(
     backend: BackendOpt = None, app_path: AppOpt = None, json: JsonOpt = False
 ) -> None:
-    """Every provider account's breaker: state, why, and how long it stays open."""
+    """Every account's breaker, why, how long."""
     from genqueue.providers.breaker import list_breakers
 
     rows = run_with_app(load_app(app_path, backend), list_breakers)
@@ -32,13 +35,20 @@ def list_command(
     if not rows:
         out.print("no provider accounts have been used on this backend")
         return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("ACCOUNT", "STATE", "OPEN FOR", "REASON"):
-        table.add_column(column)
-    for row in rows:
-        open_for = f"{row['open_for']:.0f} s" if row["state"] == "open" else "-"
-        table.add_row(row["account"], row["state"], open_for, row["reason"] or "")
-    out.print(table)
+    from genqueue.cli.columns import Col, table
+    from genqueue.humanize import seconds
+
+    columns = (Col("ACCOUNT"), Col("STATE"), Col("OPEN FOR"), Col("REASON", flexible=True))
+    shown = [
+        {
+            "ACCOUNT": row["account"],
+            "STATE": row["state"],
+            "OPEN FOR": seconds(row["open_for"]) if row["state"] == "open" else "-",
+            "REASON": row["reason"] or "",
+        }
+        for row in rows
+    ]
+    out.print(table(columns, shown))
 
 
 @breaker_app.command("reset")
@@ -51,7 +61,10 @@ def reset_command(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Close a breaker now (or every breaker), without waiting for a probe."""
+    """Close a breaker (or all) now.
+
+    Does not wait for a probe job.
+    """
     from genqueue.providers.breaker import reset_breaker
 
     async def go(app: App) -> list[str]:

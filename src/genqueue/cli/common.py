@@ -2,36 +2,63 @@
 
 The app is found by import path (``--app module:obj`` or ``GENQUEUE_APP``); without one
 the built-in app (demo tasks and built-in providers) is used. ``--backend URL`` (or
-``GENQUEUE_BACKEND``) points it at a storage. Commands print tables for people and, with
-``--json``, stable JSON for scripts (field names documented in the README).
+``GENQUEUE_BACKEND``) points it at a storage, checked first (``cli.urls``). Commands print
+tables for people and, with ``--json``, stable JSON for scripts (field names documented in
+the README).
+
+Start-up time matters (``genqueue --help`` should feel instant), so this module and every
+command module import the library where a command uses it, not at the top.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
+import logging
 import os
 import re
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from genqueue import serialization
-from genqueue.app import App
-from genqueue.errors import ConfigError, InvalidInput
-from genqueue.settings import APP_ENV, BACKEND_ENV
+from genqueue.errors import (
+    BackendError,
+    ConfigError,
+    GenqueueError,
+    InvalidInput,
+    StorageCorrupt,
+)
+
+if TYPE_CHECKING:
+    from genqueue.app import App
 
 T = TypeVar("T")
+# The names in genqueue.settings, without importing it (and the classifier) for --help.
+BACKEND_ENV = "GENQUEUE_BACKEND"
+APP_ENV = "GENQUEUE_APP"
+#: Width of piped output, unless COLUMNS says otherwise.
+PIPE_WIDTH = 240
 
 out = Console(highlight=False)
-if not out.is_terminal:
-    # Piped output is read by grep and scripts: do not cut ids at 80 columns.
-    out.width = 240
 err = Console(stderr=True, highlight=False)
+
+
+def configure_output() -> None:
+    """Size the output for this run: ``COLUMNS`` if set, else the terminal, else wide.
+
+    Piped output is read by grep and scripts, so it is not cut at 80 columns; tables
+    still show short ids (``--json`` has the full values).
+    """
+    columns = os.environ.get("COLUMNS", "")
+    out.width = (
+        int(columns)
+        if columns.isdigit() and int(columns) > 0
+        else (out.size.width if out.is_terminal else PIPE_WIDTH)
+    )
 
 
 def fail_line(message: str) -> None:
@@ -58,8 +85,19 @@ AppOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def load_app(app_path: str | None, backend: str | None) -> App:
-    """Import the user's app (or build the built-in one) and point it at ``backend``."""
+def load_app(
+    app_path: str | None, backend: str | None, *, worker: bool = False, allow_memory: bool = False
+) -> App:
+    """Import the user's app (or build the built-in one) and point it at ``backend``.
+
+    The URL it ends up with (``backend``, else the app's own) is checked first; see
+    ``cli.urls`` (a worker keeps Redis's patient defaults, other commands fail fast).
+    """
+    from genqueue.app import App
+    from genqueue.cli.urls import cli_backend_url, impatient_backend
+
+    if backend:
+        backend = cli_backend_url(backend, allow_memory=allow_memory)
     if app_path:
         obj = _import(app_path)
     else:
@@ -70,8 +108,12 @@ def load_app(app_path: str | None, backend: str | None) -> App:
         obj = obj()
     if not isinstance(obj, App):
         raise ConfigError(f"{app_path} is a {type(obj).__name__}, not a genqueue.App")
-    if backend:
-        obj.use_backend(backend)
+    url = backend or cli_backend_url(obj.backend.url, allow_memory=allow_memory)
+    impatient = None if worker else impatient_backend(url, obj.clock)
+    if impatient is not None:
+        obj.use_backend(impatient)
+    elif url != obj.backend.url:
+        obj.use_backend(url)
     return obj
 
 
@@ -94,13 +136,54 @@ def _import(path: str) -> Any:
 
 
 def run_with_app(app: App, fn: Callable[[App], Awaitable[T]]) -> T:
-    """Open the app, run ``fn(app)`` on a fresh event loop, close the app."""
+    """Open the app, run ``fn(app)`` on a fresh event loop, close the app.
+
+    The library's warnings are for workers and logs (a Redis without persistence, a call
+    being retried): a command says what went wrong in its one error line instead.
+    """
 
     async def main() -> T:
-        async with app:
+        try:
+            await app.open()
+        except StorageCorrupt:
+            raise
+        except (BackendError, OSError, ConnectionError) as exc:
+            raise _unreachable(app, exc) from exc
+        except Exception as exc:
+            if isinstance(exc, GenqueueError):
+                raise
+            raise _unreachable(app, exc) from exc  # e.g. not a Redis server at that port
+        try:
             return await fn(app)
+        finally:
+            await app.close()
 
-    return asyncio.run(main())
+    import asyncio
+
+    library = logging.getLogger("genqueue")
+    level = library.level
+    library.setLevel(logging.ERROR)
+    try:
+        return asyncio.run(main())
+    finally:
+        library.setLevel(level)
+
+
+def _unreachable(app: App, exc: Exception) -> BackendError:
+    from genqueue.cli.urls import safe_url, unreachable_hint
+
+    url = app.backend.url
+    text = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+    if not isinstance(exc, BackendError) or safe_url(url) not in text:
+        text = f"cannot open {safe_url(url)}: {text}"
+    return BackendError(f"{text}; {unreachable_hint(url)}")
+
+
+def more_pages(cursor: str) -> None:
+    """Say how to get the next page; the cursor gets a line of its own, never folded,
+    so it can be copied whole."""
+    out.print("more: run the same command with")
+    out.print(f"--cursor {cursor}", soft_wrap=True)
 
 
 def print_json(value: Any) -> None:

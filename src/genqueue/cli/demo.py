@@ -3,33 +3,32 @@
 By default it starts the fake PixelLab server in this process with a realistic fault mix
 (no network, no key). With ``--provider pixellab`` and ``PIXELLAB_API_KEY`` set it runs a
 few cheap jobs against the real API instead.
+
+The fake server, the PixelLab client and pydantic are imported when the demo runs, not
+when the command line starts.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from genqueue.app import App
 from genqueue.cli.common import BackendOpt, out
 from genqueue.errors import ConfigError
-from genqueue.providers.fake_pixellab import DEFAULT_TOKEN, FakeOptions, FakePixelLab
-from genqueue.providers.guard import BreakerSettings
-from genqueue.providers.ledger import LedgerSettings
-from genqueue.providers.pixellab import PixelLab, PixelLabSettings, register
-from genqueue.providers.pixellab import demo as pixellab_demo
-from genqueue.queue import JobRequest
-from genqueue.retry import RetryPolicy
-from genqueue.settings import backend_url
+from genqueue.humanize import amount, plural
+
+if TYPE_CHECKING:
+    from genqueue.app import App
+    from genqueue.providers.fake_pixellab import FakePixelLab
+    from genqueue.providers.pixellab import PixelLab, PixelLabSettings
+    from genqueue.providers.pixellab import demo as pixellab_demo
+    from genqueue.queue import JobRequest
 
 
 def demo_command(
@@ -52,7 +51,10 @@ def demo_command(
     ] = 7,
     backend: BackendOpt = None,
 ) -> None:
-    """Generate pixel art through genqueue and summarise what happened to every job."""
+    """Generate pixel art; account for every job.
+
+    Runs generation jobs through genqueue and summarises what happened to each.
+    """
     if provider not in ("fake", "pixellab"):
         raise ConfigError(f"unknown --provider {provider!r}: use fake or pixellab")
     real = provider == "pixellab"
@@ -61,14 +63,25 @@ def demo_command(
         raise typer.BadParameter("must be between 1 and 100000", param_hint="--jobs")
     if real and not os.environ.get("PIXELLAB_API_KEY"):
         raise ConfigError("--provider pixellab needs PIXELLAB_API_KEY in the environment")
+    from genqueue.app import App
+    from genqueue.cli.urls import cli_backend_url
+    from genqueue.providers.pixellab import demo as pixellab_demo
+    from genqueue.providers.pixellab import register
+    from genqueue.retry import RetryPolicy
+    from genqueue.settings import backend_url
+
+    # memory:// is allowed: the demo's workers run in this process.
+    url = cli_backend_url(backend_url(backend), allow_memory=True)
     with ExitStack() as stack:
         stack.enter_context(_quiet(logging.getLogger("genqueue")))  # the bar tells the story
         fake = None if real else stack.enter_context(_fake_server(seed))
         settings = _settings(fake, output)
-        app = App(backend_url(backend), retry=RetryPolicy(base_delay=1.0, max_delay=30.0))
+        app = App(url, retry=RetryPolicy(base_delay=1.0, max_delay=30.0))
         pixellab = register(app, settings)
         where = f"a fake PixelLab at {fake.base_url}" if fake else "the real PixelLab API"
-        out.print(f"genqueue demo: {count} generation jobs on {app.backend.url} against {where}")
+        jobs_text = plural(count, "generation job")
+        out.print(f"genqueue demo: {jobs_text} on {app.backend.url}")
+        out.print(f"  against {where}")
         requests = pixellab_demo.batch(count, seed=seed, real=real)
         report = _run(app, pixellab, requests, workers, concurrency)
         fake_stats = fake.stats() if fake else None
@@ -87,10 +100,17 @@ def _quiet(logger: logging.Logger) -> Iterator[None]:
 
 
 def _fake_server(seed: int) -> FakePixelLab:
+    from genqueue.providers.fake_pixellab import DEFAULT_TOKEN, FakeOptions, FakePixelLab
+
     return FakePixelLab(FakeOptions.demo(seed=seed, tokens={DEFAULT_TOKEN: "demo"}))
 
 
 def _settings(fake: FakePixelLab | None, output: Path) -> PixelLabSettings:
+    from genqueue.providers.fake_pixellab import DEFAULT_TOKEN
+    from genqueue.providers.guard import BreakerSettings
+    from genqueue.providers.ledger import LedgerSettings
+    from genqueue.providers.pixellab import PixelLabSettings
+
     if fake is None:
         return PixelLabSettings(output_dir=output)  # the real API: key from the environment
     return PixelLabSettings(
@@ -108,6 +128,18 @@ def _settings(fake: FakePixelLab | None, output: Path) -> PixelLabSettings:
 def _run(
     app: App, pixellab: PixelLab, requests: list[JobRequest], workers: int, concurrency: int
 ) -> pixellab_demo.DemoReport:
+    import asyncio
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from genqueue.providers.pixellab import demo as pixellab_demo
+
     columns = (TextColumn("[bold]jobs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=out) as bar:
         task = bar.add_task("jobs", total=len(requests))
@@ -132,11 +164,13 @@ def _run(
 def _money(amounts: dict[str, float]) -> str:
     usd = amounts.get("usd", 0.0)
     generations = amounts.get("generations", 0.0)
-    return f"${usd:.2f} ({generations:g} generations)"
+    return f"${usd:.2f} ({amount(generations, 'generations')})"
 
 
 def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> bool:
     """Print the summary; False when a job is missing or the fake charged one twice."""
+    from rich.table import Table
+
     table = Table(
         title="summary", box=None, title_justify="left", show_header=False, pad_edge=False
     )
@@ -150,7 +184,7 @@ def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> boo
         ("  images written", report.images),
         ("retried (at least once)", report.retried),
         ("resumed a remote job instead of resubmitting", report.resumed),
-        ("sent again once the balance showed a lost submit was not charged", report.reconciled),
+        ("resent once the balance showed no charge", report.reconciled),
         ("waited on a rate limit (no retry spent)", report.rate_limited),
         ("dead-lettered", dead),
     ]
@@ -171,18 +205,19 @@ def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> boo
         submits = sum(fake["submits_by_operation"].values())
         twice = sum(1 for n in fake["charges_by_client_job"].values() if n > 1)
         out.print(
-            f"fake PixelLab: {submits} submits, {fake['charges']} charges "
-            f"(${fake['total_charged_usd']:.2f}), {twice} jobs charged twice, "
-            f"{fake['errors']['429']} answered 429, {fake['errors']['5xx']} answered 5xx, "
-            f"{fake['dropped_connections']} connections dropped"
+            f"fake PixelLab: {plural(submits, 'submit')}, {plural(fake['charges'], 'charge')} "
+            f"(${fake['total_charged_usd']:.2f}), {plural(twice, 'job')} charged twice"
+        )
+        out.print(
+            f"  answered 429: {fake['errors']['429']}, 5xx: {fake['errors']['5xx']}; "
+            f"connections dropped: {fake['dropped_connections']}"
         )
     status = "every job accounted for" if report.accounted else "[red]SOME JOBS ARE MISSING[/red]"
     out.print(f"{status}; sprites in {report.output_dir}/")
     if twice:
-        out.print(f"[red]{twice} jobs were charged twice: please report this as a bug[/red]")
-    out.print(
-        "next: [bold]genqueue dlq list[/bold] (what failed), "
-        "[bold]genqueue dlq stats[/bold] (grouped), [bold]genqueue dlq show JOB_ID[/bold], "
-        "[bold]genqueue stats[/bold] (spend, breakers)"
-    )
+        out.print(f"[red]{plural(twice, 'job')} charged twice: please report this as a bug[/red]")
+    out.print("next: [bold]genqueue dlq list[/bold]      what failed")
+    out.print("      [bold]genqueue dlq stats[/bold]     the failures, grouped")
+    out.print("      [bold]genqueue dlq show ID[/bold]   one of them (an id's first characters do)")
+    out.print("      [bold]genqueue stats[/bold]         spend, breakers")
     return report.accounted and not twice

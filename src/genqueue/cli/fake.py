@@ -29,7 +29,10 @@ def fake_pixellab(
     ] = 0,
     public: Annotated[bool, typer.Option("--public", help="Allow a non-loopback --host.")] = False,
 ) -> None:
-    """Serve a fake PixelLab v2 API (for PIXELLAB_BASE_URL) until Ctrl-C; stats at /_fake/stats."""
+    """Serve a fake PixelLab v2 API until Ctrl-C.
+
+    Point PIXELLAB_BASE_URL at it; its statistics are at /_fake/stats.
+    """
     from genqueue.providers.fake_pixellab import DEFAULT_TOKEN, FakeOptions, FakePixelLab
 
     tokens = {token or DEFAULT_TOKEN: "cli"}

@@ -1,34 +1,48 @@
-"""Commands for jobs: ``enqueue``, ``job show|cancel``, ``jobs list``, ``stats``."""
+"""Commands for jobs: ``enqueue``, ``job show|cancel``, ``jobs list``, ``stats``.
+
+Ids may be given whole or as a unique prefix (``cli.ids``). ``enqueue --data`` takes JSON
+inline, ``@file.json`` or ``-`` (standard input).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from genqueue.app import App
 from genqueue.cli.common import (
     AppOpt,
     BackendOpt,
     JsonOpt,
     load_app,
+    more_pages,
     out,
     parse_duration,
     print_json,
     run_with_app,
 )
-from genqueue.cli.render import jobs_table, show_job, stats_view
 from genqueue.errors import InvalidInput
-from genqueue.job import Job
-from genqueue.serialization import parse_json_text
 
-job_app = typer.Typer(help="Inspect or cancel one job.", no_args_is_help=True)
-jobs_app = typer.Typer(help="List jobs.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from genqueue.app import App
+    from genqueue.job import Job
+
+job_app = typer.Typer(
+    help="Inspect or cancel one job.", no_args_is_help=True, rich_markup_mode=None
+)
+jobs_app = typer.Typer(help="List jobs.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def enqueue(
     task: Annotated[str, typer.Argument(help="Registered task name, e.g. demo.generate.")],
-    data: Annotated[str, typer.Option("--data", "-d", help="Job data as JSON.")] = "null",
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", "-d", help="Job data: JSON, @file.json, or - to read standard input."
+        ),
+    ] = "null",
     user: Annotated[str | None, typer.Option("--user", help="User the job belongs to.")] = None,
     delay: Annotated[
         float | None, typer.Option("--delay", help="Seconds to wait before it runs.")
@@ -47,7 +61,7 @@ def enqueue(
     json: JsonOpt = False,
 ) -> None:
     """Enqueue one job and print its id."""
-    payload = parse_json_text(data, field="data")
+    payload = read_data(data)
     app = load_app(app_path, backend)
 
     async def go(app: App) -> Job:
@@ -68,25 +82,52 @@ def enqueue(
         out.print(f"{job.id}  {job.state.value}  {job.task} on queue {job.queue}")
 
 
+def read_data(data: str) -> Any:
+    """``--data``: inline JSON, ``@path`` (a file) or ``-`` (standard input)."""
+    from genqueue.serialization import parse_json_text
+
+    if data == "-":
+        return parse_json_text(sys.stdin.read(), field="data (standard input)")
+    if not data.startswith("@"):
+        return parse_json_text(data, field="data")
+    path = Path(data[1:]).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput(f"--data {data}: no such file", field="data") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InvalidInput(f"--data {data}: cannot read it ({reason})", field="data") from None
+    return parse_json_text(text, field=f"data in {path}")
+
+
 @job_app.command("show")
 def job_show(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: Annotated[str, typer.Argument(help="The job's id (a unique prefix will do).")],
     backend: BackendOpt = None,
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Show a job: fields, every attempt, the last error's stack."""
+    """Show a job, every attempt, the last stack."""
+    from genqueue.cli.ids import resolve
+
     app = load_app(app_path, backend)
-    job = run_with_app(app, lambda a: a.get(job_id))
+
+    async def go(app: App) -> Job:
+        return await app.get(await resolve(app, job_id))
+
+    job = run_with_app(app, go)
     if json:
         print_json(job.to_public())
     else:
+        from genqueue.cli.render import show_job
+
         show_job(job)
 
 
 @job_app.command("cancel")
 def job_cancel(
-    job_id: Annotated[str, typer.Argument(help="The job's id.")],
+    job_id: Annotated[str, typer.Argument(help="The job's id (a unique prefix will do).")],
     reason: Annotated[
         str, typer.Option("--reason", help="Why (stored on the job).")
     ] = "cancelled from the CLI",
@@ -94,9 +135,18 @@ def job_cancel(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Cancel a job that has not finished (a running one stops at its next heartbeat)."""
+    """Cancel a job that has not finished.
+
+    A running job stops at its next heartbeat.
+    """
+    from genqueue.cli.ids import resolve
+
     app = load_app(app_path, backend)
-    job = run_with_app(app, lambda a: a.cancel(job_id, reason))
+
+    async def go(app: App) -> Job:
+        return await app.cancel(await resolve(app, job_id), reason)
+
+    job = run_with_app(app, go)
     if json:
         print_json(job.to_public())
     else:
@@ -136,9 +186,11 @@ def jobs_list(
     if not page.items:
         out.print("no jobs match")
         return
+    from genqueue.cli.render import jobs_table
+
     out.print(jobs_table(page.items))
     if page.next_cursor:
-        out.print(f"more: --cursor {page.next_cursor}")
+        more_pages(page.next_cursor)
 
 
 def stats(
@@ -152,8 +204,11 @@ def stats(
     app_path: AppOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Jobs per queue and state, the DLQ, provider breakers and cooldowns, spend, and
-    success and failure rates over a window."""
+    """Jobs per state, DLQ, providers, spend, rates.
+
+    Jobs per queue and state, the DLQ, provider breakers and cooldowns, spend, and
+    success and failure rates over a window.
+    """
     from genqueue.analytics import MAX_WINDOW
     from genqueue.providers.guard import all_guard_states
     from genqueue.stats import spend_report
@@ -176,4 +231,6 @@ def stats(
     if json:
         print_json(result)
     else:
+        from genqueue.cli.render import stats_view
+
         stats_view(result)

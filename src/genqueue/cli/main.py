@@ -9,37 +9,65 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Sequence
 
 import typer
 
 from genqueue.cli import dlq, jobs
 from genqueue.cli.alerts import alerts_app
 from genqueue.cli.breaker import breaker_app
-from genqueue.cli.common import err, fail_line
+from genqueue.cli.common import configure_output, err, fail_line
 from genqueue.cli.demo import demo_command
 from genqueue.cli.fake import fake_pixellab
 from genqueue.cli.serve import serve
 from genqueue.cli.worker import worker
 from genqueue.errors import GenqueueError, NotFound
 
-cli = typer.Typer(
-    name="genqueue",
-    help="genqueue: a job queue for AI generation work, with retries and a dead letter queue.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-cli.command("demo")(demo_command)
-cli.command("fake-pixellab")(fake_pixellab)
-cli.command("worker")(worker)
-cli.command("serve")(serve)
-cli.command("enqueue")(jobs.enqueue)
-cli.command("stats")(jobs.stats)
-cli.add_typer(jobs.job_app, name="job")
-cli.add_typer(jobs.jobs_app, name="jobs")
-cli.add_typer(dlq.dlq_app, name="dlq")
-cli.add_typer(breaker_app, name="breaker")
-cli.add_typer(alerts_app, name="alerts")
+_ADD: dict[str, Callable[[typer.Typer], object]] = {
+    "demo": lambda t: t.command("demo")(demo_command),
+    "fake-pixellab": lambda t: t.command("fake-pixellab")(fake_pixellab),
+    "worker": lambda t: t.command("worker")(worker),
+    "serve": lambda t: t.command("serve")(serve),
+    "enqueue": lambda t: t.command("enqueue")(jobs.enqueue),
+    "stats": lambda t: t.command("stats")(jobs.stats),
+    "job": lambda t: t.add_typer(jobs.job_app, name="job"),
+    "jobs": lambda t: t.add_typer(jobs.jobs_app, name="jobs"),
+    "dlq": lambda t: t.add_typer(dlq.dlq_app, name="dlq"),
+    "breaker": lambda t: t.add_typer(breaker_app, name="breaker"),
+    "alerts": lambda t: t.add_typer(alerts_app, name="alerts"),
+}
+
+
+def build(argv: Sequence[str] | None = None) -> typer.Typer:
+    """The command tree; only the group ``argv`` names, when it names one.
+
+    Typer turns every command's signature into click parameters before running any:
+    building only the one asked for is a quarter of ``genqueue dlq list``'s start-up.
+    """
+    tree = typer.Typer(
+        name="genqueue",
+        help="genqueue: a job queue for AI generation work, with retries and a dead letter queue.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        # Plain help: rich-formatted help imports a Markdown parser, a third of start-up.
+        rich_markup_mode=None,
+    )
+    # A callback keeps the tree a group even when it holds one command.
+    tree.callback()(_group)
+    wanted = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    for name, add in _ADD.items():
+        if wanted not in _ADD or name == wanted:
+            add(tree)
+    return tree
+
+
+def _group() -> None:
+    """genqueue: a job queue for AI generation work, with retries and a dead letter queue."""
+
+
+#: The whole tree (for tools that inspect it; ``run`` builds what it needs).
+cli = build()
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -51,7 +79,8 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    command = typer.main.get_command(cli)
+    configure_output()
+    command = typer.main.get_command(build(sys.argv[1:] if argv is None else argv))
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of raising.
         result = command.main(args=argv, prog_name="genqueue", standalone_mode=False)

@@ -12,7 +12,6 @@ import typer
 
 from genqueue.cli.common import AppOpt, BackendOpt, load_app, out
 from genqueue.errors import MissingExtra
-from genqueue.settings import WorkerSettings
 
 
 def serve(
@@ -41,6 +40,7 @@ def serve(
     if log_level.lower() not in ("debug", "info", "warning", "error"):
         raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
     from genqueue.service.settings import ServiceSettings
+    from genqueue.settings import WorkerSettings
 
     settings = ServiceSettings.from_env(host=host, port=port, workers=not no_workers)
     worker_settings = WorkerSettings(concurrency=concurrency)

@@ -1,5 +1,8 @@
 """``genqueue worker``: run a worker in the foreground.
 
+With ``--burst`` it stops once nothing is running or due, after waiting for retries and
+snoozes due within ``--burst-horizon`` seconds, and says what it left.
+
 Unless ``--no-alerts``, ``GENQUEUE_ALERTS=off`` or ``[alerts] enabled = false`` in the
 settings file, the worker takes part in alert evaluation (one worker of all evaluates;
 see ``genqueue.observability.alerts``) with the notification targets of the same file.
@@ -7,7 +10,6 @@ see ``genqueue.observability.alerts``) with the notification targets of the same
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Annotated
 
@@ -15,14 +17,15 @@ import typer
 
 from genqueue.cli.alerts import SettingsOpt
 from genqueue.cli.common import AppOpt, BackendOpt, load_app, out
-from genqueue.events import configure_logging
-from genqueue.settings import WorkerSettings
-from genqueue.worker import Worker
+from genqueue.errors import InvalidInput
+from genqueue.humanize import number, plural, seconds
 
 if TYPE_CHECKING:
     from genqueue.app import App
+    from genqueue.burst import Left
     from genqueue.observability.alerts import AlertEvaluator
     from genqueue.observability.metrics import Metrics
+    from genqueue.settings import WorkerSettings
 
 
 def worker(
@@ -34,6 +37,13 @@ def worker(
     burst: Annotated[
         bool, typer.Option("--burst", help="Exit once nothing is running or due.")
     ] = False,
+    burst_horizon: Annotated[
+        float,
+        typer.Option(
+            "--burst-horizon",
+            help="With --burst: wait for retries and snoozes due within this many seconds.",
+        ),
+    ] = 5.0,
     lease: Annotated[
         float, typer.Option("--lease", help="Lease seconds, renewed by heartbeats.")
     ] = 30.0,
@@ -77,17 +87,24 @@ def worker(
     backend: BackendOpt = None,
     app_path: AppOpt = None,
 ) -> None:
-    """Run a worker until SIGTERM/SIGINT (graceful; a second signal releases jobs at once)."""
-    level = logging.getLevelName(log_level.upper())
-    if not isinstance(level, int):
-        raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
+    """Run a worker until SIGTERM/SIGINT.
+
+    Shutdown is graceful; a second signal releases running jobs at once.
+    """
+    import asyncio
+
+    from genqueue.events import configure_logging
+    from genqueue.settings import WorkerSettings
+    from genqueue.worker import Worker
+
+    level = _check(log_level, queue, burst_horizon)
     settings = WorkerSettings(
         concurrency=concurrency,
         lease_seconds=lease,
         shutdown_grace=grace,
         integrity_check=not skip_integrity_check,
     )
-    app = load_app(app_path, backend)
+    app = load_app(app_path, backend, worker=True)
     alerts = None if no_alerts else alert_evaluator(app, settings_file)
     if settings_file:
         _install_auto_redrive(app, settings_file)
@@ -97,6 +114,7 @@ def worker(
         queues=queue,
         settings=settings,
         burst=burst,
+        burst_horizon=burst_horizon,
         handle_signals=True,
         alerts=alerts.run if alerts is not None else None,
     )
@@ -127,8 +145,32 @@ def worker(
         raise typer.BadParameter("must be between 0 and 65535", param_hint="--metrics-port")
     asyncio.run(main())
     if not log_json:
-        done = ", ".join(f"{k} {v}" for k, v in sorted(runner.stats.items())) or "nothing"
+        done = ", ".join(f"{k} {v}" for k, v in sorted(runner.stats.items())) or "nothing to do"
         out.print(f"worker stopped: {done}")
+        _say_what_is_left(runner.burst_left, burst_horizon)
+
+
+def _check(log_level: str, queues: list[str] | None, burst_horizon: float) -> int:
+    """The log level, once the options are known to be valid (one clear line if not)."""
+    from genqueue.task import check_queue_name
+
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
+    for name in queues or ():
+        check_queue_name(name)  # the rule the API applies
+    if not 0 <= burst_horizon <= 86400:
+        raise InvalidInput("--burst-horizon must be between 0 and 86400 seconds")
+    return level
+
+
+def _say_what_is_left(left: Left | None, horizon: float) -> None:
+    if left is not None and left.count and left.next_in is not None:
+        out.print(
+            f"left {plural(left.count, 'job')} scheduled later than {number(horizon)} s: "
+            f"next in {seconds(left.next_in)} (run a worker without --burst, or raise "
+            "--burst-horizon)"
+        )
 
 
 def alert_evaluator(app: App, settings_file: str | None) -> AlertEvaluator | None:

@@ -36,6 +36,8 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from genqueue.humanize import amounts
+
 Record = dict[str, Any]
 Amounts = dict[str, float]
 Outcome = Literal["accepted", "rejected", "uncertain"]
@@ -404,11 +406,7 @@ def _decide(rec: Record, window: Record, unknown: str | None) -> list[Verdict]:
     elif not units:
         why = "the balance reports no unit that usage reports"
     else:
-        why = (
-            "the account was charged "
-            + ", ".join(f"{amount:g} {unit}" for unit, amount in sorted(moved.items()))
-            + " that no accepted submit explains"
-        )
+        why = f"the account was charged {amounts(moved)} that no accepted submit explains"
     charged = {unit: amount for unit, amount in moved.items() if amount > 0}
     _add(rec["totals"]["unexplained"], charged)
     share = {unit: round(amount / len(jobs), 9) for unit, amount in charged.items()}

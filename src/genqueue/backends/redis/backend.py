@@ -194,6 +194,18 @@ class RedisBackend(SharedStateMixin, Backend):
         queues = [query.queue] if query.queue is not None else await self.queues()
         return await listing.list_jobs(self.conn, self.keys, queues, query, self._load)
 
+    async def job_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        conn, found = self.conn, set()
+        for queue in await self.queues():
+            key = self.keys.queue(queue)["hot"]
+
+            async def scan(key: str = key) -> set[str]:
+                ids = conn.redis.hscan_iter(key, match=f"{prefix}*", count=1000)
+                return {i.decode() if isinstance(i, bytes) else i async for i, _ in ids}
+
+            found |= await conn.call("HSCAN", scan)
+        return sorted(found)[:limit]
+
     async def counts(self) -> dict[str, dict[str, int]]:
         queues = await self.queues()
         states = JobState

@@ -13,6 +13,7 @@ already stored, and a fetch whose reply was lost only leaves leases that expire.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -64,6 +65,7 @@ class RedisOptions:
             else:
                 theirs.append((key, value))  # redis-py's own options (ssl_cert_reqs, ...)
         plain = urlunsplit(parts._replace(query=urlencode(theirs)))
+        _check_client_options(plain, [key for key, _ in theirs])
         try:
             return cls(
                 url=plain,
@@ -90,6 +92,34 @@ _OPTION_NAMES = frozenset(
         "max_connections",
     )
 )
+
+
+def _check_client_options(url: str, names: Sequence[str]) -> None:
+    """Refuse an option redis-py does not know (it would fail later with a TypeError)."""
+    from redis.asyncio.connection import (
+        URL_QUERY_ARGUMENT_PARSERS,
+        Connection,
+        SSLConnection,
+        parse_url,
+    )
+
+    known = set(URL_QUERY_ARGUMENT_PARSERS)
+    connection = SSLConnection if url.startswith("rediss:") else Connection
+    for cls in connection.__mro__:
+        init = vars(cls).get("__init__")
+        if init is not None:
+            known |= set(inspect.signature(init).parameters) - {"self", "args", "kwargs"}
+    for name in names:
+        if name not in known:
+            raise ConfigError(
+                f"unknown option {name!r} in the Redis URL {safe_url(url)}: genqueue's "
+                f"options are {', '.join(sorted(_OPTION_NAMES))}; others go to redis-py "
+                "(e.g. ssl_cert_reqs for rediss://)"
+            )
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"invalid Redis URL {safe_url(url)}: {exc}") from None
 
 
 def safe_url(url: str) -> str:

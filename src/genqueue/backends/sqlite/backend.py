@@ -259,6 +259,14 @@ class SQLiteBackend(Backend):
             jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more and jobs else None
         )
 
+    async def job_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        # A range on the unique index of ids; ids are lowercase hex, so "g" sorts after.
+        sql = "SELECT id FROM jobs WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
+        rows = await self._read(
+            lambda conn: conn.execute(sql, (prefix, prefix + "g", limit)).fetchall()
+        )
+        return [str(row[0]) for row in rows]
+
     async def counts(self) -> dict[str, dict[str, int]]:
         rows = await self._read(lambda conn: conn.execute(q.COUNTS).fetchall())
         out: dict[str, dict[str, int]] = {}

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genqueue.errors import InvalidInput
 from genqueue.providers.breaker import BreakerSettings
 from genqueue.providers.ledger import LedgerSettings
-from genqueue.providers.pixellab.routes import Route
 
+if TYPE_CHECKING:
+    from genqueue.providers.pixellab.routes import Route
+
+TASK = "pixellab.generate"
 API_KEY_ENV = "PIXELLAB_API_KEY"
 OUTPUT_ENV = "GENQUEUE_OUTPUT_DIR"
 

@@ -35,14 +35,12 @@ from genqueue.providers.guard import ProviderGuard, account_id, release_jitter
 from genqueue.providers.pixellab import polling, submitting
 from genqueue.providers.pixellab.client import PixelLabClient, RequestRecord
 from genqueue.providers.pixellab.routes import Route, parse_data, route_for
-from genqueue.providers.pixellab.settings import API_KEY_ENV, OUTPUT_ENV, PixelLabSettings
+from genqueue.providers.pixellab.settings import API_KEY_ENV, OUTPUT_ENV, TASK, PixelLabSettings
 from genqueue.providers.png import png_size
 from genqueue.providers.reconcile import Reconciler
 from genqueue.signals import Snooze
 
 __all__ = ["API_KEY_ENV", "OUTPUT_ENV", "TASK", "PixelLab", "PixelLabSettings", "parse_data"]
-
-TASK = "pixellab.generate"
 
 
 class PixelLab:
