@@ -39,7 +39,7 @@ class Workers:
         cmd = [
             sys.executable, "-m", "genqueue.cli.main", "worker",
             "--app", "tests.chaos.chaos_app:app", "--lease", "1", "--grace", "1",
-            "--log-level", "warning", *args,
+            "--log-level", "warning", "--no-alerts", *args,
         ]  # fmt: skip
         proc = subprocess.Popen(
             cmd, env=self.env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
