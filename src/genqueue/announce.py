@@ -95,3 +95,19 @@ def _failure(events: Events, job: Job, new: Job, plan: Plan, base: dict[str, obj
         retry_count=new.retry_count,
         cost=new.cost or None,
     )
+
+
+def announce_started(events: Events, job: Job, worker: str) -> None:
+    """A worker began an attempt (``job`` as fetched)."""
+    waited = round(max(0.0, (job.started_at or job.run_at) - job.run_at), 6)
+    events.emit(EventName.JOB_STARTED, job_id=job.id, task=job.task, queue=job.queue,
+                attempt=job.attempts, worker=worker, waited=waited)  # fmt: skip
+
+
+def announce_overrun(
+    events: Events, job: Job, worker: str, reason: str, running_for: float
+) -> None:
+    """A sync task's attempt ended (timeout, shutdown) but its thread runs on."""
+    events.emit(EventName.ATTEMPT_OVERRUN, job_id=job.id, task=job.task, queue=job.queue,
+                attempt=job.attempts, worker=worker, reason=reason,
+                running_for=running_for)  # fmt: skip

@@ -181,6 +181,15 @@ def failure(kind: ErrorKind, message: str, error_type: str, *, retryable: bool) 
     return ClassifiedError(kind=kind, retryable=retryable, message=message, type=error_type)
 
 
+def worker_lost(job: Job, classifier: ErrorClassifier, why: str) -> Outcome:
+    """The attempt's worker lost the job (died, or its lease expired): a failed attempt,
+    retried only when the task's classifier counts ``worker_lost`` as transient."""
+    kinds = classifier.retryable_kinds
+    error = failure(ErrorKind.WORKER_LOST, why, "genqueue.WorkerLost",
+                    retryable=ErrorKind.WORKER_LOST in kinds)  # fmt: skip
+    return Outcome(OutcomeKind.FAILED, error=error)
+
+
 # -- planning ---------------------------------------------------------------------------------
 
 

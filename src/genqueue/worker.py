@@ -30,16 +30,15 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from genqueue import presence
-from genqueue.announce import announce
+from genqueue import maintenance, presence
+from genqueue.announce import announce, announce_overrun, announce_started
 from genqueue.backends.base import Lease, RunningUpdate
 from genqueue.batcher import MoveBatcher
 from genqueue.burst import Left, delayed_jobs
-from genqueue.classify import ErrorKind
 from genqueue.context import JobContext, LeaseLost
 from genqueue.errors import StorageCorrupt
 from genqueue.events import EventName
-from genqueue.execution import Outcome, OutcomeKind, PlanContext, execute, failure, plan, unrunnable
+from genqueue.execution import Outcome, PlanContext, execute, plan, unrunnable, worker_lost
 from genqueue.job import Job
 from genqueue.running import JOB_TASK_PREFIX, RunningJob, released
 from genqueue.settings import WorkerSettings
@@ -202,17 +201,8 @@ class Worker:
             return
         running.overrun = True
         self.stats["overrun"] += 1
-        job = running.job
-        self.app.events.emit(
-            EventName.ATTEMPT_OVERRUN,
-            job_id=job.id,
-            task=job.task,
-            queue=job.queue,
-            attempt=job.attempts,
-            worker=self.id,
-            reason=reason,
-            running_for=round(time.monotonic() - running.started, 3),
-        )
+        running_for = round(time.monotonic() - running.started, 3)
+        announce_overrun(self.app.events, running.job, self.id, reason, running_for)
 
     async def _shutdown(self) -> None:
         await self._batcher.drain()
@@ -356,15 +346,7 @@ class Worker:
         if problem is not None:
             return problem
         assert task is not None
-        self.app.events.emit(
-            EventName.JOB_STARTED,
-            job_id=job.id,
-            task=job.task,
-            queue=job.queue,
-            attempt=job.attempts,
-            worker=self.id,
-            waited=round(max(0.0, (job.started_at or job.run_at) - job.run_at), 6),
-        )
+        announce_started(self.app.events, job, self.id)
         ctx = JobContext(job, self.app, self.id, self._write_running, asyncio.get_running_loop())
         classifier = self.app.classifier_for(job.task, job.queue)
         if not task.is_async:
@@ -389,9 +371,12 @@ class Worker:
                 current.uncancel()
             outcome = released()
         except LeaseLost:
-            # Found out by the task instead of a heartbeat: as lost, writing nothing; the
-            # reclaimer records the attempt (``worker_lost``), retried as such.
+            # Found out by the task instead of a heartbeat. The attempt is recorded as
+            # ``worker_lost`` here, with what it spent and its remote id (a paid submit
+            # must not vanish), unless another worker took the job meanwhile.
             self._lost(running)
+            why = f"worker lost: {self.id} lost the lease of attempt {job.attempts}"
+            await self._finish(job, worker_lost(job, classifier, why), reclaim=True)
             return None
         settled = running.settle(outcome)
         if settled is not None:
@@ -499,45 +484,14 @@ class Worker:
 
     async def reclaim(self) -> int:
         """Fail the jobs of lost workers (expired leases); return how many were reclaimed."""
-        count = 0
-        for job in await self.app.backend.expired(200):
-            kinds = self.app.classifier_for(job.task, job.queue).retryable_kinds
-            error = failure(
-                ErrorKind.WORKER_LOST,
-                f"worker lost: {job.lease_owner or 'a worker'} stopped renewing the lease "
-                f"of attempt {job.attempts}",
-                "genqueue.WorkerLost",
-                retryable=ErrorKind.WORKER_LOST in kinds,
-            )
-            if await self._finish(job, Outcome(OutcomeKind.FAILED, error=error), reclaim=True):
-                count += 1
-        return count
+        return await maintenance.reclaim(self.app, functools.partial(self._finish, reclaim=True))
 
     async def _sweep_loop(self) -> None:
         await self._every(self.settings.sweep_interval, self.sweep)
 
     async def sweep(self) -> None:
         """Enforce retention: old finished jobs and expired dead letters are deleted."""
-        await self.app.dlq.expire()
-        now = await self.app.backend.time()
-        total = 0
-        while True:
-            removed = await self.app.backend.purge_finished(
-                now - self.app.retention.finished_jobs, 1000
-            )
-            total += removed
-            if removed < 1000:
-                break
-        if total:
-            self.app.events.emit(EventName.JOBS_EXPIRED, count=total)
+        await maintenance.sweep(self.app)
 
     async def _maintain_once(self) -> None:
-        try:
-            await self._promote()
-            await self.reclaim()
-            await self.sweep()
-        except StorageCorrupt:
-            raise
-        except Exception:
-            # The side tasks retry these on their own schedule; do not refuse to start.
-            log.warning("start-up maintenance failed; continuing", exc_info=True)
+        await maintenance.start_up(self.app, functools.partial(self._finish, reclaim=True))

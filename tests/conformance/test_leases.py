@@ -143,16 +143,21 @@ async def test_remote_id_is_written_ahead(app: App) -> None:
     assert stored.remote_job_id == "pl-123" and stored.meta["submitted"] is True
 
 
-async def test_a_lease_lost_while_storing_a_remote_id_writes_nothing(
+async def test_a_lease_lost_while_storing_a_remote_id_keeps_its_cost_and_remote_id(
     app: App, clock: FakeClock
 ) -> None:
     # Found by the model test (tests/model): the context's LeaseLost was classified as
-    # the task's `unknown` failure and, with the job still active, dead-lettered it.
+    # the task's `unknown` failure and, with the job still active, dead-lettered it. Then
+    # it wrote nothing and the reclaimer recorded a bare `worker_lost`: the paid submit's
+    # cost and remote id were gone, and the next attempt would have paid again.
     recorder = Recorder(app)
+    seen: list[str | None] = []
 
     @app.task("stalls")
     async def stalls(ctx):  # type: ignore[no-untyped-def]
+        seen.append(ctx.job.remote_job_id)
         if ctx.attempt == 1:
+            ctx.add_cost(usd=0.02)
             clock.advance(31)  # stalled past its lease before any heartbeat renewed it
             await ctx.set_remote_job_id("pl-1")
         return "ok"
@@ -160,16 +165,43 @@ async def test_a_lease_lost_while_storing_a_remote_id_writes_nothing(
     job = await app.enqueue("stalls", {})
     worker = await drain(app)
     stored = await app.get(job.id)
-    assert stored.state is JobState.ACTIVE and stored.history == []  # nothing written
-    assert stored.remote_job_id is None and worker.stats["lease_lost"] == 1
+    assert worker.stats["lease_lost"] == 1
     assert recorder.of("job_lease_lost")[0]["job_id"] == job.id
-    assert await Worker(app, burst=True, settings=FAST).reclaim() == 1
-    stored = await app.get(job.id)
     assert stored.state is JobState.RETRYING and await app.backend.dlq_get(job.id) is None
     assert stored.last_error is not None and stored.last_error.kind is ErrorKind.WORKER_LOST
+    assert stored.remote_job_id == "pl-1" and stored.cost == {"usd": 0.02}
+    attempt = stored.history[-1]
+    assert attempt.details["cost"] == {"usd": 0.02}
+    assert attempt.details["remote_job_id"] == "pl-1"
+    assert await Worker(app, burst=True, settings=FAST).reclaim() == 0  # nothing left to do
     clock.advance(5)
     await drain(app)
     assert (await app.get(job.id)).state is JobState.COMPLETED
+    assert seen == [None, "pl-1"]  # the second attempt resumes the remote job
+
+
+async def test_a_lease_lost_after_another_worker_took_the_job_writes_nothing(
+    app: App, clock: FakeClock
+) -> None:
+    taken = asyncio.Event()
+
+    @app.task("slow")
+    async def slow(ctx):  # type: ignore[no-untyped-def]
+        if ctx.attempt == 1:
+            clock.advance(31)
+            # Another worker reclaims the job before this attempt writes again.
+            assert await Worker(app, burst=True, settings=FAST).reclaim() == 1
+            taken.set()
+            await ctx.set_meta(late=True)
+        return "ok"
+
+    job = await app.enqueue("slow", {})
+    worker = await drain(app)
+    stored = await app.get(job.id)
+    assert taken.is_set() and worker.stats["lease_lost"] == 1 and worker.stats["discarded"] == 1
+    assert len(stored.history) == 1 and "late" not in stored.meta
+    assert stored.history[0].error is not None
+    assert stored.history[0].error.kind is ErrorKind.WORKER_LOST
 
 
 async def test_graceful_shutdown_releases_unfinished_jobs(app: App) -> None:
