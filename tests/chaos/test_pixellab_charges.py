@@ -72,12 +72,6 @@ async def unfinished(url: str, ids: list[str]) -> int:
 def test_killed_workers_and_accept_then_fail_never_charge_a_job_twice(
     workers: Workers, tmp_path: Path
 ) -> None:
-    if workers.url.startswith("redis"):
-        # KNOWN REGRESSION (2026-12-03): on Redis some jobs stay active/scheduled past the
-        # deadline since a merge after 08:24 that day (api-polish, service-api, alerts or
-        # model-test; the run at 08:24 passed in 73 s, f7668f6 fails). Not yet bisected;
-        # the SQLite run passes. To be fixed before issue 8 is closed.
-        pytest.skip("known regression on Redis: jobs left unfinished (see comment)")
     options = FakeOptions(
         tokens={KEY: "main"},
         sync_latency=(0.01, 0.05),

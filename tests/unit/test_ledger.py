@@ -227,3 +227,52 @@ def test_an_acceptance_proven_after_the_verdict_is_not_counted_twice() -> None:
         job_costs = PRICE["usd"] + 0.025  # a:1's real cost, b:1's share
         accounted = job_costs + totals["unexplained"]["usd"] - totals["attributed"]["usd"]
         assert round(accounted, 9) == 0.05, prove
+
+
+def test_an_unpriced_submit_whose_job_ended_is_abandoned_and_frees_its_window() -> None:
+    """An async submit accepted (priced when its remote job ends) whose job was then
+    dead-lettered while polling (killed three times): nobody will price it. It held its
+    window's verdicts back for give_up_after (an hour by default); abandoning it prices it
+    at the operation's last price, counted as charged on no job, and the window decides."""
+    rec = opened()
+    rec = submit(rec, "old:1", 1, "accepted")
+    rec = ledger.settle(rec, "old:1", PRICE, "op")  # the operation's price is known
+    rec = submit(rec, "a:1", 2, "accepted")  # unpriced; its job will die
+    rec = submit(rec, "b:1", 3, "uncertain")  # not charged
+    rec = reading(rec, 100 - 0.10, 1000 - 10, at=20)
+    assert ledger.track(rec, "b:1") == "waiting"  # held back by a:1's missing price
+    assert ledger.awaiting_price(rec) == ["a:1"]
+    rec = ledger.abandon(rec, "a:1", 21)
+    assert ledger.awaiting_price(rec) == []
+    rec, decided = ledger.evaluate(rec, 21, SETTINGS)
+    assert [(v.submit_id, v.verdict) for v in decided] == [("b:1", "clear")]
+    # Spend (jobs) + charged on no job == what the account was charged.
+    assert rec["totals"]["unexplained"] == PRICE
+    assert PRICE["usd"] + rec["totals"]["unexplained"]["usd"] == 0.10
+    # Redriven, the job polls its remote job to the end and prices it: it carries the cost.
+    rec = ledger.settle(rec, "a:1", PRICE, "op")
+    assert rec["totals"]["unexplained"] == {"usd": 0.0, "generations": 0.0}
+    assert rec["unclaimed"] == {}
+
+
+def test_an_unpriced_submit_of_a_completed_job_is_priced_but_not_counted_again() -> None:
+    rec = opened()
+    rec = submit(rec, "old:1", 1, "accepted")
+    rec = ledger.settle(rec, "old:1", PRICE, "op")
+    rec = submit(rec, "a:1", 2, "accepted")
+    rec = reading(rec, 100 - 0.10, 1000 - 10, at=20)
+    rec = ledger.abandon(rec, "a:1", 21, on_job=True)
+    rec, _ = ledger.evaluate(rec, 21, SETTINGS)
+    assert rec["closed"] == [] and rec["totals"]["unexplained"] == {}
+    assert rec["totals"]["external"] == {}
+
+
+def test_abandoning_without_a_known_price_leaves_the_window_inconclusive() -> None:
+    rec = opened()
+    rec = submit(rec, "a:1", 2, "accepted")
+    rec = submit(rec, "b:1", 3, "uncertain")
+    rec = reading(rec, 100 - 0.05, 1000 - 5, at=20)
+    rec = ledger.abandon(rec, "a:1", 21)
+    rec, decided = ledger.evaluate(rec, 21, SETTINGS)
+    assert [(v.submit_id, v.verdict) for v in decided] == [("b:1", "charged")]
+    assert "unknown" in decided[0].why

@@ -19,6 +19,12 @@ reconciles with the provider's ledger. Money nobody explains (another client of 
 account, a top-up) makes a window inconclusive, which also counts as "may have been
 charged": the safe side.
 
+An accepted submit whose price comes later (an async job, priced when it ends) keeps
+its window open until then. If its job ends without pricing it (dead-lettered while the
+remote job ran, cancelled, deleted), it never will: the job is *abandoned* and the charge
+priced at the operation's last price, counted as charged but on no job (until that job,
+redriven, prices it), so a dead job never holds its window's verdicts back.
+
 Clean readings need quiet: while a window has undecided uncertain submits, a *barrier*
 stops new submits on the account until those in flight have ended and the settlement lag
 has passed (seconds to a minute; nothing else is delayed). The very first submit of an
@@ -44,6 +50,9 @@ Outcome = Literal["accepted", "rejected", "uncertain"]
 
 #: Differences below this are rounding, not charges.
 EPSILON = 1e-6
+#: How long an abandoned submit waits for its job (redriven) to price it after all: as
+#: long as a dead letter is kept by default.
+UNCLAIMED_KEPT = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ def new_record() -> Record:
         "unreadable_since": None,
         "verdicts": {},
         "prices": {},
+        "unclaimed": {},
         "totals": {
             "uncertain": 0,
             "cleared": 0,
@@ -187,6 +197,7 @@ def end(
         rec["totals"]["uncertain"] += 1
     elif outcome == "accepted" and cost is None:
         window["pending"].append(job_id)
+        window.setdefault("operations", {})[job_id] = operation
     elif outcome == "accepted":
         _charge(rec, window, cost or {}, operation)
     return rec
@@ -210,6 +221,7 @@ def settle(rec: Record, job_id: str, cost: Amounts | None, operation: str) -> Re
             rec = copy.deepcopy(rec)
             found = _windows(rec)[index]
             found["pending"].remove(job_id)
+            found.get("operations", {}).pop(job_id, None)
             _charge(rec, found, cost, operation)
             return rec
         if job_id in window["uncertain"]:
@@ -224,6 +236,39 @@ def settle(rec: Record, job_id: str, cost: Amounts | None, operation: str) -> Re
     if job_id in rec["verdicts"]:
         rec = copy.deepcopy(rec)
         _proven_late(rec, job_id, cost, operation)
+    elif job_id in rec.get("unclaimed", {}):
+        # An abandoned submit's job was redriven and priced it: the job carries the cost.
+        rec = copy.deepcopy(rec)
+        estimate = rec["unclaimed"].pop(job_id)["cost"]
+        unexplained = rec["totals"]["unexplained"]
+        for unit, amount in estimate.items():
+            if unit in unexplained:
+                unexplained[unit] = round(max(0.0, unexplained[unit] - float(amount)), 9)
+    return rec
+
+
+def awaiting_price(rec: Record) -> list[str]:
+    """Accepted submits of closed windows still waiting for their price."""
+    return [job for window in rec["closed"] for job in window["pending"]]
+
+
+def abandon(rec: Record, job_id: str, now: float, *, on_job: bool = False) -> Record:
+    """The job of an accepted, unpriced submit ended without pricing it (see the module
+    docstring): price it at its operation's last price, as charged on no job (``on_job``:
+    the job completed and carries its cost; only the ledger missed the price)."""
+    for index, window in enumerate(rec["closed"]):
+        if job_id not in window["pending"]:
+            continue
+        rec = copy.deepcopy(rec)
+        found = rec["closed"][index]
+        found["pending"].remove(job_id)
+        operation = found.get("operations", {}).pop(job_id, "")
+        cost = rec["prices"].get(operation)
+        _charge(rec, found, cost, operation)  # no price known: the window is inconclusive
+        if cost and not on_job:
+            _add(rec["totals"]["unexplained"], cost)
+            rec.setdefault("unclaimed", {})[job_id] = {"cost": cost, "at": now}
+        return rec
     return rec
 
 
@@ -367,6 +412,9 @@ def evaluate(rec: Record, now: float, settings: LedgerSettings) -> tuple[Record,
     old = [job for job, v in rec["verdicts"].items() if now - v["at"] > settings.give_up_after]
     for job in old:
         del rec["verdicts"][job]
+    unclaimed = rec.setdefault("unclaimed", {})
+    for job in [job for job, u in unclaimed.items() if now - u["at"] > UNCLAIMED_KEPT]:
+        del unclaimed[job]
     return rec, decided
 
 

@@ -11,18 +11,21 @@ barrier) moves the reconciliation on by taking a clean reading when one can be t
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from genqueue.app import App
+from genqueue.job import JobState
 from genqueue.providers import ledger
 from genqueue.providers.ledger import Amounts, LedgerSettings, Outcome, Record, Verdict
 
 log = logging.getLogger("genqueue.providers")
 
 CAS_TRIES = 50
+ENDED = (JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED)
 BalanceReader = Callable[[], Awaitable[Amounts]]
 
 
@@ -159,7 +162,19 @@ class Reconciler:
 
         await self._change(close)
 
+    async def _abandon_unpriced(self) -> None:
+        """Accepted submits whose jobs ended without pricing them never will be priced."""
+        record, _ = await self._load()
+        for submit_id in ledger.awaiting_price(record):
+            job = await self.app.backend.get(submit_id.rsplit(":", 1)[0])
+            if job is not None and job.state not in ENDED:
+                continue  # still running, waiting or retrying: it prices it when it ends
+            # A completed job carries its cost; only the ledger missed its price.
+            on_job = job is not None and job.state is JobState.COMPLETED
+            await self._change(functools.partial(_abandon, submit_id=submit_id, on_job=on_job))
+
     async def _evaluate(self) -> None:
+        await self._abandon_unpriced()
         decided: list[Verdict] = []
 
         def evaluate(record: Record, now: float) -> Record | None:
@@ -177,3 +192,7 @@ class Reconciler:
     async def summary(self) -> dict[str, Any]:
         record, _ = await self._load()
         return ledger.summary(record)
+
+
+def _abandon(record: Record, now: float, *, submit_id: str, on_job: bool) -> Record:
+    return ledger.abandon(record, submit_id, now, on_job=on_job)
