@@ -6,12 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 
 import httpx
 
 from genqueue import App
 from genqueue.classify import ErrorKind
 from genqueue.job import JobState
+from genqueue.observability.alerts.seen import seen_since
 from tests.conformance.helpers import make_dead
 
 
@@ -66,7 +68,9 @@ async def test_entry_shows_its_attempt_history(
     client: httpx.AsyncClient, admin: dict[str, str], gq: App
 ) -> None:
     ids = await fill(gq)
+    assert await seen_since(gq, math.inf) == 0
     entry = (await client.get(f"/api/v1/dlq/{ids['server'][0]}", headers=admin)).json()
+    assert await seen_since(gq, math.inf) == 1  # shown on its own: marked as looked at
     assert entry == (await gq.dlq.get(ids["server"][0])).to_public()
     assert entry["error_kind"] == "server" and entry["history"]
     assert entry["last_error"]["message"] == "upstream 500"

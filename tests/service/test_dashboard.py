@@ -1,8 +1,9 @@
-"""The dashboard over HTTP (ASGI in process) on SQLite: login, CSRF, escaping, every page,
-and the DLQ actions changing state."""
+"""The dashboard over HTTP (ASGI in process) on SQLite and Redis: login, CSRF, escaping,
+every page, and the DLQ actions changing state."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,17 +13,22 @@ import httpx
 import pytest
 
 from genqueue import App, FakeClock, JobState
+from genqueue.observability.alerts.seen import seen_since
 from genqueue.service import audit
 from genqueue.service.dashboard.session import COOKIE
 from genqueue.testing import run_until_idle
+from tests.conftest import backend_url
+from tests.service.conftest import SERVICE_BACKENDS
 from tests.service.dashboard_app import ADMIN, Provider, make_app, web_app
 
 XSS = "<script>alert(1)</script>"
 
 
-@pytest.fixture
-async def setup(tmp_path: Path) -> AsyncIterator[tuple[App, Provider]]:
-    app, provider = make_app(f"sqlite:///{tmp_path / 'dash.db'}", clock=FakeClock())
+@pytest.fixture(params=SERVICE_BACKENDS)
+async def setup(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[App, Provider]]:
+    app, provider = make_app(backend_url(str(request.param), tmp_path), clock=FakeClock())
     async with app:
         yield app, provider
 
@@ -184,6 +190,7 @@ async def test_entry_shows_attempt_timeline(
     [job_id] = await dead_jobs(setup[0], 1, msg="boom-42")
     await login(client)
     html = (await client.get(f"/dlq/{job_id}")).text
+    assert await seen_since(setup[0], math.inf) == 1  # opened: marked as looked at
     assert html.count('class="attempt outcome-dead"') == 1
     assert "upstream exploded: boom-42" in html
     assert "RuntimeError" in html  # the stack

@@ -21,6 +21,7 @@ from genqueue import serialization
 from genqueue.deadletter import CSV_COLUMNS, csv_row
 from genqueue.entry import DeadLetter, DLQFilter
 from genqueue.errors import InvalidInput
+from genqueue.observability.alerts.seen import mark_seen
 from genqueue.service import audit
 from genqueue.service.api.common import (
     JOB_ID,
@@ -275,7 +276,9 @@ async def purge(body: Purge, app: GenApp, caller: AdminCaller) -> dict[str, Any]
 async def get_entry(job_id: EntryId, app: GenApp, caller: AdminCaller) -> dict[str, Any]:
     """Why it failed, every attempt (time, worker, duration, kind, status, message, delay,
     remote id, cost), the stack (the CLI's ``dlq show --json``)."""
-    return (await app.dlq.get(job_id)).to_public()
+    entry = await app.dlq.get(job_id)
+    await mark_seen(app, [entry])  # somebody looked: the retention_unseen alert skips it
+    return entry.to_public()
 
 
 @router.post("/{job_id}/redrive", summary="Redrive one entry")

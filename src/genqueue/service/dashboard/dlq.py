@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -17,14 +16,13 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from genqueue.backends.base import Move
 from genqueue.classify import ErrorKind
 from genqueue.entry import DeadLetter, DLQFilter
-from genqueue.errors import InvalidInput, RedriveRefused
-from genqueue.events import EventName
-from genqueue.job import JobState, check_job_id
+from genqueue.errors import InvalidInput
+from genqueue.job import check_job_id
+from genqueue.observability.alerts.seen import mark_seen
 from genqueue.redact import MASK
-from genqueue.serialization import check_json, data_digest, parse_instant
+from genqueue.serialization import data_digest, parse_instant
 from genqueue.service import audit
 from genqueue.service.dashboard.csrf import verify
 from genqueue.service.dashboard.web import field, page, read_form, redirect
@@ -135,6 +133,7 @@ def add_routes(router: APIRouter, app: App, sessions: Sessions) -> None:
     async def dlq_entry(request: Request, job_id: str) -> Response:
         session = sessions.require(request)
         entry = await app.dlq.get(job_id)
+        await mark_seen(app, [entry])  # somebody looked: the retention_unseen alert skips it
         return _entry_page(request, app, session=session, entry=entry)
 
     @router.post("/dlq/{job_id}/retry")
@@ -151,12 +150,13 @@ def add_routes(router: APIRouter, app: App, sessions: Sessions) -> None:
         verify(request, session, form)
         entry = await app.dlq.get(job_id)
         try:
-            data = _new_data(app, entry, field(form, "data"))
+            data = _new_data(field(form, "data"))
+            job = await app.dlq.redrive_edited(job_id, data, by=session.who)
         except InvalidInput as exc:
             return _entry_page(
                 request, app, session=session, entry=entry, error=str(exc), draft=form
             )
-        job_id = await edit_and_redrive(app, entry, data)
+        job_id = job.id
         await audit.record(
             app,
             who=session.who,
@@ -213,53 +213,16 @@ def _entry_page(
     )
 
 
-def _new_data(app: App, entry: DeadLetter, text: str) -> Any:
+def _new_data(text: str) -> Any:
+    """The edited data from the form (the task's model and JSON rules are checked by
+    ``DeadLetterQueue.redrive_edited``)."""
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"data is not valid JSON: {exc}", field="data") from exc
     if MASK in orjson.dumps(data).decode():
         raise InvalidInput(f"replace every {MASK} value before retrying", field="data")
-    task = app.tasks.find(entry.job.task)
-    if task is not None:
-        data = task.validate_data(data)
-    check_json(data, field="data")
     return data
-
-
-async def edit_and_redrive(app: App, entry: DeadLetter, data: Any) -> str:
-    """Replace a dead job's data and put it back in its queue, in one backend move."""
-    max_redrives = app.retention.max_redrives
-    job = entry.job
-    if job.redrive_count >= max_redrives:
-        raise RedriveRefused(job.id, f"redriven {job.redrive_count} times; limit {max_redrives}")
-    now = await app.backend.time()
-    log = [*job.meta.get("redrives", []), {"at": now, "by": "operator", "edited": True}]
-    revived = replace(
-        job,
-        data=data,
-        meta={**job.meta, "redrives": log[-20:]},
-        state=JobState.QUEUED,
-        retry_count=0,
-        redrive_count=job.redrive_count + 1,
-        run_at=now,
-        updated_at=now,
-        finished_at=None,
-        lease_owner=None,
-        lease_expires_at=None,
-    )
-    (applied,) = await app.backend.move([Move(revived, JobState.DEAD, job.attempts)])
-    if not applied:
-        raise RedriveRefused(job.id, "the entry changed meanwhile (redriven or deleted)")
-    app.events.emit(
-        EventName.DLQ_RETRY,
-        job_id=job.id,
-        task=job.task,
-        queue=job.queue,
-        redrive_count=revived.redrive_count,
-        by="operator",
-    )
-    return job.id
 
 
 async def _bulk(
