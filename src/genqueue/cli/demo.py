@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from genqueue.cli.common import BackendOpt, out
+from genqueue.cli.demo_serve import wait_for_interrupt
 from genqueue.errors import ConfigError
 from genqueue.humanize import amount, plural
 
@@ -49,6 +50,11 @@ def demo_command(
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of the job mix and of the fake's faults.")
     ] = 7,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="Serve the dashboard while the demo runs (until Ctrl-C)."),
+    ] = False,
+    port: Annotated[int, typer.Option("--port", "-p", help="Dashboard port (--serve).")] = 8000,
     backend: BackendOpt = None,
 ) -> None:
     """Generate pixel art; account for every job.
@@ -70,9 +76,12 @@ def demo_command(
     from genqueue.retry import RetryPolicy
     from genqueue.settings import backend_url
 
+    if not 0 <= port <= 65535:
+        raise typer.BadParameter("must be between 0 and 65535", param_hint="--port")
     # memory:// is allowed: the demo's workers run in this process.
     url = cli_backend_url(backend_url(backend), allow_memory=True)
     with ExitStack() as stack:
+        dashboard = _dashboard(stack, url, port) if serve else None
         stack.enter_context(_quiet(logging.getLogger("genqueue")))  # the bar tells the story
         fake = None if real else stack.enter_context(_fake_server(seed))
         settings = _settings(fake, output)
@@ -85,8 +94,22 @@ def demo_command(
         requests = pixellab_demo.batch(count, seed=seed, real=real)
         report = _run(app, pixellab, requests, workers, concurrency)
         fake_stats = fake.stats() if fake else None
-    if not _print(report, fake_stats):
+        ok = _print(report, fake_stats)
+        if dashboard is not None:
+            out.print(f"the dashboard is still at {dashboard}: press Ctrl-C to stop")
+            wait_for_interrupt()
+    if not ok:
         raise typer.Exit(1)  # a lost job or a double charge is a bug, not a demo result
+
+
+def _dashboard(stack: ExitStack, url: str, port: int) -> str:
+    from genqueue.cli.demo_serve import DemoDashboard
+
+    server = DemoDashboard(url, port)
+    login = server.start()
+    stack.callback(server.stop)
+    out.print(f"dashboard: [bold]{login}[/bold]  (admin token: {server.token})")
+    return login
 
 
 @contextmanager
@@ -220,4 +243,5 @@ def _print(report: pixellab_demo.DemoReport, fake: dict[str, Any] | None) -> boo
     out.print("      [bold]genqueue dlq stats[/bold]     the failures, grouped")
     out.print("      [bold]genqueue dlq show ID[/bold]   one of them (an id's first characters do)")
     out.print("      [bold]genqueue stats[/bold]         spend, breakers")
+    out.print("      [bold]genqueue serve[/bold]         the dashboard and HTTP API")
     return report.accounted and not twice
