@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -166,6 +167,22 @@ class ServerClock:
         return self.offset is None or time.monotonic() - self.observed_at > max_age
 
 
+def _refuse_untrusted(url: str, exc: BaseException) -> None:
+    """Raise at once if the connection failed because the server's TLS certificate was not
+    trusted (a wrong ``ssl_ca_certs``, a host name not in the certificate)."""
+    seen: BaseException | None = exc
+    untrusted = "CERTIFICATE_VERIFY_FAILED" in str(exc)
+    while seen is not None and not untrusted:
+        untrusted = isinstance(seen, ssl.SSLCertVerificationError)
+        seen = seen.__cause__ or seen.__context__
+    if untrusted:
+        raise BackendError(
+            f"Redis at {safe_url(url)}: the server's TLS certificate was refused ({exc}); "
+            "check ssl_ca_certs (the CA that signed it) and that the URL's host is a name "
+            "in the certificate"
+        ) from exc
+
+
 class Connection:
     """One client with retries, NOSCRIPT handling and clock tracking."""
 
@@ -190,6 +207,7 @@ class Connection:
             except rex.AuthenticationError as exc:
                 raise BackendError(f"Redis at {safe_url(self.options.url)}: {exc}") from exc
             except (rex.ConnectionError, rex.TimeoutError, OSError, *_TRANSIENT) as exc:
+                _refuse_untrusted(self.options.url, exc)  # waiting cannot fix a certificate
                 error: Exception = exc
             except rex.ResponseError as exc:
                 raise _response_error(what, exc) from exc
