@@ -42,5 +42,8 @@ async def test_slots_limit_renew_release_and_expire(app: App, clock: FakeClock) 
     assert await backend.slot_acquire("s", "c", 2, 5)
     clock.advance(5)
     assert await backend.slot_count("s") == 1  # c expired
+    assert await backend.slot_holders("s") == ["a"]
     assert await backend.slot_acquire("s", "d", 2, 5)
+    assert sorted(await backend.slot_holders("s")) == ["a", "d"]
     assert await backend.slot_count("other") == 0
+    assert await backend.slot_holders("other") == []

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import drain
 from tests.providers.conftest import KEY
 from tests.providers.pixellab_helpers import (
     PIXFLUX,
@@ -243,3 +244,42 @@ async def test_a_remote_job_past_its_deadline_is_dead_lettered_and_a_redrive_pol
     assert job.state is JobState.COMPLETED and job.remote_job_id == dead.remote_job_id
     assert fake.stats()["submits_by_client_job"] == {job_id: 1}
     assert fake.stats()["charges_by_client_job"] == {job_id: 1}
+
+
+async def test_slots_of_jobs_that_cannot_use_them_are_freed_when_a_lane_is_full(
+    app: App,
+) -> None:
+    # Seen in the chaos test: jobs killed while polling until they were dead-lettered
+    # (worker_lost) kept their async slots until the TTL (the remote job's deadline plus a
+    # minute); with the lane's limit lowered by 429s, every other async job waited for a
+    # slot for minutes.
+    @app.task("remote", max_retries=3)
+    async def remote(ctx):  # type: ignore[no-untyped-def]
+        await ctx.set_remote_job_id("r-1")
+        raise ConnectionError("poll failed")  # retried later; the remote job runs on
+
+    @app.task("idle")
+    async def idle(ctx):  # type: ignore[no-untyped-def]
+        return None
+
+    resuming = await app.enqueue("remote", {})
+    await drain(app)
+    assert (await app.get(resuming.id)).state is JobState.RETRYING
+    cancelled = await app.enqueue("idle", {})
+    await app.cancel(cancelled.id)
+    running = await app.enqueue("idle", {})
+    [fetched] = await app.backend.fetch(["default"], "w1", 1, 30)
+    assert fetched.id == running.id  # ACTIVE: its attempt is under way
+    guard = ProviderGuard(app, "acct", max_in_flight=3)
+    for job in (resuming, cancelled, running):
+        assert await guard.acquire_slot(job.id, 600, "async")
+    newcomer = await app.enqueue("idle", {})
+    assert await guard.acquire_slot(newcomer.id, 600, "async")  # the cancelled job's slot
+    held = set(await app.backend.slot_holders("inflight:acct"))
+    assert held == {resuming.id, running.id, newcomer.id}
+    # On the sync lane a request lives only during its attempt: a job waiting to retry
+    # holds nothing there, remote job or not.
+    for job in (resuming, running):
+        assert await guard.acquire_slot(job.id, 600, "sync")
+    assert await guard.reap_slots("sync") == 1
+    assert await app.backend.slot_holders("inflight:acct:sync") == [running.id]

@@ -247,6 +247,10 @@ class Backend(ABC):
     async def slot_count(self, key: str) -> int:
         """Live (unexpired) slots held under ``key``."""
 
+    @abstractmethod
+    async def slot_holders(self, key: str) -> list[str]:
+        """Who holds the live (unexpired) slots under ``key``."""
+
     # -- tallies (analytics) -----------------------------------------------------------
     # Counters per minute (bucket = epoch seconds // 60), summed over a range on read.
 

@@ -79,6 +79,10 @@ class _SharedStateMixin:
         now = self.clock.now()
         return sum(1 for expires in self._slots[key].values() if expires > now)
 
+    async def slot_holders(self, key: str) -> list[str]:
+        now = self.clock.now()
+        return [holder for holder, expires in self._slots[key].items() if expires > now]
+
     async def tally_add(self, bucket: int, counts: Mapping[str, float], keep: float) -> None:
         into = self._tallies.setdefault(bucket, {})
         for name, n in counts.items():

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from genqueue.app import App
 from genqueue.events import EventName
+from genqueue.job import Job, JobState
 from genqueue.providers import breaker as breakers
 from genqueue.providers import ledger
 from genqueue.providers.breaker import ACCOUNTS_KEY, BreakerSettings, Change, Gate
@@ -38,6 +39,7 @@ CAS_TRIES = 20
 Lane = Literal["sync", "async"]
 #: Rate-limit strikes are forgotten this long after the last cooldown (or at a success).
 STRIKE_MEMORY = 60.0
+ENDED = (JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED)
 
 
 def account_id(provider: str, api_key: str) -> str:
@@ -218,10 +220,28 @@ class ProviderGuard:
 
     async def acquire_slot(self, job_id: str, ttl: float, lane: Lane = "async") -> bool:
         found = await self.app.backend.state_get(self._limit_key(lane))
-        limit = int(found[0]["limit"]) if found else self.max_in_flight
-        return await self.app.backend.slot_acquire(
-            self._slots_key(lane), job_id, max(1, limit), ttl
+        limit = max(1, int(found[0]["limit"]) if found else self.max_in_flight)
+        key = self._slots_key(lane)
+        if await self.app.backend.slot_acquire(key, job_id, limit, ttl):
+            return True
+        # Full: maybe of slots whose jobs will never give them back.
+        return await self.reap_slots(lane) > 0 and await self.app.backend.slot_acquire(
+            key, job_id, limit, ttl
         )
+
+    async def reap_slots(self, lane: Lane) -> int:
+        """Free the slots of jobs that cannot be using them: ended (dead-lettered by a
+        reclaim after their worker died, cancelled, deleted), or not running and holding
+        nothing remote (a sync request lives only during its attempt; an async slot stands
+        for a remote job). Otherwise such a slot would block the lane until its TTL (the
+        remote job's deadline, minutes). Returns how many were freed."""
+        backend = self.app.backend
+        freed = 0
+        for holder in await backend.slot_holders(self._slots_key(lane)):
+            if _cannot_use_slot(await backend.get(holder), lane):
+                await self.release_slot(holder, lane)
+                freed += 1
+        return freed
 
     async def hold_slot(self, job_id: str, ttl: float) -> None:
         """Take or renew an async slot whatever the limit: the job already runs remotely."""
@@ -253,6 +273,14 @@ class ProviderGuard:
         await self._update(
             self._limit_key(lane), lambda value: _increase(value, self.max_in_flight)
         )
+
+
+def _cannot_use_slot(job: Job | None, lane: Lane) -> bool:
+    if job is None or job.state in ENDED:
+        return True
+    if job.state is JobState.ACTIVE:
+        return False  # its attempt runs (or its worker died: the reclaim decides)
+    return lane == "sync" or not job.remote_job_id
 
 
 def _increase(value: Any, maximum: int) -> Any:

@@ -283,6 +283,12 @@ async def slot_count(run: Evaluator, key: str, clock: str) -> CountReply:
     return CountReply(_now(reply), int(reply[1]))
 
 
+@_wrapper
+async def slot_holders(run: Evaluator, key: str, clock: str) -> IdsReply:
+    reply = await run(SCRIPTS["slot_holders"], [key], [clock])
+    return IdsReply(_now(reply), [_text(holder) for holder in reply[1:]])
+
+
 class GroupsReply(NamedTuple):
     now: float
     #: Lex bound to resume from, or "" when every group was returned.

@@ -90,3 +90,7 @@ class SharedStateMixin:
     async def slot_count(self, key: str) -> int:
         reply = await scripts.slot_count(self.conn.evaluate, self.keys.slots(key), self._clock())
         return reply.n
+
+    async def slot_holders(self, key: str) -> list[str]:
+        reply = await scripts.slot_holders(self.conn.evaluate, self.keys.slots(key), self._clock())
+        return reply.ids

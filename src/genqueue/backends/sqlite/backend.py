@@ -484,6 +484,10 @@ class SQLiteBackend(Backend):
         now = self.clock.now()
         return await self._read(lambda conn: state.count(conn, key, now))
 
+    async def slot_holders(self, key: str) -> list[str]:
+        now = self.clock.now()
+        return await self._read(lambda conn: state.holders(conn, key, now))
+
     async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
         where, params = q.dlq_where(filter, None)
         return await self._read(lambda conn: q.dlq_stats(conn, where, params, top))

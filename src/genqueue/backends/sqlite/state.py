@@ -84,6 +84,13 @@ def release(conn: sqlite3.Connection, key: str, holder: str) -> None:
     conn.execute("DELETE FROM slots WHERE key = ? AND holder = ?", (key, holder))
 
 
+def holders(conn: sqlite3.Connection, key: str, now: float) -> list[str]:
+    rows = conn.execute(
+        "SELECT holder FROM slots WHERE key = ? AND expires_at > ? ORDER BY holder", (key, now)
+    ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
 def count(conn: sqlite3.Connection, key: str, now: float) -> int:
     row = conn.execute(
         "SELECT COUNT(*) FROM slots WHERE key = ? AND expires_at > ?", (key, now)
