@@ -181,9 +181,12 @@ class Queue:
         queue: str | None = None,
         task: str | None = None,
         user_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page[Job]:
+        """Jobs newest first; ``since``/``until``: created at or after / before (epoch s)."""
         states = _states(state)
         return await self.app.backend.list_jobs(
             JobQuery(
@@ -191,6 +194,8 @@ class Queue:
                 states=states,
                 task=task,
                 user_id=user_id,
+                since=since,
+                until=until,
                 cursor=cursor,
                 limit=check_limit(limit),
             )

@@ -38,6 +38,7 @@ def one_line(code: int, err: str, message: str) -> None:
         (["worker", "--burst", "-q", "bad queue"], "invalid queue name 'bad queue'"),
         (["worker", "--burst", "-q", "ok", "-q", "x" * 101], "invalid queue name"),
         (["dlq", "stats", "--top", "-1"], "--top must be between 0 and 1000, got -1"),
+        (["jobs", "list", "--since", "yesterday"], "invalid since 'yesterday'"),
     ],
 )
 def test_bad_input_is_one_line(cli: Runner, fresh_db: str, args: list[str], message: str) -> None:

@@ -118,3 +118,10 @@ def test_json_keeps_full_values(cli: Runner, sample: dict[str, str]) -> None:
     assert entry["last_error"]["message"].endswith("pick another model")
     jobs = as_json(cli("jobs", "list", "--json", columns=80))
     assert isinstance(jobs, dict) and sample["ok"] in {j["id"] for j in jobs["items"]}
+
+
+def test_jobs_list_by_creation_time(cli: Runner, sample: dict[str, str]) -> None:
+    everything = as_json(cli("jobs", "list", "--json", "--since", "3650d"))
+    assert isinstance(everything, dict) and len(everything["items"]) >= 5
+    future = as_json(cli("jobs", "list", "--json", "--since", "2999-01-01T00:00:00Z"))
+    assert future == {"items": [], "next_cursor": None}

@@ -209,6 +209,25 @@ async def test_list_by_state_with_pagination(app: App, clock: FakeClock, noop) -
         await app.queue.list(state="sleeping")
 
 
+async def test_list_by_creation_time_with_pagination(app: App, clock: FakeClock, noop) -> None:  # type: ignore[no-untyped-def]
+    start = clock.now()
+    ids = []
+    for i in range(6):
+        ids.append((await app.enqueue("noop", {"i": i})).id)
+        clock.advance(10)
+    since, until = start + 10, start + 50  # created at 10, 20, 30, 40 s
+    seen, cursor = [], None
+    while True:
+        page = await app.queue.list(since=since, until=until, limit=3, cursor=cursor)
+        seen += [j.id for j in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == list(reversed(ids[1:5]))
+    assert [j.id for j in (await app.queue.list(since=start + 50)).items] == [ids[5]]
+    assert [j.id for j in (await app.queue.list(until=start + 10)).items] == [ids[0]]
+
+
 async def test_cancel_pending_and_refuse_terminal(app: App, noop) -> None:  # type: ignore[no-untyped-def]
     job = await app.enqueue("noop", {}, delay=30)
     cancelled = await app.cancel(job.id, "changed my mind")

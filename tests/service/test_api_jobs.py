@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from genqueue import App
+from genqueue import App, FakeClock
 from genqueue.job import JobState
 from tests.service.conftest import ALICE, BOB, auth
 
@@ -93,6 +93,26 @@ async def test_list_filters_and_cursor_pages(
     assert len(seen) == 7 == len(set(seen))
     bad = await client.get("/api/v1/jobs", params={"state": "nope"}, headers=admin)
     assert bad.status_code == 422 and bad.json()["field"] == "state"
+    bad = await client.get("/api/v1/jobs", params={"since": "yesterday"}, headers=admin)
+    assert bad.status_code == 400 and bad.json()["field"] == "since"
+
+
+async def test_list_by_creation_time(
+    client: httpx.AsyncClient, admin: dict[str, str], gq: App, clock: FakeClock
+) -> None:
+    old = (await submit(client, ALICE, data=1)).json()
+    clock.advance(3600)
+    new = (await submit(client, ALICE, data=2)).json()
+
+    async def ids(**params: object) -> list[str]:
+        response = await client.get("/api/v1/jobs", params=params, headers=admin)
+        assert response.status_code == 200, response.text
+        return [j["id"] for j in response.json()["items"]]
+
+    assert await ids(since="30m") == [new["id"]]  # an age: that long before now
+    assert await ids(until="30m") == [old["id"]]
+    assert await ids(since=str(clock.now() - 60), until=str(clock.now() + 1)) == [new["id"]]
+    assert await ids(until=old["created_at"]) == []  # exclusive
 
 
 async def test_cancel_is_audited_and_refused_once_finished(

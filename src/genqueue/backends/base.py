@@ -74,6 +74,9 @@ class JobQuery:
     states: frozenset[JobState] | None = None
     task: str | None = None
     user_id: str | None = None
+    #: Created at or after (inclusive) / before (exclusive), epoch seconds.
+    since: float | None = None
+    until: float | None = None
     cursor: str | None = None
     limit: int = 50
 

@@ -422,6 +422,8 @@ def _job_matches(job: Job, query: JobQuery) -> bool:
         and (query.states is None or job.state in query.states)
         and (query.task is None or job.task == query.task)
         and (query.user_id is None or job.user_id == query.user_id)
+        and (query.since is None or job.created_at >= query.since)
+        and (query.until is None or job.created_at < query.until)
     )
 
 

@@ -20,6 +20,7 @@ from genqueue.cli.common import (
     more_pages,
     out,
     parse_duration,
+    parse_when,
     print_json,
     run_with_app,
 )
@@ -164,6 +165,12 @@ def jobs_list(
     queue: Annotated[str | None, typer.Option("--queue", "-q")] = None,
     task: Annotated[str | None, typer.Option("--task")] = None,
     user: Annotated[str | None, typer.Option("--user")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Created at or after (ISO time or age like 24h).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Created before (ISO time or age like 1h).")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="Page size (1-1000).")] = 50,
     cursor: Annotated[
         str | None, typer.Option("--cursor", help="Continue from a previous page.")
@@ -173,11 +180,18 @@ def jobs_list(
     json: JsonOpt = False,
 ) -> None:
     """List jobs, newest first."""
+    created = {"since": parse_when(since, "since"), "until": parse_when(until, "until")}
     app = load_app(app_path, backend)
     page = run_with_app(
         app,
         lambda a: a.queue.list(
-            state=state or None, queue=queue, task=task, user_id=user, cursor=cursor, limit=limit
+            state=state or None,
+            queue=queue,
+            task=task,
+            user_id=user,
+            cursor=cursor,
+            limit=limit,
+            **created,
         ),
     )
     if json:

@@ -112,7 +112,7 @@ async def list_jobs(
 ) -> Page[Job]:
     after = decode_cursor(query.cursor)
     states = sorted(s.value for s in query.states) if query.states is not None else list(STATES)
-    high, low = lex_range("", before=after)
+    high, low = lex_range("", since=query.since, until=query.until, before=after)
     sources = [LexSource(q, keys.queue(q).jobs(s), "", high, low) for q in queues for s in states]
     filtered = query.task is not None or query.user_id is not None
     batch = query.limit + 1 if not filtered else max(query.limit + 1, 200)

@@ -115,6 +115,12 @@ def list_jobs(query: JobQuery, after: tuple[float, str] | None) -> tuple[str, li
     if query.states is not None:
         clauses.append(f"j.state IN ({', '.join('?' for _ in query.states)})")
         params.extend(sorted(s.value for s in query.states))
+    if query.since is not None:
+        clauses.append("j.created_at >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        clauses.append("j.created_at < ?")
+        params.append(query.until)
     if after is not None:
         clauses.append("(j.created_at, j.id) < (?, ?)")
         params.extend(after)

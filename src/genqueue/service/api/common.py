@@ -68,6 +68,10 @@ async def parse_when(app: App, text: str | None, field: str) -> float | None:
 
 
 Text = Annotated[str | None, Query(min_length=1, max_length=200)]
+When = Annotated[
+    str | None,
+    Query(min_length=1, max_length=64, description="ISO 8601, epoch seconds, or an age (24h)."),
+]
 
 
 class FilterBody(BaseModel):
@@ -102,8 +106,8 @@ async def query_filter(
     task: Text = None,
     queue: Text = None,
     fingerprint: Text = None,
-    since: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
-    until: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    since: When = None,
+    until: When = None,
 ) -> FilterBody:
     """The DLQ filter from query parameters (the same names as the CLI's options)."""
     return FilterBody(

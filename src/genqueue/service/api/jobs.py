@@ -19,7 +19,16 @@ from genqueue.job import Job, JobState
 from genqueue.queue import MAX_DELAY
 from genqueue.retry import MAX_RETRIES_LIMIT
 from genqueue.service import audit
-from genqueue.service.api.common import JOB_ID, Cursor, GenApp, Limit, Text, page
+from genqueue.service.api.common import (
+    JOB_ID,
+    Cursor,
+    GenApp,
+    Limit,
+    Text,
+    When,
+    page,
+    parse_when,
+)
 from genqueue.service.auth import SUBMITTED_BY, AdminCaller, AnyCaller, Caller
 
 router = APIRouter(tags=["jobs"])
@@ -113,11 +122,22 @@ async def list_jobs(
     queue: Text = None,
     task: Text = None,
     user_id: Text = None,
+    since: When = None,
+    until: When = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> dict[str, Any]:
-    """Jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next page."""
+    """Jobs, newest first; pass ``next_cursor`` as ``cursor`` for the next page.
+    ``since``/``until`` (created at or after / before) take ISO 8601, epoch seconds or an
+    age like ``24h``."""
     result = await app.queue.list(
-        state=state or None, queue=queue, task=task, user_id=user_id, cursor=cursor, limit=limit
+        state=state or None,
+        queue=queue,
+        task=task,
+        user_id=user_id,
+        since=await parse_when(app, since, "since"),
+        until=await parse_when(app, until, "until"),
+        cursor=cursor,
+        limit=limit,
     )
     return page([j.to_public() for j in result.items], result.next_cursor)
