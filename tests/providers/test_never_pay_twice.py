@@ -21,6 +21,7 @@ from tests.providers.pixellab_helpers import (
 )
 
 from genqueue import App, ErrorKind, JobState
+from genqueue.context import LeaseLost
 from genqueue.job import AttemptOutcome
 from genqueue.providers.fake_pixellab import (
     FakePixelLab,
@@ -34,6 +35,7 @@ from genqueue.providers.guard import all_guard_states
 from genqueue.providers.ledger import LedgerSettings
 from genqueue.providers.pixellab import PixelLab
 from genqueue.providers.pixellab.submitting import RECONCILING
+from genqueue.providers.reconcile import Reconciler
 from genqueue.stats import spend_report
 
 SYNC = ("create-image-pixflux", PIXFLUX, "POST /v2/create-image-*")
@@ -98,6 +100,42 @@ async def test_a_charged_submit_that_got_an_error_is_never_paid_again(
     # Its share of the unexplained charge is on the job: spend reconciles with the provider.
     assert entry.job.cost["usd"] == pytest.approx(stats["total_charged_usd"])
     assert (await app.dlq.stats()).cost_lost["usd"] == pytest.approx(stats["total_charged_usd"])
+
+
+async def test_a_share_of_a_charge_survives_a_worker_dying_as_it_is_applied(
+    setup: tuple[App, PixelLab], fake: FakePixelLab, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen in the chaos test (spend 1 % short of the provider's ledger): the share was
+    # added to the job in memory and the ledger told to forget the verdict (counting the
+    # share as attributed) before anything was stored, so a worker killed right after lost
+    # the share: the next attempt found no verdict and took none. It is stored first now
+    # (and an attempt dying between storing it and the ledger forgetting the verdict does
+    # not add it twice: the job names the verdict it took its share from).
+    app, _ = setup
+    fake.add_fault(SYNC[2], accept_then_fail(status=500), times=1)
+    real_forget = Reconciler.forget
+    failures = [LeaseLost()]
+
+    async def forget_then_die(self: Reconciler, submit_id: str) -> None:
+        await real_forget(self, submit_id)
+        if failures:
+            # The attempt ends here, writing nothing more: its lease still runs, so it is
+            # reclaimed from what was stored, as after a kill -9.
+            raise failures.pop()
+
+    monkeypatch.setattr(Reconciler, "forget", forget_then_die)
+    [job_id] = await enqueue(app, SYNC[0], SYNC[1])
+    await run_until(app, terminal(app, [job_id]))
+    entry = await app.dlq.get(job_id)
+    assert entry.error_kind is ErrorKind.SUBMISSION_UNCERTAIN and not failures
+    assert [a.error.kind for a in entry.job.history if a.error] == [
+        ErrorKind.WORKER_LOST,
+        ErrorKind.SUBMISSION_UNCERTAIN,
+    ]
+    stats = fake.stats()
+    assert entry.job.cost["usd"] == pytest.approx(stats["total_charged_usd"])  # once
+    [guard] = await all_guard_states(app)
+    assert guard["ledger"]["attributed"]["usd"] == pytest.approx(stats["total_charged_usd"])
 
 
 async def test_the_settlement_lag_is_waited_out_before_the_balance_is_believed(

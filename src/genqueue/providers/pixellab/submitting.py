@@ -169,8 +169,13 @@ async def _accepted_but_lost(px: PixelLab, ctx: JobContext, route: Route, submit
 
 async def _apply(px: PixelLab, ctx: JobContext, route: Route, found: Verdict) -> None:
     assert px.ledger is not None
-    if found.cost:
-        ctx.add_cost(**found.cost)  # its share of what the account was charged
+    if found.cost and ctx.job.meta.get("share_of") != found.submit_id:
+        # Its share of what the account was charged, stored before the ledger forgets the
+        # verdict (and counts the share as attributed): a worker dying in between must
+        # neither lose the share nor, asking again, add it twice.
+        ctx.add_cost(**found.cost)
+        ctx.job.meta["share_of"] = found.submit_id
+        await ctx.save_cost()
     await px.ledger.forget(found.submit_id)
     px.app.events.emit(EventName.SUBMISSION_RECONCILED, job_id=ctx.id, task=ctx.job.task,
                        provider=px.account, verdict=found.verdict, why=found.why)  # fmt: skip
