@@ -15,6 +15,9 @@ Definitions (per task, and over all tasks):
 - *top fingerprints*: the most frequent errors among the task's dead letters of the
   window, from the DLQ itself.
 
+``series`` reads the same tallies minute by minute (the dashboard's charts of completed,
+failed attempts and dead-lettered per minute).
+
 A rate is None when its denominator is zero. Counts held in memory when a process is
 killed (at most the flush interval's worth) are lost: analytics are approximate in that
 one way, while the job states themselves never are.
@@ -23,7 +26,7 @@ one way, while the job states themselves never are.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +41,8 @@ log = logging.getLogger("genqueue.analytics")
 #: Tallies are kept this long (the longest window that can be asked for).
 KEEP = 8 * 24 * 3600.0
 MAX_WINDOW = 7 * 24 * 3600.0
+#: ``series`` returns one number per minute: a chart's worth, not a week's.
+MAX_SERIES_WINDOW = 6 * 3600.0
 BUCKET = 60
 COUNTS = (
     "attempts",
@@ -216,3 +221,39 @@ def _build(task: str | None, raw: Mapping[str, float], suffix: str) -> TaskAnaly
     for name in COUNTS:
         setattr(found, name, round(raw.get(name + suffix, 0.0)))
     return found
+
+
+@dataclass(frozen=True)
+class Series:
+    """Counts per minute: ``counts[name][i]`` is the minute starting ``start + 60 * i``;
+    the last minute is the one ``until`` falls in (still filling)."""
+
+    start: float
+    until: float
+    counts: dict[str, list[int]]
+
+
+async def series(
+    app: App,
+    window: float = 3600.0,
+    names: Sequence[str] = ("succeeded", "failed_attempts", "dead"),
+    *,
+    task: str | None = None,
+) -> Series:
+    """Per-minute counts of ``names`` (from ``COUNTS``) over the last ``window`` seconds
+    (60 s to 6 h), over the minutes ``analytics`` sums; ``task`` counts one task's only."""
+    if not BUCKET <= window <= MAX_SERIES_WINDOW:
+        raise ValueError(f"window must be between 60 s and 6 h, got {window} s")
+    unknown = sorted(set(names) - set(COUNTS))
+    if unknown:
+        raise ValueError(f"unknown counts {', '.join(unknown)}; known: {', '.join(COUNTS)}")
+    await app.tally.flush()  # this process's own counts first
+    until = await app.backend.time()
+    first, last = _bucket(until - window) + 1, _bucket(until)
+    suffix = "" if task is None else f"|{task}"
+    found = await app.backend.tally_buckets(first, last)
+    counts = {
+        name: [round(found.get(b, {}).get(name + suffix, 0.0)) for b in range(first, last + 1)]
+        for name in names
+    }
+    return Series(first * BUCKET, until, counts)

@@ -27,3 +27,28 @@ async def test_tallies_older_than_keep_are_dropped(app: App) -> None:
     # Redis lets each key expire after ``keep`` on its own clock; the others prune on write.
     assert found["x"] in (2, 3)
     assert await backend.tally_read(1005, 1012) == {"x": 2}
+
+
+async def test_tallies_read_bucket_by_bucket(app: App) -> None:
+    backend = app.backend
+    assert await backend.tally_buckets(0, 10**9) == {}
+    await backend.tally_add(100, {"succeeded": 2, "dead|t": 1}, keep=3600)
+    await backend.tally_add(100, {"succeeded": 1}, keep=3600)
+    await backend.tally_add(102, {"succeeded": 5}, keep=3600)
+    await backend.tally_add(105, {"dead": 7}, keep=3600)
+    assert await backend.tally_buckets(100, 104) == {
+        100: {"succeeded": 3, "dead|t": 1},
+        102: {"succeeded": 5},
+    }
+    assert await backend.tally_buckets(101, 200) == {102: {"succeeded": 5}, 105: {"dead": 7}}
+    assert await backend.tally_buckets(103, 104) == {}
+
+
+async def test_the_default_bucket_reader_agrees(app: App) -> None:
+    """``Backend.tally_buckets``'s default (bucket by bucket), for backends without one."""
+    from genqueue.backends.base import Backend
+
+    backend = app.backend
+    await backend.tally_add(100, {"succeeded": 2}, keep=3600)
+    await backend.tally_add(103, {"dead": 1}, keep=3600)
+    assert await Backend.tally_buckets(backend, 99, 103) == await backend.tally_buckets(99, 103)

@@ -1,5 +1,5 @@
 """The dashboard over HTTP (ASGI in process) on SQLite and Redis: login, CSRF, escaping,
-every page, and the DLQ actions changing state."""
+every page, the DLQ actions changing state, and the overview's alerts and charts."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ import httpx
 import pytest
 
 from genqueue import App, FakeClock, JobState
+from genqueue.observability.alerts import DlqSize
 from genqueue.observability.alerts.seen import seen_since
 from genqueue.service import audit
 from genqueue.service.dashboard.session import COOKIE
 from genqueue.testing import run_until_idle
 from tests.conftest import backend_url
+from tests.observability.alerts_support import evaluator, only
 from tests.service.conftest import SERVICE_BACKENDS
 from tests.service.dashboard_app import ADMIN, Provider, make_app, web_app
 
@@ -380,3 +382,73 @@ async def test_loopback_without_admin_token_still_needs_a_session(
         assert (await c.post("/login", data={"token": ""})).status_code == 303
         assert (await c.get("/dlq")).status_code == 200
         assert (await c.post("/dlq/bulk", data={"action": "delete"})).status_code == 403
+
+
+async def test_overview_shows_firing_alerts(
+    client: httpx.AsyncClient, setup: tuple[App, Provider]
+) -> None:
+    app = setup[0]
+    await login(client)
+    html = (await client.get("/")).text
+    assert 'id="no-alerts">No alert firing.<' in html and "No alert evaluation yet" in html
+    await dead_jobs(app, 2)
+    ev, _ = evaluator(app, only(DlqSize(threshold=1)))
+    await ev.step()
+    html = (await client.get("/")).text
+    assert "No alert firing." not in html
+    row = re.search(
+        r'<tr class="alert severity-warning" id="alert-dlq_size">(.*?)</tr>', html, re.S
+    )
+    assert row, html
+    cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row[1])]
+    assert cells == [
+        "warning",
+        "DLQ size above 1",
+        "2026-01-01 00:00:00.000 (0s)",
+        "2",
+        "1",
+        "2 entries in the dead letter queue (threshold 1).",
+    ]
+    assert "Evaluated 2026-01-01 00:00:00.000 by w1." in html
+    ev.settings = only(DlqSize(threshold=5))  # resolves: gone from the overview
+    await ev.step()
+    html = (await client.get("/")).text
+    assert 'id="alert-dlq_size"' not in html and "No alert firing." in html
+
+
+def chart_of(html: str, name: str) -> str:
+    found = re.search(
+        rf'<figure class="card chart chart-{name}" id="chart-{name}">.*?</figure>', html, re.S
+    )
+    assert found, name
+    return found[0]
+
+
+async def test_overview_charts_count_each_minute_of_the_last_hour(
+    client: httpx.AsyncClient, setup: tuple[App, Provider]
+) -> None:
+    app = setup[0]
+    clock = app.clock
+    assert isinstance(clock, FakeClock)
+    for i in range(5):  # minute 0: 3 complete, 2 fail once and are dead-lettered
+        await app.queue.enqueue("images.generate", {"fail": i < 2})
+    await run_until_idle(app)
+    clock.advance(120)
+    for i in range(2):  # minute 2: 1 completes, 1 is dead-lettered
+        await app.queue.enqueue("images.generate", {"fail": i < 1})
+    await run_until_idle(app)
+    await login(client)
+    html = (await client.get("/")).text
+    expected = {"throughput": (3, 1, 4), "failures": (2, 1, 3), "dlq-inflow": (2, 1, 3)}
+    for name, (first, third, total) in expected.items():
+        chart = chart_of(html, name)
+        assert chart.count('<rect class="bar"') == 2, name
+        minutes = re.findall(r"<title>(\d\d:\d\d) UTC, [a-z -]+: (\d+)</title>", chart)
+        assert minutes == [("00:00", str(first)), ("00:02", str(third))], name
+        assert f'id="total-{name}">{total}<' in chart, name
+    assert "style=" not in html  # colours come from classes (the CSP allows no inline style)
+    clock.advance(3600)  # an hour later both minutes have left the charts
+    html = (await client.get("/")).text
+    for name in expected:
+        chart = chart_of(html, name)
+        assert '<rect class="bar"' not in chart and f'id="total-{name}">0<' in chart

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from genqueue import App, ErrorKind, FakeClock, JobContext, RetryPolicy, TaskError
+from genqueue.analytics import series
+from genqueue.clock import FAKE_CLOCK_START
 from genqueue.testing import run_until_idle
 
 
@@ -95,3 +97,36 @@ async def test_counts_of_one_process_reach_another_through_the_backend(tmp_path:
     reader, _ = make_app(clock, url)  # another process: only the backend is shared
     async with reader:
         assert (await reader.analytics(window=3600)).by_task["bad"].dead == 1
+
+
+async def test_series_counts_each_minute() -> None:
+    clock = FakeClock()  # 2026-01-01T00:00:00Z: a minute starts
+    app, _ = make_app(clock)
+    async with app:
+        await app.enqueue("bad", {})
+        await run(app, clock)  # minute 0: 1 dead, 1 failed attempt
+        clock.advance(120)
+        for i in range(3):
+            await app.enqueue("flaky", {"i": i})
+        await run(app, clock)  # minute 2: 3 failed, then (5 s later) 3 completed
+        clock.set(FAKE_CLOCK_START + 59 * 60 + 30)  # the last minute of the first hour
+        found = await series(app)
+        assert found.start == FAKE_CLOCK_START  # the window's first minute
+        assert found.until == clock.now()
+        assert len(found.counts["dead"]) == 60
+        assert found.counts["dead"][0] == 1 and sum(found.counts["dead"]) == 1
+        assert found.counts["failed_attempts"][:3] == [1, 0, 3]
+        assert found.counts["succeeded"][:3] == [0, 0, 3]
+        report = await app.analytics(window=3600)  # the same minutes as the analytics
+        assert sum(found.counts["succeeded"]) == report.total.succeeded
+        assert sum(found.counts["failed_attempts"]) == report.total.failed_attempts
+        only_bad = await series(app, 3600, ["dead", "attempts"], task="bad")
+        assert (sum(only_bad.counts["dead"]), sum(only_bad.counts["attempts"])) == (1, 1)
+        clock.advance(60)  # the first minute leaves the window
+        assert sum((await series(app)).counts["dead"]) == 0
+        short = await series(app, window=300)
+        assert len(short.counts["dead"]) == 5
+        with pytest.raises(ValueError, match="window"):
+            await series(app, window=7 * 3600)
+        with pytest.raises(ValueError, match="unknown counts nope"):
+            await series(app, names=["nope"])

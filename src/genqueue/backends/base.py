@@ -265,6 +265,12 @@ class Backend(ABC):
     async def tally_read(self, first: int, last: int) -> dict[str, float]:
         """The sum of every count over buckets ``first`` to ``last`` (inclusive)."""
 
+    async def tally_buckets(self, first: int, last: int) -> dict[int, dict[str, float]]:
+        """The counts of each bucket ``first`` to ``last`` (inclusive) that has any.
+        This default reads bucket by bucket; backends override it with one read."""
+        found = {b: await self.tally_read(b, b) for b in range(first, last + 1)}
+        return {b: counts for b, counts in found.items() if counts}
+
     async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
         """Aggregate matching entries. Backends with a query engine override this."""
         stats = _StatsBuilder()

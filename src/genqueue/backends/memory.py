@@ -99,6 +99,9 @@ class _SharedStateMixin:
                     out[name] = out.get(name, 0.0) + n
         return out
 
+    async def tally_buckets(self, first: int, last: int) -> dict[int, dict[str, float]]:
+        return {b: dict(c) for b, c in self._tallies.items() if first <= b <= last and c}
+
 
 class MemoryBackend(_SharedStateMixin, Backend):
     capabilities = Capabilities(shared=False, server_time=False)

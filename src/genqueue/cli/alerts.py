@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from genqueue.app import App
-    from genqueue.observability.alerts.state import AlertRecord, AlertsState
+    from genqueue.observability.alerts.state import AlertList, AlertRecord
     from genqueue.observability.notify.model import DeliveryResult
 
 # The notification modules (and the webhook library) load only when a command runs:
@@ -84,33 +84,23 @@ def list_command(
 
     Rule, severity, state, since, last value, threshold.
     """
-    from genqueue.observability.alerts.state import read_alerts
-    from genqueue.serialization import iso
+    from genqueue.observability.alerts.state import list_alerts
 
-    async def go(app: App) -> tuple[AlertsState, float]:
-        return await read_alerts(app.backend), await app.backend.time()
+    async def go(app: App) -> tuple[AlertList, float]:
+        return await list_alerts(app.backend, recent=limit), await app.backend.time()
 
-    state, now = run_with_app(load_app(app_path, backend), go)
-    active = sorted(state.active.values(), key=lambda r: r.fired_at)
-    recent = state.history[:limit]
+    listing, now = run_with_app(load_app(app_path, backend), go)
     if json:
-        print_json(
-            {
-                "active": [r.to_public() for r in active],
-                "recent": [r.to_public() for r in recent],
-                "evaluated_at": iso(state.evaluated_at),
-                "evaluator": state.evaluator,
-            }
-        )
+        print_json(listing.to_public())
         return
-    if state.evaluated_at is None:
+    if listing.evaluated_at is None:
         out.print("no alert evaluation yet (workers evaluate alerts unless they are off)")
         return
-    out.print(f"evaluated {ago(state.evaluated_at, now)} by {state.evaluator}")
-    if not active and not recent:
+    out.print(f"evaluated {ago(listing.evaluated_at, now)} by {listing.evaluator}")
+    if not listing.active and not listing.recent:
         out.print("no alerts")
         return
-    out.print(_alerts_table([*active, *recent], now))
+    out.print(_alerts_table([*listing.active, *listing.recent], now))
 
 
 @alerts_app.command("test")

@@ -58,19 +58,28 @@ class SharedStateMixin:
         await self.conn.call("HINCRBYFLOAT", add)
 
     async def tally_read(self, first: int, last: int) -> dict[str, float]:
-        async def read() -> list[dict[bytes, bytes]]:
-            found = await self.conn.redis.zrangebyscore(self.keys.tally_index, first, last)
-            pipe = self.conn.redis.pipeline(transaction=False)
-            for bucket in found:
-                assert isinstance(bucket, bytes)  # members, without scores
-                pipe.hgetall(self.keys.tally(int(bucket)))
-            return list(await pipe.execute())
-
         out: dict[str, float] = {}
-        for counts in await self.conn.call("HGETALL", read):
+        for counts in (await self.tally_buckets(first, last)).values():
             for name, n in counts.items():
-                key = name.decode()
-                out[key] = out.get(key, 0.0) + float(n)
+                out[name] = out.get(name, 0.0) + n
+        return out
+
+    async def tally_buckets(self, first: int, last: int) -> dict[int, dict[str, float]]:
+        async def read() -> tuple[list[int], list[dict[bytes, bytes]]]:
+            found = await self.conn.redis.zrangebyscore(self.keys.tally_index, first, last)
+            buckets = []
+            pipe = self.conn.redis.pipeline(transaction=False)
+            for member in found:
+                assert isinstance(member, bytes)  # members, without scores
+                buckets.append(int(member))
+                pipe.hgetall(self.keys.tally(buckets[-1]))
+            return buckets, list(await pipe.execute())
+
+        buckets, hashes = await self.conn.call("HGETALL", read)
+        out: dict[int, dict[str, float]] = {}
+        for bucket, counts in zip(buckets, hashes, strict=True):
+            if counts:  # the index can outlive an expired hash
+                out[bucket] = {name.decode(): float(n) for name, n in counts.items()}
         return out
 
     async def slot_acquire(self, key: str, holder: str, limit: int, ttl: float) -> bool:

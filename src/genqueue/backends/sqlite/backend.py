@@ -469,6 +469,9 @@ class SQLiteBackend(Backend):
     async def tally_read(self, first: int, last: int) -> dict[str, float]:
         return await self._read(lambda conn: state.tally_read(conn, first, last))
 
+    async def tally_buckets(self, first: int, last: int) -> dict[int, dict[str, float]]:
+        return await self._read(lambda conn: state.tally_buckets(conn, first, last))
+
     async def slot_acquire(self, key: str, holder: str, limit: int, ttl: float) -> bool:
         now = self.clock.now()
         return await self._write(

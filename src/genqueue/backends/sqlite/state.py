@@ -29,6 +29,14 @@ def tally_read(conn: sqlite3.Connection, first: int, last: int) -> dict[str, flo
     return {name: float(n) for name, n in conn.execute(sql, (first, last))}
 
 
+def tally_buckets(conn: sqlite3.Connection, first: int, last: int) -> dict[int, dict[str, float]]:
+    out: dict[int, dict[str, float]] = {}
+    sql = "SELECT bucket, name, value FROM tallies WHERE bucket BETWEEN ? AND ?"
+    for bucket, name, n in conn.execute(sql, (first, last)):
+        out.setdefault(int(bucket), {})[name] = float(n)
+    return out
+
+
 def get(conn: sqlite3.Connection, key: str, now: float) -> tuple[Any, int] | None:
     sql = (
         "SELECT value, version FROM shared_state "

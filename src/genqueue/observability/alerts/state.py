@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from genqueue.observability.alerts.rules import Check, Rule, Unit, age, show
 from genqueue.observability.notify.model import (
@@ -41,6 +41,11 @@ if TYPE_CHECKING:
 STATE_KEY = "alerts:state"
 #: The outbox never grows past this (a leader that cannot deliver for days).
 MAX_OUTBOX = 200
+#: Resolved alerts a listing shows unless asked for another number, and at most.
+RECENT = 20
+MAX_RECENT = 1000
+#: Which alerts a listing shows: the firing ones, the resolved ones, or both.
+Which = Literal["firing", "resolved", "all"]
 
 
 @dataclass
@@ -285,3 +290,39 @@ async def read_state(backend: Backend) -> tuple[AlertsState, int]:
 async def read_alerts(backend: Backend) -> AlertsState:
     """Active and recent alerts, as ``genqueue alerts list`` shows them."""
     return (await read_state(backend))[0]
+
+
+@dataclass(frozen=True)
+class AlertList:
+    """What ``genqueue alerts list`` and ``GET /api/v1/alerts`` show."""
+
+    #: Firing alerts, oldest first.
+    active: list[AlertRecord]
+    #: Resolved alerts, newest first.
+    recent: list[AlertRecord]
+    evaluated_at: float | None
+    evaluator: str | None
+
+    def to_public(self) -> dict[str, Any]:
+        """The ``alerts list --json`` shape."""
+        return {
+            "active": [r.to_public() for r in self.active],
+            "recent": [r.to_public() for r in self.recent],
+            "evaluated_at": iso(self.evaluated_at),
+            "evaluator": self.evaluator,
+        }
+
+
+async def list_alerts(backend: Backend, *, recent: int = RECENT, which: Which = "all") -> AlertList:
+    """The firing alerts and up to ``recent`` resolved ones, as the evaluator stored them;
+    ``which`` leaves out the resolved ("firing") or the firing ("resolved") ones."""
+    if which not in get_args(Which):
+        raise ValueError(f"which must be one of {', '.join(get_args(Which))}, not {which!r}")
+    state = await read_alerts(backend)
+    active = sorted(state.active.values(), key=lambda r: r.fired_at)
+    return AlertList(
+        active=active if which != "resolved" else [],
+        recent=state.history[: max(0, recent)] if which != "firing" else [],
+        evaluated_at=state.evaluated_at,
+        evaluator=state.evaluator,
+    )

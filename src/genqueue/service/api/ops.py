@@ -1,17 +1,19 @@
-"""``/api/v1`` operations: queue counts, analytics, breakers, workers, the audit log and
-health probes. ``/healthz`` (the process answers) and ``/readyz`` (the backend answers)
+"""``/api/v1`` operations: queue counts, analytics, breakers, alerts, workers, the audit
+log and health probes. ``/healthz`` (the process answers) and ``/readyz`` (the backend answers)
 need no token, for load balancers; everything else needs the admin token."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from genqueue.analytics import MAX_WINDOW
 from genqueue.app import App
 from genqueue.errors import InvalidInput
+from genqueue.observability.alerts.state import MAX_RECENT, RECENT, Which, list_alerts
 from genqueue.presence import live_workers
 from genqueue.serialization import iso
 from genqueue.service import audit
@@ -63,6 +65,46 @@ async def reset_breaker(
     was_open = await reset(app, account)
     await audit.record(app, caller.audit_name, "breaker.reset", account, was_open=was_open)
     return {"reset": was_open}
+
+
+class Alert(BaseModel):
+    """One alert (``genqueue alerts list --json``); times are ISO 8601 UTC."""
+
+    rule: str
+    severity: str
+    state: Literal["firing", "resolved"]
+    title: str
+    since: str = Field(description="When it fired.")
+    resolved_at: str | None
+    value: int | float | None = Field(description="The rule's value when last evaluated.")
+    threshold: int | float
+    unit: str = Field(description="count, ratio or seconds.")
+    summary: str
+    repeats: int = Field(description="Repeat notifications sent while it fires.")
+    last_sent_at: str
+    evaluated_at: str
+
+
+class Alerts(BaseModel):
+    """Active and recent alerts, as the evaluating worker stored them."""
+
+    active: list[Alert] = Field(description="Firing, oldest first.")
+    recent: list[Alert] = Field(description="Resolved, newest first.")
+    evaluated_at: str | None = Field(description="The last evaluation (null: none yet).")
+    evaluator: str | None = Field(description="The worker that evaluated last.")
+
+
+@router.get("/alerts", summary="Active and recently resolved alerts")
+async def alerts(
+    app: GenApp,
+    caller: AdminCaller,
+    state: Annotated[Which, Query(description="firing, resolved or all.")] = "all",
+    limit: Annotated[int, Query(ge=0, le=MAX_RECENT, description="Resolved to show.")] = RECENT,
+) -> Alerts:
+    """Like ``genqueue alerts list --json``; ``state`` keeps only the firing or the
+    resolved alerts (the other list is then empty)."""
+    listing = await list_alerts(app.backend, recent=limit, which=state)
+    return Alerts.model_validate(listing.to_public())
 
 
 @router.get("/workers", summary="Live workers (heartbeats)")

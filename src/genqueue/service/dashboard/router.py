@@ -1,14 +1,15 @@
 """``dashboard_router``: the server-rendered web dashboard, served at ``/``.
 
 Pages read the genqueue Python API directly (no HTTP round trip through the JSON API).
-This module owns login/logout, the overview, the jobs pages, the audit log and the
-static files; ``dlq`` owns the dead letter pages and their actions.
+This module owns login/logout, the routes of the overview (``overview`` gathers what it
+shows), the jobs pages, the audit log and the static files; ``dlq`` owns the dead letter
+pages and their actions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -16,7 +17,7 @@ from starlette.responses import Response
 
 from genqueue.job import JobState
 from genqueue.service import audit
-from genqueue.service.dashboard import dlq
+from genqueue.service.dashboard import dlq, overview
 from genqueue.service.dashboard.csrf import verify
 from genqueue.service.dashboard.session import Sessions
 from genqueue.service.dashboard.web import (
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
     from genqueue.service.settings import ServiceSettings
 
 STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
-#: A worker silent for this long is not shown (the workers' default lease).
-WORKER_STALE_AFTER = 30.0
 JOB_PAGE = 50
 
 
@@ -109,9 +108,9 @@ def _add_pages(router: APIRouter, board: Dashboard) -> None:
     app = board.app
 
     @router.get("/")
-    async def overview(request: Request) -> Response:
+    async def overview_page(request: Request) -> Response:
         session = board.sessions.require(request)
-        return page(request, "overview.html", session=session, **await _overview(app))
+        return page(request, "overview.html", session=session, **await overview.gather(app))
 
     @router.get("/jobs")
     async def jobs(request: Request) -> Response:
@@ -153,23 +152,3 @@ def _add_pages(router: APIRouter, board: Dashboard) -> None:
     async def audit_log(request: Request) -> Response:
         session = board.sessions.require(request)
         return page(request, "audit.html", session=session, entries=await audit.entries(app))
-
-
-async def _overview(app: App) -> dict[str, Any]:
-    from genqueue import presence, stats
-    from genqueue.providers.breaker import list_breakers
-
-    per_queue = await app.backend.counts()
-    totals = {s.value: 0 for s in JobState}
-    for states in per_queue.values():
-        for state, count in states.items():
-            totals[state] = totals.get(state, 0) + count
-    return {
-        "counts": totals,
-        "per_queue": per_queue,
-        "dlq_size": await app.dlq.count(),
-        "analytics": (await app.analytics(3600.0, top=0)).total,
-        "breakers": await list_breakers(app),
-        "workers": await presence.live_workers(app, WORKER_STALE_AFTER),
-        "spend": await stats.spend_report(app),
-    }
