@@ -99,12 +99,21 @@ class BlockingClient:
         queue: str | None = None,
         task: str | None = None,
         user_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page[Job]:
         return self.run(
             self.app.queue.list(
-                state=state, queue=queue, task=task, user_id=user_id, cursor=cursor, limit=limit
+                state=state,
+                queue=queue,
+                task=task,
+                user_id=user_id,
+                since=since,
+                until=until,
+                cursor=cursor,
+                limit=limit,
             )
         )
 

@@ -196,8 +196,11 @@ class Backend(ABC):
         """Make due scheduled/retrying jobs queued; return how many moved."""
 
     @abstractmethod
-    async def purge_finished(self, finished_before: float, limit: int) -> int:
-        """Delete up to ``limit`` completed/cancelled jobs that finished before the instant."""
+    async def purge_finished(
+        self, finished_before: float, limit: int, keep: int | None = None
+    ) -> int:
+        """Delete up to ``limit`` completed/cancelled jobs, oldest first: those that finished
+        before the instant and, with ``keep``, each queue's beyond its newest ``keep``."""
 
     # -- dead letter queue ----------------------------------------------------------------
 

@@ -397,10 +397,10 @@ class SQLiteBackend(Backend):
         now = self.clock.now()
         return await self._write(lambda conn: conn.execute(q.PROMOTE, (now, now, limit)).rowcount)
 
-    async def purge_finished(self, finished_before: float, limit: int) -> int:
-        return await self._write(
-            lambda conn: conn.execute(q.PURGE_FINISHED, (finished_before, limit)).rowcount
-        )
+    async def purge_finished(
+        self, finished_before: float, limit: int, keep: int | None = None
+    ) -> int:
+        return await self._write(lambda conn: q.purge_finished(conn, finished_before, limit, keep))
 
     # -- dead letter queue ----------------------------------------------------------------
 

@@ -60,6 +60,30 @@ DELETE FROM jobs WHERE seq IN (
     SELECT seq FROM jobs WHERE state IN ('completed', 'cancelled') AND finished_at < ? LIMIT ?
 )
 """
+FINISHED_BY_QUEUE = """
+SELECT queue, COUNT(*) FROM jobs WHERE state IN ('completed', 'cancelled') GROUP BY queue
+"""
+PURGE_OLDEST_OF_QUEUE = """
+DELETE FROM jobs WHERE seq IN (
+    SELECT seq FROM jobs WHERE queue = ? AND state IN ('completed', 'cancelled')
+    ORDER BY finished_at, seq LIMIT ?
+)
+"""
+
+
+def purge_finished(
+    conn: sqlite3.Connection, finished_before: float, limit: int, keep: int | None
+) -> int:
+    """Old finished jobs, then each queue's oldest beyond its newest ``keep``."""
+    removed = int(conn.execute(PURGE_FINISHED, (finished_before, limit)).rowcount)
+    if keep is None:
+        return removed
+    for queue, count in conn.execute(FINISHED_BY_QUEUE).fetchall():
+        excess = min(int(count) - keep, limit - removed)
+        if excess > 0:
+            removed += int(conn.execute(PURGE_OLDEST_OF_QUEUE, (queue, excess)).rowcount)
+    return removed
+
 
 ENTRY_BY_ID = f"""
 SELECT {SELECT_ENTRY}, {SELECT_JOB} FROM dead_letters d JOIN jobs j ON j.id = d.job_id
