@@ -104,7 +104,9 @@ class Reconciler:
 
     async def settle(self, submit_id: str, operation: str, cost: Amounts | None) -> None:
         """An accepted job's price, once known (None: it never will be)."""
-        await self._change(lambda record, now: ledger.settle(record, submit_id, cost, operation))
+        await self._change(
+            lambda record, now: ledger.settle(record, submit_id, cost, operation, now)
+        )
 
     async def forget(self, submit_id: str) -> None:
         await self._change(lambda record, now: ledger.forget(record, submit_id))
