@@ -209,7 +209,8 @@ def _charge(rec: Record, window: Record, cost: Amounts | None, operation: str) -
     if cost is None:
         window["unknown"] = True
         return
-    rec["prices"][operation] = cost
+    if operation:  # "" when only the job knew what it was
+        rec["prices"][operation] = cost
     _add(window["known"], cost)
 
 
@@ -258,6 +259,12 @@ def settle(
 def awaiting_price(rec: Record) -> list[str]:
     """Accepted submits of closed windows still waiting for their price."""
     return [job for window in rec["closed"] for job in window["pending"]]
+
+
+def unproven(rec: Record) -> list[str]:
+    """Submits whose acceptance is not known: in flight, uncertain, or judged."""
+    uncertain = [job for window in _windows(rec) for job in window["uncertain"]]
+    return [*rec["inflight"], *uncertain, *rec["verdicts"]]
 
 
 def abandon(rec: Record, job_id: str, now: float, *, on_job: bool = False) -> Record:
