@@ -3,9 +3,10 @@
 One connection per backend, used from one dedicated thread, so the event loop never
 blocks on disk or on another process's write lock. Every write is one ``BEGIN
 IMMEDIATE`` transaction; a fetch claims a batch of rows with one ``UPDATE ... RETURNING``,
-and a batch of outcomes is stored in one transaction. Several processes may share the
-file: the write lock serialises claims, and the fencing token (``attempts``) stops a
-worker that lost its lease from writing.
+a batch of outcomes is stored in one transaction, and enqueues made while a write is in
+flight share the next one (``grouped``). Several processes may share the file: the write
+lock serialises claims, and the fencing token (``attempts``) stops a worker that lost its
+lease from writing.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from genqueue.backends.base import (
 )
 from genqueue.backends.sqlite import integrity, state
 from genqueue.backends.sqlite import queries as q
+from genqueue.backends.sqlite.grouped import GroupedWrites
 from genqueue.backends.sqlite.rows import (
     INSERT_JOB,
     UPDATE_JOB,
@@ -81,6 +83,8 @@ class SQLiteBackend(Backend):
         self._checked = False
         #: Set when this process stored jobs that may be ready (enqueue, move, promote).
         self._local_work = asyncio.Event()
+        #: Concurrent enqueues share one transaction (see ``grouped``).
+        self._enqueues = GroupedWrites(self._write)
 
     @classmethod
     def from_url(cls, url: str, clock: Clock | None = None) -> SQLiteBackend:
@@ -217,7 +221,7 @@ class SQLiteBackend(Backend):
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
         rows = [job_values(job) for job in jobs]
-        stored = await self._write(lambda conn: self._enqueue(conn, jobs, rows))
+        stored = await self._enqueues.submit(lambda conn: self._enqueue(conn, jobs, rows))
         self._local_work.set()
         return stored
 
