@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from genqueue import serialization
 from genqueue.backends.base import Move
-from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
+from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup, Page
 from genqueue.errors import DeadLetterNotFound, InvalidInput, RedriveRefused
 from genqueue.events import EventName
 from genqueue.job import Job, JobState, check_job_id
@@ -110,6 +110,13 @@ class DeadLetterQueue:
 
     async def stats(self, filter: DLQFilter | None = None, *, top: int = 10) -> DLQStats:
         return await self.app.backend.dlq_stats(filter or DLQFilter(), top)
+
+    async def groups(
+        self, filter: DLQFilter | None = None, *, top: int = 10
+    ) -> _list[FingerprintGroup]:
+        """The ``top`` most frequent error fingerprints of the matching entries, with their
+        counts (``stats().top_fingerprints`` without the other figures)."""
+        return await self.app.backend.dlq_groups(filter or DLQFilter(), top)
 
     # -- redrive --------------------------------------------------------------------------
 

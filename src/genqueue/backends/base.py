@@ -286,6 +286,11 @@ class Backend(ABC):
                 return stats.build(top)
             cursor = page.next_cursor
 
+    async def dlq_groups(self, filter: DLQFilter, top: int = 10) -> list[FingerprintGroup]:
+        """The ``top`` most frequent fingerprints of the matching entries (``dlq_stats``'s
+        groups); backends that can group without the other statistics override it."""
+        return (await self.dlq_stats(filter, top)).top_fingerprints
+
 
 class _StatsBuilder:
     def __init__(self) -> None:

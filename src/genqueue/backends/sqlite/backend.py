@@ -45,7 +45,15 @@ from genqueue.backends.sqlite.rows import (
 )
 from genqueue.backends.sqlite.schema import connect, migrate
 from genqueue.clock import SYSTEM_CLOCK, Clock
-from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page, decode_cursor, encode_cursor
+from genqueue.entry import (
+    DeadLetter,
+    DLQFilter,
+    DLQStats,
+    FingerprintGroup,
+    Page,
+    decode_cursor,
+    encode_cursor,
+)
 from genqueue.errors import BackendError, ConfigError, InvalidInput
 from genqueue.job import Job, JobState
 
@@ -496,5 +504,7 @@ class SQLiteBackend(Backend):
         return await self._read(lambda conn: state.holders(conn, key, now))
 
     async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
-        where, params = q.dlq_where(filter, None)
-        return await self._read(lambda conn: q.dlq_stats(conn, where, params, top))
+        return await self._read(lambda conn: q.dlq_stats(conn, filter, top))
+
+    async def dlq_groups(self, filter: DLQFilter, top: int = 10) -> list[FingerprintGroup]:
+        return await self._read(lambda conn: q.dlq_groups(conn, filter, top))

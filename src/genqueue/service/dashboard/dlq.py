@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from genqueue.classify import ErrorKind
-from genqueue.entry import DeadLetter, DLQFilter
+from genqueue.entry import DeadLetter, DLQFilter, encode_cursor
 from genqueue.errors import InvalidInput
 from genqueue.job import check_job_id
 from genqueue.observability.alerts.seen import mark_seen
@@ -90,13 +90,18 @@ async def _search(
     """Entries whose error message contains ``needle``, reading at most ``SEARCH_SCAN``."""
     found: list[DeadLetter] = []
     scanned = 0
+    size = 2 * PAGE  # a common needle fills the page from the first chunk; a rare one grows it
     while len(found) < PAGE and scanned < SEARCH_SCAN:
-        chunk = await app.dlq.list(filter, cursor=cursor, limit=500)
+        chunk = await app.dlq.list(filter, cursor=cursor, limit=min(size, SEARCH_SCAN - scanned))
+        size = min(2 * size, 1000)
         scanned += len(chunk.items)
         found += [e for e in chunk.items if _matches_text(e, needle)]
         cursor = chunk.next_cursor
         if cursor is None:
             break
+    if len(found) > PAGE:  # a page of PAGE; the next one reads on after the last shown
+        found = found[:PAGE]
+        cursor = encode_cursor(found[-1].failed_at, found[-1].job_id)
     return found, cursor, scanned
 
 
@@ -122,7 +127,7 @@ def add_routes(router: APIRouter, app: App, sessions: Sessions) -> None:
             params=params,
             filter_params={k: params[k] for k in FILTER_FIELDS},
             total=await app.dlq.count(filter),
-            stats=await app.dlq.stats(filter, top=10),
+            groups=await app.dlq.groups(filter, top=10),
             kinds=[k.value for k in ErrorKind],
             scanned=scanned,
             search_limit=SEARCH_SCAN,
