@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
 from genqueue.deadletter import DEFAULT_PAGE
-from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
+from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup, Page
 from genqueue.job import Job, JobState
 
 if TYPE_CHECKING:
@@ -150,6 +150,11 @@ class BlockingClient:
 
     def dlq_stats(self, filter: DLQFilter | None = None, *, top: int = 10) -> DLQStats:
         return self.run(self.app.dlq.stats(filter, top=top))
+
+    def dlq_groups(
+        self, filter: DLQFilter | None = None, *, top: int = 10
+    ) -> list[FingerprintGroup]:
+        return self.run(self.app.dlq.groups(filter, top=top))
 
     def dlq_redrive(self, job_id: str) -> Job:
         return self.run(self.app.dlq.redrive(job_id))
