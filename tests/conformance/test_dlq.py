@@ -315,6 +315,31 @@ async def test_stats_count_entries_per_utc_day(app: App) -> None:
     assert list(by_day) == sorted(by_day)
 
 
+async def test_search_failure_text(app: App) -> None:
+    """Text search reads the newest entries matching the filter, newest first, pages with
+    a cursor, and says how many entries it read."""
+    old = await make_dead(app, 3, user_id="ann", message="GPU melted", offset=-1000)
+    await make_dead(app, 10, user_id="ann", message="quota exceeded")
+    await make_dead(app, 4, user_id="bob", message="gpu melted", offset=100)  # the newest
+    page = await app.dlq.search("gpu", DLQFilter(user_id="ann"))
+    assert [e.job_id for e in page.items] == old[::-1]  # newest first, case ignored
+    assert (page.scanned, page.next_cursor) == (13, None)  # read everything of ann's
+    assert len((await app.dlq.search("Test FAILURE")).items) == 17  # the reason matches too
+    first = await app.dlq.search("melted", limit=5)
+    assert len(first.items) == 5 and first.scanned == 15  # bob's 4, 10 quota, ann's newest
+    rest = await app.dlq.search("melted", cursor=first.next_cursor, limit=5)
+    assert [e.job_id for e in rest.items] == old[:2][::-1] and rest.next_cursor is None
+    assert rest.scanned == 2  # not a full page: everything after the cursor was read
+    bounded = await app.dlq.search("melted", DLQFilter(user_id="ann"), scan=10)
+    assert bounded.items == [] and bounded.scanned == 10 and bounded.next_cursor
+    resumed = await app.dlq.search("melted", DLQFilter(user_id="ann"), cursor=bounded.next_cursor)
+    assert [e.job_id for e in resumed.items] == old[::-1] and resumed.scanned == 3
+    await make_dead(app, 1, message="Échec du rendu")
+    assert len((await app.dlq.search("éCHEC")).items) == 1  # beyond ASCII too
+    with pytest.raises(InvalidInput):
+        await app.dlq.search("  ")
+
+
 async def test_groups_with_every_filter(app: App) -> None:
     """Fingerprint groups agree with ``stats`` whatever narrows them: on SQLite a filter
     matching many entries is grouped from an index alone, a few through their rows."""

@@ -71,3 +71,15 @@ def test_groups_of_many_entries_come_from_the_covering_index(
     assert ("COVERING INDEX dead_letters_groups" in plan(db, sql, params)) is covering
     groups = q.dlq_groups(db, flt, 10)
     assert sum(g.count for g in groups) == q.dlq_stats(db, flt, 10).total
+
+
+def test_search_reads_past_a_damaged_error_record(db: sqlite3.Connection) -> None:
+    """A row whose last error is not JSON (written by someone else) cannot be searched by
+    its message, and does not stop the search of the others."""
+    damaged = db.execute("SELECT job_id FROM dead_letters WHERE user_id = 'u1' LIMIT 1")
+    (job_id,) = damaged.fetchone()
+    db.execute("UPDATE jobs SET last_error = '{not json' WHERE id = ?", (job_id,))
+    db.commit()
+    found = q.dlq_search(db, DLQFilter(user_id="u1"), "KEY", None, limit=100, scan=1000)
+    assert len(found.items) == 19 and found.scanned == 25
+    assert job_id not in {e.job_id for e in found.items}

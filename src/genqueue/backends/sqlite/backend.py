@@ -29,13 +29,11 @@ from genqueue.backends.base import (
     Lease,
     Move,
     RunningUpdate,
-    check_same_data,
 )
 from genqueue.backends.sqlite import integrity, state
 from genqueue.backends.sqlite import queries as q
 from genqueue.backends.sqlite.grouped import GroupedWrites
 from genqueue.backends.sqlite.rows import (
-    INSERT_JOB,
     UPDATE_JOB,
     UPSERT_ENTRY,
     entry_values,
@@ -51,10 +49,11 @@ from genqueue.entry import (
     DLQStats,
     FingerprintGroup,
     Page,
+    SearchPage,
     decode_cursor,
     encode_cursor,
 )
-from genqueue.errors import BackendError, ConfigError, InvalidInput
+from genqueue.errors import BackendError, ConfigError
 from genqueue.job import Job, JobState
 
 T = TypeVar("T")
@@ -229,34 +228,9 @@ class SQLiteBackend(Backend):
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
         rows = [job_values(job) for job in jobs]
-        stored = await self._enqueues.submit(lambda conn: self._enqueue(conn, jobs, rows))
+        stored = await self._enqueues.submit(lambda conn: q.insert_jobs(conn, jobs, rows))
         self._local_work.set()
         return stored
-
-    def _enqueue(
-        self, conn: sqlite3.Connection, jobs: Sequence[Job], rows: list[tuple[Any, ...]]
-    ) -> list[Job]:
-        if not any(job.idempotency_key for job in jobs):
-            try:
-                conn.executemany(INSERT_JOB, rows)
-            except sqlite3.IntegrityError as exc:
-                raise InvalidInput(
-                    f"a job with one of these ids already exists: {exc}", field="id"
-                ) from exc
-            return list(jobs)
-        out: list[Job] = []
-        for job, row in zip(jobs, rows, strict=True):
-            existing = None
-            if job.idempotency_key:
-                found = conn.execute(q.PENDING_BY_KEY, (job.queue, job.idempotency_key)).fetchone()
-                existing = row_to_job(found) if found else None
-            if existing is None:
-                conn.execute(INSERT_JOB, row)
-                out.append(job)
-            else:
-                # A conflict raises here and the transaction rolls the batch back.
-                out.append(check_same_data(job, existing))
-        return out
 
     async def get(self, job_id: str) -> Job | None:
         row = await self._read(lambda conn: conn.execute(q.JOB_BY_ID, (job_id,)).fetchone())
@@ -508,3 +482,12 @@ class SQLiteBackend(Backend):
 
     async def dlq_groups(self, filter: DLQFilter, top: int = 10) -> list[FingerprintGroup]:
         return await self._read(lambda conn: q.dlq_groups(conn, filter, top))
+
+    async def dlq_search(
+        self, filter: DLQFilter, text: str, cursor: str | None, limit: int, scan: int
+    ) -> SearchPage:
+        if not text.isascii():  # SQLite's lower() folds ASCII only; Python matches the rest
+            return await super().dlq_search(filter, text, cursor, limit, scan)
+        return await self._read(
+            lambda conn: q.dlq_search(conn, filter, text, cursor, limit=limit, scan=scan)
+        )

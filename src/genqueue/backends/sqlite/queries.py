@@ -1,4 +1,5 @@
-"""Named SQL of the SQLite backend, and the few queries that are built from filters.
+"""Named SQL of the SQLite backend, the queries built from filters, and the few functions
+that run several statements (enqueue with idempotency keys, DLQ groups and text search).
 
 Values are always bound parameters; only fixed fragments and placeholders are joined.
 """
@@ -11,9 +12,26 @@ from typing import Any
 
 import orjson
 
-from genqueue.backends.base import JobQuery
-from genqueue.backends.sqlite.rows import JOB_COLUMNS, SELECT_ENTRY, SELECT_JOB, row_to_entry
-from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup
+from genqueue.backends.base import JobQuery, check_same_data
+from genqueue.backends.sqlite.rows import (
+    INSERT_JOB,
+    JOB_COLUMNS,
+    SELECT_ENTRY,
+    SELECT_JOB,
+    row_to_entry,
+    row_to_job,
+)
+from genqueue.entry import (
+    DeadLetter,
+    DLQFilter,
+    DLQStats,
+    FingerprintGroup,
+    SearchPage,
+    decode_cursor,
+    encode_cursor,
+)
+from genqueue.errors import InvalidInput
+from genqueue.job import Job
 
 PENDING = "('queued', 'scheduled', 'active', 'retrying')"
 
@@ -101,6 +119,34 @@ DELETE_DEAD_JOB = "DELETE FROM jobs WHERE id = ? AND state = 'dead'"
 EXPIRED_ENTRIES = (
     "SELECT job_id FROM dead_letters WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"
 )
+
+
+def insert_jobs(
+    conn: sqlite3.Connection, jobs: Sequence[Job], rows: list[tuple[Any, ...]]
+) -> list[Job]:
+    """Store new jobs; a job whose idempotency key a pending job of its queue holds
+    returns that job instead (or raises ``IdempotencyConflict`` for other data, which
+    rolls back the whole call)."""
+    if not any(job.idempotency_key for job in jobs):
+        try:
+            conn.executemany(INSERT_JOB, rows)
+        except sqlite3.IntegrityError as exc:
+            raise InvalidInput(
+                f"a job with one of these ids already exists: {exc}", field="id"
+            ) from exc
+        return list(jobs)
+    out: list[Job] = []
+    for job, row in zip(jobs, rows, strict=True):
+        existing = None
+        if job.idempotency_key:
+            found = conn.execute(PENDING_BY_KEY, (job.queue, job.idempotency_key)).fetchone()
+            existing = row_to_job(found) if found else None
+        if existing is None:
+            conn.execute(INSERT_JOB, row)
+            out.append(job)
+        else:
+            out.append(check_same_data(job, existing))
+    return out
 
 
 def fetch_sql(queue_count: int) -> tuple[str, str]:
@@ -275,6 +321,51 @@ def dlq_stats(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> DLQStats
         top_fingerprints=dlq_groups(conn, filter, top),
         cost_lost=cost,
     )
+
+
+#: The entries matching a filter, newest first, each with whether its reason or last
+#: error message contains the (lower-cased) text: SQLite reads and matches them, and
+#: stops when the caller stops reading. (Its ``lower`` folds ASCII letters only.)
+_SEARCH = """
+SELECT d.job_id, d.failed_at, instr(lower(d.reason || char(10) || CASE
+    WHEN json_valid(j.last_error) THEN coalesce(json_extract(j.last_error, '$.message'), '')
+    ELSE '' END), ?) > 0
+FROM dead_letters d JOIN jobs j ON j.id = d.job_id {where}
+ORDER BY d.failed_at DESC, d.job_id DESC LIMIT ?
+"""
+
+
+def dlq_search(
+    conn: sqlite3.Connection,
+    filter: DLQFilter,
+    text: str,
+    cursor: str | None,
+    *,
+    limit: int,
+    scan: int,
+) -> SearchPage:
+    """``Backend.dlq_search`` for an ASCII ``text``: only the matches are decoded."""
+    where, params = dlq_where(filter, decode_cursor(cursor))
+    rows = conn.execute(_SEARCH.format(where=where), (text.lower(), *params, scan))
+    found: list[str] = []
+    scanned, last = 0, None
+    for job_id, failed_at, hit in rows:
+        scanned, last = scanned + 1, (float(failed_at), str(job_id))
+        if hit:
+            found.append(job_id)
+            if len(found) == limit:
+                break
+    rows.close()
+    if last is None:  # nothing matches the filter after the cursor
+        return SearchPage([], None, 0)
+    items = [e for e in (_entry(conn, job_id) for job_id in found) if e is not None]
+    if len(found) == limit:  # a full page: the next goes on after its last entry
+        return SearchPage(items, encode_cursor(*last), scanned)
+    after, after_params = dlq_where(filter, last)
+    more = scanned == scan and bool(
+        conn.execute(f"SELECT 1 FROM dead_letters d {after} LIMIT 1", after_params).fetchone()
+    )
+    return SearchPage(items, encode_cursor(*last) if more else None, scanned)
 
 
 def _entry(conn: sqlite3.Connection, job_id: str) -> DeadLetter | None:

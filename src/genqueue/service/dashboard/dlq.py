@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from genqueue.classify import ErrorKind
-from genqueue.entry import DeadLetter, DLQFilter, encode_cursor
+from genqueue.deadletter import SEARCH_SCAN
+from genqueue.entry import DeadLetter, DLQFilter
 from genqueue.errors import InvalidInput
 from genqueue.job import check_job_id
 from genqueue.observability.alerts.seen import mark_seen
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
     from genqueue.service.dashboard.session import Session, Sessions
 
 PAGE = 50
-#: Free-text search has no index: it reads at most this many of the newest matching entries.
-SEARCH_SCAN = 5000
 FILTER_FIELDS = ("user", "kind", "task", "queue", "fingerprint", "since", "until")
 _SECRET_KEY = re.compile(r"(?i)(api[_-]?key|token|secret|password|authorization|credential)")
 
@@ -78,33 +77,6 @@ def parse_filter(values: Mapping[str, str]) -> DLQFilter:
     )
 
 
-def _matches_text(entry: DeadLetter, needle: str) -> bool:
-    error = entry.job.last_error
-    haystack = f"{entry.reason}\n{error.message if error else ''}".lower()
-    return needle.lower() in haystack
-
-
-async def _search(
-    app: App, filter: DLQFilter, needle: str, cursor: str | None
-) -> tuple[list[DeadLetter], str | None, int]:
-    """Entries whose error message contains ``needle``, reading at most ``SEARCH_SCAN``."""
-    found: list[DeadLetter] = []
-    scanned = 0
-    size = 2 * PAGE  # a common needle fills the page from the first chunk; a rare one grows it
-    while len(found) < PAGE and scanned < SEARCH_SCAN:
-        chunk = await app.dlq.list(filter, cursor=cursor, limit=min(size, SEARCH_SCAN - scanned))
-        size = min(2 * size, 1000)
-        scanned += len(chunk.items)
-        found += [e for e in chunk.items if _matches_text(e, needle)]
-        cursor = chunk.next_cursor
-        if cursor is None:
-            break
-    if len(found) > PAGE:  # a page of PAGE; the next one reads on after the last shown
-        found = found[:PAGE]
-        cursor = encode_cursor(found[-1].failed_at, found[-1].job_id)
-    return found, cursor, scanned
-
-
 def add_routes(router: APIRouter, app: App, sessions: Sessions) -> None:
     @router.get("/dlq")
     async def dlq_list(request: Request) -> Response:
@@ -114,7 +86,11 @@ def add_routes(router: APIRouter, app: App, sessions: Sessions) -> None:
         cursor = request.query_params.get("cursor") or None
         scanned = None
         if params["q"]:
-            entries, next_cursor, scanned = await _search(app, filter, params["q"], cursor)
+            searched = await app.dlq.search(
+                params["q"], filter, cursor=cursor, limit=PAGE, scan=SEARCH_SCAN
+            )
+            entries, next_cursor = searched.items, searched.next_cursor
+            scanned = searched.scanned
         else:
             found = await app.dlq.list(filter, cursor=cursor, limit=PAGE)
             entries, next_cursor = found.items, found.next_cursor
