@@ -18,8 +18,8 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
-from genqueue.deadletter import DEFAULT_PAGE
-from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
+from genqueue.deadletter import DEFAULT_PAGE, SEARCH_SCAN
+from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup, Page, SearchPage
 from genqueue.job import Job, JobState
 
 if TYPE_CHECKING:
@@ -150,6 +150,22 @@ class BlockingClient:
 
     def dlq_stats(self, filter: DLQFilter | None = None, *, top: int = 10) -> DLQStats:
         return self.run(self.app.dlq.stats(filter, top=top))
+
+    def dlq_search(
+        self,
+        text: str,
+        filter: DLQFilter | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        scan: int = SEARCH_SCAN,
+    ) -> SearchPage:
+        return self.run(self.app.dlq.search(text, filter, cursor=cursor, limit=limit, scan=scan))
+
+    def dlq_groups(
+        self, filter: DLQFilter | None = None, *, top: int = 10
+    ) -> list[FingerprintGroup]:
+        return self.run(self.app.dlq.groups(filter, top=top))
 
     def dlq_redrive(self, job_id: str) -> Job:
         return self.run(self.app.dlq.redrive(job_id))

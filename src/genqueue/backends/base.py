@@ -22,7 +22,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from genqueue import serialization
-from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup, Page
+from genqueue.entry import (
+    DeadLetter,
+    DLQFilter,
+    DLQStats,
+    FingerprintGroup,
+    Page,
+    SearchPage,
+    encode_cursor,
+    failure_text_matches,
+)
 from genqueue.errors import IdempotencyConflict, IllegalTransition
 from genqueue.job import TRANSITIONS, Job, JobState, Progress
 
@@ -285,6 +294,36 @@ class Backend(ABC):
             if page.next_cursor is None:
                 return stats.build(top)
             cursor = page.next_cursor
+
+    async def dlq_search(
+        self, filter: DLQFilter, text: str, cursor: str | None, limit: int, scan: int
+    ) -> SearchPage:
+        """Up to ``limit`` entries among the newest ``scan`` matching ``filter`` (after
+        ``cursor``) whose failure text contains ``text`` (``failure_text_matches``). This
+        default reads the entries in growing chunks; backends with a query engine match
+        in it instead."""
+        found: list[DeadLetter] = []
+        scanned, size = 0, 2 * limit  # a common text fills the page from the first chunk
+        while scanned < scan:
+            chunk = await self.dlq_list(filter, cursor, min(size, scan - scanned))
+            size = min(2 * size, 1000)
+            for entry in chunk.items:
+                scanned += 1
+                if failure_text_matches(entry, text):
+                    found.append(entry)
+                    if len(found) == limit:
+                        return SearchPage(
+                            found, encode_cursor(entry.failed_at, entry.job_id), scanned
+                        )
+            cursor = chunk.next_cursor
+            if cursor is None:
+                break
+        return SearchPage(found, cursor, scanned)
+
+    async def dlq_groups(self, filter: DLQFilter, top: int = 10) -> list[FingerprintGroup]:
+        """The ``top`` most frequent fingerprints of the matching entries (``dlq_stats``'s
+        groups); backends that can group without the other statistics override it."""
+        return (await self.dlq_stats(filter, top)).top_fingerprints
 
 
 class _StatsBuilder:
