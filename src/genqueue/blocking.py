@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
 from genqueue.deadletter import DEFAULT_PAGE
 from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
+from genqueue.errors import ConfigError
 from genqueue.job import Job, JobState
 
 if TYPE_CHECKING:
@@ -73,6 +74,12 @@ class BlockingClient:
     # -- producers (App and Queue) --------------------------------------------------------
 
     def enqueue(self, task: str | Task, data: Any = None, **options: Any) -> Job:
+        if "connection" in options:
+            # An async connection belongs to its own event loop, not to this client's.
+            raise ConfigError(
+                "connection= (enqueue inside your own transaction) needs the async API: "
+                "await app.enqueue(..., connection=conn) with a psycopg AsyncConnection"
+            )
         return self.run(self.app.queue.enqueue(task, data, **options))
 
     def enqueue_many(self, requests: Iterable[JobRequest]) -> list[Job]:
