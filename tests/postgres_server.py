@@ -38,7 +38,7 @@ def require_postgres() -> str:
     if _reachable is None:
         _reachable = _probe(server_url())
     if _reachable:
-        message = f"PostgreSQL is not reachable at {server_url()} ({_reachable}); start it (pg_ctlcluster 15 main start) or set GENQUEUE_TEST_POSTGRES"
+        message = f"PostgreSQL is not reachable at {server_url()} ({_reachable}); start it (bash scripts/postgres-ready) or set GENQUEUE_TEST_POSTGRES"
         if os.environ.get("CI"):
             pytest.fail(message + " (required when CI is set)")
         pytest.skip(message)

@@ -102,7 +102,7 @@ class PostgresBackend(Backend):
     async def open(self) -> None:
         if self._db is not None:
             return
-        db = Database(self.options)
+        db = Database(self.options, safe_url(self.url))
         await db.open()
         try:
             await db.run("migrate", lambda conn: schema.migrate(conn, self.schema))

@@ -29,6 +29,10 @@ from genqueue.backends.postgres.options import PostgresOptions, safe_url
 from genqueue.errors import BackendError
 
 log = logging.getLogger("genqueue.postgres")
+# psycopg-pool logs each failed connection attempt as a warning; like genqueue's own
+# loggers, an app that has not configured logging gets nothing on stderr from it (a
+# failure that matters reaches the caller as a BackendError).
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[TupleRow]
 
@@ -71,8 +75,10 @@ class ServerClock:
 class Database:
     """One pool with retries and clock tracking."""
 
-    def __init__(self, options: PostgresOptions) -> None:
+    def __init__(self, options: PostgresOptions, where: str | None = None) -> None:
         self.options = options
+        #: The server, for messages (no password).
+        self.where = where or safe_url(options.conninfo)
         self.clock = ServerClock()
         self._outage_since: float | None = None
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
@@ -85,16 +91,24 @@ class Database:
             name="genqueue",
         )
 
-    @property
-    def where(self) -> str:
-        return safe_url(self.options.conninfo)
-
     async def open(self) -> None:
         try:
             await self.pool.open(wait=True, timeout=self.options.pool_timeout)
         except (PoolTimeout, psycopg.Error) as exc:
             await self.pool.close()
-            raise BackendError(f"cannot connect to PostgreSQL at {self.where}: {exc}") from exc
+            why = await self._why_not(exc)
+            raise BackendError(f"cannot connect to PostgreSQL at {self.where}: {why}") from exc
+
+    async def _why_not(self, exc: Exception) -> str:
+        """What the server (or the network) said, rather than the pool's "incomplete"."""
+        if not isinstance(exc, PoolTimeout):
+            return str(exc)
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.options.conninfo)
+        except psycopg.Error as error:
+            return " ".join(str(error).split())
+        await conn.close()
+        return f"no connection within pool_timeout={self.options.pool_timeout} s"
 
     async def close(self) -> None:
         await self.pool.close()

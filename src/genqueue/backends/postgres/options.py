@@ -83,7 +83,7 @@ def _check_libpq(conninfo: str, url: str) -> None:
         conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
         raise ConfigError(
-            f"invalid PostgreSQL URL {safe_url(url)}: {exc}; genqueue's own options are "
+            f"invalid PostgreSQL URL {safe_url(url)}: {str(exc).strip()}; genqueue's own options are "
             f"{', '.join(sorted(_OPTION_NAMES))}, the others go to libpq"
         ) from None
 
