@@ -242,3 +242,43 @@ async def _until(check: Any, timeout: float = 10.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+async def test_a_move_racing_for_an_idempotency_key_fails_alone(
+    pg_app: App, user_conn: Any
+) -> None:
+    """A redrive re-takes its key while another transaction, not yet committed, enqueues a
+    job with the same key: the redrive waits for it, then is refused (False), and the
+    other moves of the batch still apply."""
+    from dataclasses import replace as changed
+
+    from genqueue import ClassifiedError, ErrorKind
+    from genqueue.backends.base import Move
+    from genqueue.entry import DeadLetter
+    from genqueue.job import JobState
+
+    pg_app.task("t")(_noop)
+    backend = pg_app.backend
+    keyed = await pg_app.enqueue("t", {"n": 1}, idempotency_key="k")
+    other = await pg_app.enqueue("t", {"n": 2})
+    now = await backend.time()
+    error = ClassifiedError(kind=ErrorKind.AUTH, retryable=False, message="no", type="E")
+    for job in await backend.fetch(["default"], "w", 10, 30):
+        dead = changed(job, state=JobState.DEAD, last_error=error, finished_at=now)
+        entry = DeadLetter(dead, "test", ErrorKind.AUTH, now, error.fingerprint, now + 3600)
+        assert await backend.move([Move(dead, JobState.ACTIVE, job.attempts, entry)]) == [True]
+    async with user_conn.transaction():
+        await pg_app.enqueue("t", {"n": 3}, idempotency_key="k", connection=user_conn)
+        stored = {j.id: j for j in (await pg_app.list_jobs()).items}
+        moves = [
+            Move(changed(stored[i], state=JobState.QUEUED), JobState.DEAD, 1)
+            for i in (keyed.id, other.id)
+        ]
+        racing = asyncio.create_task(backend.move(moves))
+        await asyncio.sleep(0.5)
+        assert not racing.done()  # waiting on the uncommitted key
+    assert await asyncio.wait_for(racing, 10) == [False, True]
+    assert (await pg_app.get(keyed.id)).state is JobState.DEAD
+    assert await pg_app.dlq.get(keyed.id)  # its entry is still there
+    assert (await pg_app.get(other.id)).state is JobState.QUEUED
+    assert await backend.dlq_get(other.id) is None  # redriven: entry removed with the move

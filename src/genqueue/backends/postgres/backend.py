@@ -163,6 +163,9 @@ class PostgresBackend(Backend):
                     return stored
             return await self._enqueue(conn, jobs, rows)
 
+        if len(jobs) == 1:
+            # One statement is atomic by itself (autocommit): one round trip, no BEGIN.
+            return await self.db.run("enqueue", store)
         return await self.db.transaction("enqueue", store)
 
     async def enqueue_in_transaction(self, jobs: Sequence[Job], connection: Any) -> list[Job]:
@@ -316,17 +319,22 @@ class PostgresBackend(Backend):
         prepared = [self._move_params(m) for m in moves]  # encode all before any write
         ids = sorted({m.job.id for m in moves})
 
-        async def apply(conn: Conn) -> list[bool]:
-            await execute(conn, self.q.move_lock, (ids,))
-            try:
-                async with conn.transaction():  # a savepoint: the fast path may fail
-                    return await self._moves(conn, prepared)
-            except pgerrors.UniqueViolation:
-                # Another transaction took an idempotency key a move re-takes, between our
-                # check and our write: apply the moves one by one, that one fails alone.
-                return [await self._move_alone(conn, p) for p in prepared]
+        async def fast(conn: Conn) -> list[bool]:
+            if len(ids) > 1:
+                await execute(conn, self.q.move_lock, (ids,))
+            return await self._moves(conn, prepared)
 
-        return await self.db.transaction("move", apply)
+        async def one_by_one(conn: Conn) -> list[bool]:
+            await execute(conn, self.q.move_lock, (ids,))
+            return [await self._move_alone(conn, p) for p in prepared]
+
+        try:
+            return await self.db.transaction("move", fast)
+        except pgerrors.UniqueViolation:
+            # Another transaction took an idempotency key a move re-takes, between our
+            # check and our write; nothing was stored. Again, each move in a savepoint:
+            # that one fails alone.
+            return await self.db.transaction("move", one_by_one)
 
     async def _moves(self, conn: Conn, prepared: list[dict[str, Any]]) -> list[bool]:
         out: list[bool] = []

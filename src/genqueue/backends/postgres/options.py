@@ -83,8 +83,8 @@ def _check_libpq(conninfo: str, url: str) -> None:
         conninfo_to_dict(conninfo)
     except psycopg.ProgrammingError as exc:
         raise ConfigError(
-            f"invalid PostgreSQL URL {safe_url(url)}: {str(exc).strip()}; genqueue's own options are "
-            f"{', '.join(sorted(_OPTION_NAMES))}, the others go to libpq"
+            f"invalid PostgreSQL URL {safe_url(url)}: {str(exc).strip()}; genqueue's own "
+            f"options are {', '.join(sorted(_OPTION_NAMES))}, the others go to libpq"
         ) from None
 
 

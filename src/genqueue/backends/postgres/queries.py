@@ -81,7 +81,7 @@ WHERE seq IN (
 # moves of the same jobs wait for each other instead of deadlocking.
 HEARTBEAT = f"""
 WITH clock AS MATERIALIZED (SELECT {NOW} AS now),
-live AS (
+live AS MATERIALIZED (
     SELECT j.seq FROM {{s}}.jobs j
     JOIN unnest(%(ids)s::text[], %(tokens)s::int[]) AS l(id, token) ON j.id = l.id
     WHERE j.state = 'active' AND j.attempts = l.token
