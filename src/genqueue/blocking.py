@@ -73,16 +73,14 @@ class BlockingClient:
 
     # -- producers (App and Queue) --------------------------------------------------------
 
-    def enqueue(self, task: str | Task, data: Any = None, **options: Any) -> Job:
-        if "connection" in options:
-            # An async connection belongs to its own event loop, not to this client's.
-            raise ConfigError(
-                "connection= (enqueue inside your own transaction) needs the async API: "
-                "await app.enqueue(..., connection=conn) with a psycopg AsyncConnection"
-            )
+    def enqueue(
+        self, task: str | Task, data: Any = None, *, connection: Any = None, **options: Any
+    ) -> Job:
+        _refuse_connection(connection)
         return self.run(self.app.queue.enqueue(task, data, **options))
 
-    def enqueue_many(self, requests: Iterable[JobRequest]) -> list[Job]:
+    def enqueue_many(self, requests: Iterable[JobRequest], *, connection: Any = None) -> list[Job]:
+        _refuse_connection(connection)
         return self.run(self.app.queue.enqueue_many(requests))
 
     def get(self, job_id: str) -> Job:
@@ -213,3 +211,12 @@ async def _next(entries: AsyncIterator[DeadLetter]) -> tuple[bool, DeadLetter | 
         return True, await anext(entries)
     except StopAsyncIteration:
         return False, None
+
+
+def _refuse_connection(connection: Any) -> None:
+    if connection is not None:
+        # An async connection belongs to its own event loop, not to this client's.
+        raise ConfigError(
+            "connection= (enqueue inside your own transaction) needs the async API: "
+            "await app.enqueue(..., connection=conn) with a psycopg AsyncConnection"
+        )
