@@ -40,7 +40,7 @@ from genqueue.backends.postgres.connection import (
     fetch_one,
 )
 from genqueue.backends.postgres.options import PostgresOptions, safe_url
-from genqueue.backends.postgres.queries import SELECT_JOB, Queries
+from genqueue.backends.postgres.queries import Queries, list_jobs_sql
 from genqueue.backends.postgres.wake import Listener
 from genqueue.backends.sqlite.rows import (
     ENTRY_COLUMNS,
@@ -232,7 +232,7 @@ class PostgresBackend(Backend):
         return row_to_job(row) if row else None
 
     async def list_jobs(self, query: JobQuery) -> Page[Job]:
-        sql, params = _list_jobs_sql(self.q.s, query, decode_cursor(query.cursor))
+        sql, params = list_jobs_sql(self.q.s, query, decode_cursor(query.cursor))
         rows = await self.db.run("list_jobs", lambda conn: fetch_all(conn, sql, params))
         jobs = [row_to_job(r) for r in rows[: query.limit]]
         more = len(rows) > query.limit
@@ -464,26 +464,3 @@ class PostgresBackend(Backend):
         return await self.db.run(
             "tally_read", lambda conn: state.tally_read(conn, self.sq, first, last)
         )
-
-
-def _list_jobs_sql(
-    s: str, query: JobQuery, after: tuple[float, str] | None
-) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value in (("queue", query.queue), ("task", query.task), ("user_id", query.user_id)):
-        if value is not None:
-            clauses.append(f"j.{column} = %s")
-            params.append(value)
-    if query.states is not None:
-        clauses.append("j.state = ANY(%s)")
-        params.append(sorted(s.value for s in query.states))
-    if after is not None:
-        clauses.append("(j.created_at, j.id) < (%s::float8, %s::text)")
-        params.extend(after)
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    sql = (
-        f"SELECT {SELECT_JOB} FROM {s}.jobs j {where} "
-        "ORDER BY j.created_at DESC, j.id DESC LIMIT %s"
-    )
-    return sql, [*params, query.limit + 1]

@@ -8,6 +8,9 @@ server's ``statement_timestamp()`` (one instant for the whole statement).
 
 from __future__ import annotations
 
+from typing import Any
+
+from genqueue.backends.base import JobQuery
 from genqueue.backends.postgres.schema import quoted
 from genqueue.backends.sqlite.rows import ENTRY_COLUMNS, JOB_COLUMNS
 
@@ -150,6 +153,30 @@ DELETE FROM {s}.jobs WHERE seq IN (
     LIMIT %s FOR UPDATE SKIP LOCKED
 )
 """
+
+
+def list_jobs_sql(
+    s: str, query: JobQuery, after: tuple[float, str] | None
+) -> tuple[str, list[Any]]:
+    """A page of ``list_jobs``: newest first, after the cursor, one more than the limit."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (("queue", query.queue), ("task", query.task), ("user_id", query.user_id)):
+        if value is not None:
+            clauses.append(f"j.{column} = %s")
+            params.append(value)
+    if query.states is not None:
+        clauses.append("j.state = ANY(%s)")
+        params.append(sorted(state.value for state in query.states))
+    if after is not None:
+        clauses.append("(j.created_at, j.id) < (%s::float8, %s::text)")
+        params.extend(after)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    sql = (
+        f"SELECT {SELECT_JOB} FROM {s}.jobs j {where} "
+        "ORDER BY j.created_at DESC, j.id DESC LIMIT %s"
+    )
+    return sql, [*params, query.limit + 1]
 
 
 class Queries:
