@@ -191,12 +191,23 @@ async def test_waiting_falls_back_to_polling_and_listens_again(pg_app: App) -> N
         lambda: backend.listener.listening and backend.listener._conn.info.backend_pid != pid
     )
     waiter.cancel()
-    await backend.wait_for_work(["default"], 0.01)  # consume the wake-up of the reconnection
     again = asyncio.create_task(backend.wait_for_work(["default"], 60))
     await asyncio.sleep(0.2)
     assert not again.done()
     await pg_app.enqueue("t", {})
     await asyncio.wait_for(again, 10)
+
+
+async def test_jobs_made_ready_before_listening_wake_the_first_wait(pg_app: App) -> None:
+    """Their NOTIFY went to nobody: the listener looks for them once it listens."""
+    pg_app.task("t")(_noop)
+    await pg_app.enqueue("t", {})
+    assert not pg_app.backend.listener.listening  # type: ignore[attr-defined]
+    await asyncio.wait_for(pg_app.backend.wait_for_work(["default"], 60), 10)
+    other = asyncio.create_task(pg_app.backend.wait_for_work(["other"], 60))
+    await asyncio.sleep(0.3)
+    assert not other.done()  # a queue with nothing queued is not woken by it
+    other.cancel()
 
 
 async def test_calls_ride_out_killed_connections(

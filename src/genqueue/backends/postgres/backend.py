@@ -87,7 +87,7 @@ class PostgresBackend(Backend):
         self.dq = dlq.DLQQueries(self.q.s)
         self.sq = state.StateQueries(self.q.s)
         self._db: Database | None = None
-        self.listener = Listener(options.conninfo, options.schema)
+        self.listener = Listener(options.conninfo, options.schema, self.q.any_ready)
         self._checked = False
 
     @classmethod

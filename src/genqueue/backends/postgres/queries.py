@@ -34,6 +34,7 @@ JOBS_BY_IDS = f"SELECT {SELECT_JOB} FROM {{s}}.jobs j WHERE j.id = ANY(%s)"
 JOB_BY_ID = f"SELECT {SELECT_JOB} FROM {{s}}.jobs j WHERE j.id = %s"
 IDS_WITH_PREFIX = "SELECT id FROM {s}.jobs WHERE id >= %s AND id < %s ORDER BY id LIMIT %s"
 COUNTS = "SELECT queue, state, count(*) FROM {s}.jobs GROUP BY queue, state"
+ANY_READY = "SELECT 1 FROM {s}.jobs WHERE state = 'queued' AND queue = ANY(%s) LIMIT 1"
 OLDEST_READY = "SELECT queue, min(run_at) FROM {s}.jobs WHERE state = 'queued' GROUP BY queue"
 
 # Claim: per queue, the oldest due jobs (queued, or scheduled/retrying whose time has
@@ -196,6 +197,7 @@ class Queries:
     ids_with_prefix: str
     counts: str
     oldest_ready: str
+    any_ready: str
     fetch: str
     promote: str
     heartbeat: str
@@ -215,6 +217,7 @@ _TEMPLATES = {
     "ids_with_prefix": IDS_WITH_PREFIX,
     "counts": COUNTS,
     "oldest_ready": OLDEST_READY,
+    "any_ready": ANY_READY,
     "fetch": FETCH,
     "promote": PROMOTE,
     "heartbeat": HEARTBEAT,

@@ -9,8 +9,10 @@ shared and would miss notifications between uses), opened the first time a worke
 If that connection drops (server restart, network failure, idle timeout), waiting
 degrades to polling: ``wait`` returns after its timeout, as on a backend without
 wake-ups, so a lost notification only ever costs latency, never a job. Meanwhile the
-listener reconnects with backoff (0.1 s doubling to 5 s) and, once it listens again,
-wakes the waiters once, since jobs may have become ready while nobody listened. The
+listener reconnects with backoff (0.1 s doubling to 5 s). Each time it starts to listen
+(the first time too) it looks once for queued jobs of the wanted queues and wakes the
+waiters if there are any: jobs that became ready before the LISTEN took effect sent
+their notification to nobody, and anything committed after that look notifies. The
 connection is checked every ``HEALTH_EVERY`` seconds, so a silently dead one is noticed.
 """
 
@@ -35,9 +37,11 @@ def channel(schema: str) -> str:
 
 
 class Listener:
-    def __init__(self, conninfo: str, schema: str) -> None:
+    def __init__(self, conninfo: str, schema: str, ready_sql: str) -> None:
         self._conninfo = conninfo
         self._channel = channel(schema)
+        #: Any queued job in the queues given (a list)? Run once LISTEN has taken effect.
+        self._ready_sql = ready_sql
         self._wanted: set[str] = set()
         self._ready = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
@@ -60,8 +64,6 @@ class Listener:
         while True:
             try:
                 await self._listen()
-                if not first:
-                    self._ready.set()  # jobs may have become ready while nobody listened
                 first, delay = False, 0.1
                 await self._receive()
             except asyncio.CancelledError:
@@ -80,6 +82,9 @@ class Listener:
         self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
         await self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
         self.listening = True
+        cur = await self._conn.execute(self._ready_sql, (sorted(self._wanted),))
+        if await cur.fetchone() is not None:
+            self._ready.set()  # made ready while nobody listened: its NOTIFY went nowhere
 
     async def _receive(self) -> None:
         conn = self._conn
