@@ -290,7 +290,8 @@ class PostgresBackend(Backend):
             "lease": float(lease_seconds),
             "now": self._now(),
         }
-        rows = await self.db.transaction(
+        # One statement (locks, then extends): atomic in autocommit, no BEGIN/COMMIT.
+        rows = await self.db.run(
             "heartbeat", lambda conn: fetch_all(conn, self.q.heartbeat, params)
         )
         live = {str(r[0]) for r in rows}
