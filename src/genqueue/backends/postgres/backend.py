@@ -384,11 +384,23 @@ class PostgresBackend(Backend):
         params = {"limit": limit, "now": self._now()}
         return await self.db.run("promote", lambda conn: execute(conn, self.q.promote, params))
 
-    async def purge_finished(self, finished_before: float, limit: int) -> int:
-        params = (finished_before, limit)
-        return await self.db.run(
-            "purge_finished", lambda conn: execute(conn, self.q.purge_finished, params)
-        )
+    async def purge_finished(
+        self, finished_before: float, limit: int, keep: int | None = None
+    ) -> int:
+        """Old finished jobs, then each queue's oldest beyond its newest ``keep`` (each
+        delete one statement: a purge is bounded work, not one transaction)."""
+
+        async def purge(conn: Conn) -> int:
+            removed = await execute(conn, self.q.purge_finished, (finished_before, limit))
+            if keep is None:
+                return removed
+            for queue, count in await fetch_all(conn, self.q.finished_by_queue):
+                excess = min(int(count) - keep, limit - removed)
+                if excess > 0:
+                    removed += await execute(conn, self.q.purge_oldest_of_queue, (queue, excess))
+            return removed
+
+        return await self.db.run("purge_finished", purge)
 
     # -- dead letter queue ----------------------------------------------------------------
 
@@ -455,6 +467,12 @@ class PostgresBackend(Backend):
         now = self._now()
         return await self.db.run("slot_count", lambda conn: state.count(conn, self.sq, key, now))
 
+    async def slot_holders(self, key: str) -> list[str]:
+        now = self._now()
+        return await self.db.run(
+            "slot_holders", lambda conn: state.holders(conn, self.sq, key, now)
+        )
+
     async def tally_add(self, bucket: int, counts: Mapping[str, float], keep: float) -> None:
         oldest = bucket - int(keep // 60) - 1
         await self.db.transaction(
@@ -464,4 +482,9 @@ class PostgresBackend(Backend):
     async def tally_read(self, first: int, last: int) -> dict[str, float]:
         return await self.db.run(
             "tally_read", lambda conn: state.tally_read(conn, self.sq, first, last)
+        )
+
+    async def tally_buckets(self, first: int, last: int) -> dict[int, dict[str, float]]:
+        return await self.db.run(
+            "tally_buckets", lambda conn: state.tally_buckets(conn, self.sq, first, last)
         )

@@ -151,7 +151,16 @@ ORDER BY j.lease_expires_at LIMIT %(limit)s
 PURGE_FINISHED = """
 DELETE FROM {s}.jobs WHERE seq IN (
     SELECT seq FROM {s}.jobs WHERE state IN ('completed', 'cancelled') AND finished_at < %s
-    LIMIT %s FOR UPDATE SKIP LOCKED
+    ORDER BY finished_at LIMIT %s FOR UPDATE SKIP LOCKED
+)
+"""
+FINISHED_BY_QUEUE = (
+    "SELECT queue, count(*) FROM {s}.jobs WHERE state IN ('completed', 'cancelled') GROUP BY queue"
+)
+PURGE_OLDEST_OF_QUEUE = """
+DELETE FROM {s}.jobs WHERE seq IN (
+    SELECT seq FROM {s}.jobs WHERE queue = %s AND state IN ('completed', 'cancelled')
+    ORDER BY finished_at, seq LIMIT %s FOR UPDATE SKIP LOCKED
 )
 """
 
@@ -169,6 +178,12 @@ def list_jobs_sql(
     if query.states is not None:
         clauses.append("j.state = ANY(%s)")
         params.append(sorted(state.value for state in query.states))
+    if query.since is not None:
+        clauses.append("j.created_at >= %s::float8")
+        params.append(float(query.since))
+    if query.until is not None:
+        clauses.append("j.created_at < %s::float8")
+        params.append(float(query.until))
     if after is not None:
         clauses.append("(j.created_at, j.id) < (%s::float8, %s::text)")
         params.extend(after)
@@ -206,6 +221,8 @@ class Queries:
     move: str
     expired: str
     purge_finished: str
+    finished_by_queue: str
+    purge_oldest_of_queue: str
 
 
 _TEMPLATES = {
@@ -226,4 +243,6 @@ _TEMPLATES = {
     "move": MOVE,
     "expired": EXPIRED,
     "purge_finished": PURGE_FINISHED,
+    "finished_by_queue": FINISHED_BY_QUEUE,
+    "purge_oldest_of_queue": PURGE_OLDEST_OF_QUEUE,
 }

@@ -47,6 +47,10 @@ INSERT INTO {s}.slots (key, holder, expires_at) VALUES (%(key)s, %(holder)s, {NO
 ON CONFLICT (key, holder) DO UPDATE SET expires_at = excluded.expires_at
 """
         self.release = f"DELETE FROM {s}.slots WHERE key = %s AND holder = %s"
+        self.holders = (
+            f"SELECT holder FROM {s}.slots WHERE key = %(key)s AND expires_at > {NOW} "
+            "ORDER BY holder"
+        )
         self.count_live = (
             f"SELECT count(*) FROM {s}.slots WHERE key = %(key)s AND expires_at > {NOW}"
         )
@@ -54,6 +58,9 @@ ON CONFLICT (key, holder) DO UPDATE SET expires_at = excluded.expires_at
 INSERT INTO {s}.tallies AS t (bucket, name, value) VALUES (%s, %s, %s)
 ON CONFLICT (bucket, name) DO UPDATE SET value = t.value + excluded.value
 """
+        self.tally_buckets = (
+            f"SELECT bucket, name, value FROM {s}.tallies WHERE bucket BETWEEN %s AND %s"
+        )
         self.tally_prune = f"DELETE FROM {s}.tallies WHERE bucket < %s"
         self.tally_read = (
             f"SELECT name, sum(value) FROM {s}.tallies WHERE bucket BETWEEN %s AND %s GROUP BY name"
@@ -106,6 +113,10 @@ async def release(conn: Conn, q: StateQueries, key: str, holder: str) -> None:
     await execute(conn, q.release, (key, holder))
 
 
+async def holders(conn: Conn, q: StateQueries, key: str, now: float | None) -> list[str]:
+    return [str(r[0]) for r in await fetch_all(conn, q.holders, {"key": key, "now": now})]
+
+
 async def count(conn: Conn, q: StateQueries, key: str, now: float | None) -> int:
     row = await fetch_one(conn, q.count_live, {"key": key, "now": now})
     return int(row[0]) if row else 0
@@ -122,3 +133,12 @@ async def tally_add(
 
 async def tally_read(conn: Conn, q: StateQueries, first: int, last: int) -> dict[str, float]:
     return {str(name): float(n) for name, n in await fetch_all(conn, q.tally_read, (first, last))}
+
+
+async def tally_buckets(
+    conn: Conn, q: StateQueries, first: int, last: int
+) -> dict[int, dict[str, float]]:
+    out: dict[int, dict[str, float]] = {}
+    for bucket, name, n in await fetch_all(conn, q.tally_buckets, (first, last)):
+        out.setdefault(int(bucket), {})[str(name)] = float(n)
+    return out
