@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
 from genqueue.deadletter import DEFAULT_PAGE, SEARCH_SCAN
 from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup, Page, SearchPage
+from genqueue.errors import ConfigError
 from genqueue.job import Job, JobState
 
 if TYPE_CHECKING:
@@ -72,10 +73,14 @@ class BlockingClient:
 
     # -- producers (App and Queue) --------------------------------------------------------
 
-    def enqueue(self, task: str | Task, data: Any = None, **options: Any) -> Job:
+    def enqueue(
+        self, task: str | Task, data: Any = None, *, connection: Any = None, **options: Any
+    ) -> Job:
+        _refuse_connection(connection)
         return self.run(self.app.queue.enqueue(task, data, **options))
 
-    def enqueue_many(self, requests: Iterable[JobRequest]) -> list[Job]:
+    def enqueue_many(self, requests: Iterable[JobRequest], *, connection: Any = None) -> list[Job]:
+        _refuse_connection(connection)
         return self.run(self.app.queue.enqueue_many(requests))
 
     def get(self, job_id: str) -> Job:
@@ -222,3 +227,12 @@ async def _next(entries: AsyncIterator[DeadLetter]) -> tuple[bool, DeadLetter | 
         return True, await anext(entries)
     except StopAsyncIteration:
         return False, None
+
+
+def _refuse_connection(connection: Any) -> None:
+    if connection is not None:
+        # An async connection belongs to its own event loop, not to this client's.
+        raise ConfigError(
+            "connection= (enqueue inside your own transaction) needs the async API: "
+            "await app.enqueue(..., connection=conn) with a psycopg AsyncConnection"
+        )

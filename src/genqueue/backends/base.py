@@ -32,7 +32,7 @@ from genqueue.entry import (
     encode_cursor,
     failure_text_matches,
 )
-from genqueue.errors import IdempotencyConflict, IllegalTransition
+from genqueue.errors import ConfigError, IdempotencyConflict, IllegalTransition
 from genqueue.job import TRANSITIONS, Job, JobState, Progress
 
 
@@ -131,6 +131,17 @@ class Backend(ABC):
         its data is the same (``check_same_data``), else ``IdempotencyConflict`` is raised
         and nothing of the batch is stored.
         """
+
+    async def enqueue_in_transaction(self, jobs: Sequence[Job], connection: Any) -> list[Job]:
+        """Store ``jobs`` like ``enqueue``, through the caller's own database connection and
+        inside its transaction (``enqueue(..., connection=conn)``): they exist if and only
+        if that transaction commits. Only a backend in the caller's database can; the
+        others refuse."""
+        raise ConfigError(
+            f"connection= (enqueue inside your own database transaction) needs the "
+            f"PostgreSQL backend (postgresql://...); this app uses {type(self).__name__}, "
+            "which keeps jobs outside your database: enqueue after your transaction commits"
+        )
 
     @abstractmethod
     async def get(self, job_id: str) -> Job | None: ...
