@@ -227,7 +227,9 @@ async def test_calls_ride_out_killed_connections(
         assert (await app.backend.counts()) == {"default": {"queued": 1}}
         [job] = await app.backend.fetch(["default"], "w", 10, 30)
         assert job.attempts == 1
-    assert "PostgreSQL call counts failed" in caplog.text  # a killed connection was retried
+    # The killed connections were met: retried by the call, or found dead and replaced by
+    # the pool first (which one depends on timing; both must be survived).
+    assert "PostgreSQL call counts failed" in caplog.text or "closed connection" in caplog.text
 
 
 async def test_an_unreachable_server_fails_cleanly() -> None:
