@@ -36,10 +36,23 @@ class FixedRandom:
 
 
 # Redis joins the default run when redis-server is installed (and under CI, where a
-# missing redis-server must fail rather than skip).
+# missing redis-server must fail rather than skip). A local Redis Cluster (three masters,
+# tests/redis_cluster.py) needs redis-cli as well.
 _WITH_REDIS = bool(shutil.which("redis-server") or os.environ.get("CI"))
-_DEFAULT_BACKENDS = "memory,sqlite,redis" if _WITH_REDIS else "memory,sqlite"
-BACKENDS = [b for b in os.environ.get("GENQUEUE_TEST_BACKENDS", _DEFAULT_BACKENDS).split(",") if b]
+_WITH_CLUSTER = _WITH_REDIS and bool(shutil.which("redis-cli") or os.environ.get("CI"))
+_DEFAULT_BACKENDS = ",".join(
+    ["memory", "sqlite"]
+    + (["redis"] if _WITH_REDIS else [])
+    + (["redis-cluster"] if _WITH_CLUSTER else [])
+)
+ALL_BACKENDS = [
+    b for b in os.environ.get("GENQUEUE_TEST_BACKENDS", _DEFAULT_BACKENDS).split(",") if b
+]
+#: What the ``app`` fixture and the tests outside tests/conformance and tests/model run on.
+#: Redis Cluster is not among them: the conformance suite and the model test, which
+#: define what a backend must do, run on every backend of ``ALL_BACKENDS`` (their
+#: conftest files say so); a cluster changes nothing above the backend.
+BACKENDS = [b for b in ALL_BACKENDS if b != "redis-cluster"]
 
 
 def backend_url(kind: str, tmp_path: Path) -> str:
@@ -51,6 +64,10 @@ def backend_url(kind: str, tmp_path: Path) -> str:
         from tests.redis_server import redis_url_for_test
 
         return redis_url_for_test()
+    if kind == "redis-cluster":
+        from tests.redis_cluster import cluster_url_for_test
+
+        return cluster_url_for_test()
     raise ValueError(kind)
 
 

@@ -3,6 +3,7 @@
 * ``memory://``: in this process only (tests, the reference semantics)
 * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``: the embedded default
 * ``redis://host:port/db``, ``rediss://...``: shared by any number of machines
+* ``redis+cluster://host:port,host:port/``, ``rediss+cluster://...``: Redis Cluster
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def create_backend(url: str, clock: Clock | None = None) -> Backend:
         from genqueue.backends.sqlite import SQLiteBackend
 
         return SQLiteBackend.from_url(url, clock=clock)
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         try:
             from genqueue.backends.redis import RedisBackend
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -43,5 +44,6 @@ def create_backend(url: str, clock: Clock | None = None) -> Backend:
             raise MissingExtra("redis", "redis") from exc
         return RedisBackend.from_url(url, clock=clock)
     raise ConfigError(
-        f"unsupported backend URL {url!r}: use memory://, sqlite:///path.db or redis://host:port/db"
+        f"unsupported backend URL {url!r}: use memory://, sqlite:///path.db, "
+        "redis://host:port/db or redis+cluster://host:port,host:port/"
     )

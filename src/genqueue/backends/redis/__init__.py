@@ -13,6 +13,6 @@ string (any other query option goes to redis-py)::
 """
 
 from genqueue.backends.redis.backend import RedisBackend
-from genqueue.backends.redis.connection import RedisOptions
+from genqueue.backends.redis.options import RedisOptions
 
 __all__ = ["RedisBackend", "RedisOptions"]

@@ -17,20 +17,18 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import orjson
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
 from genqueue.backends.redis import codec, listing, scripts, stats
-from genqueue.backends.redis.connection import (
-    Connection,
-    RedisOptions,
-    check_server,
-    inspect_server,
-    safe_url,
-)
+from genqueue.backends.redis.cluster import node_client, owner
+from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.keys import KeySchema
+from genqueue.backends.redis.options import RedisOptions, safe_url
 from genqueue.backends.redis.registry import QueueRegistry
 from genqueue.backends.redis.shared import SharedStateMixin
-from genqueue.backends.redis.wake import WakeUps
+from genqueue.backends.redis.wake import ShardedWakeUps, Waiter, WakeUps
 from genqueue.clock import Clock, FakeClock
 from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
 from genqueue.errors import BackendError, InvalidInput
@@ -72,7 +70,25 @@ class RedisBackend(SharedStateMixin, Backend):
         self.server_version: str | None = None
         self._conn: Connection | None = None
         self.registry = QueueRegistry(self.keys, lambda: self.conn)
-        self.wakeups = WakeUps(lambda: self.conn.redis, lambda q: self.keys.queue(q)["ready"])
+        self.wakeups = self._wakeups()
+
+    def _wakeups(self) -> Waiter:
+        def channel(queue: str) -> str:
+            return self.keys.queue(queue)["ready"]
+
+        def server() -> Redis:
+            assert isinstance(self.conn.redis, Redis)
+            return self.conn.redis
+
+        def owner_of(key: str) -> tuple[str, int]:
+            assert isinstance(self.conn.redis, RedisCluster)
+            return owner(self.conn.redis, key)
+
+        if not self.options.cluster:
+            return WakeUps(server, channel)
+        return ShardedWakeUps(
+            owner_of, lambda host, port: node_client(self.options, host, port), channel
+        )
 
     @classmethod
     def from_url(cls, url: str, clock: Clock | None = None) -> RedisBackend:
@@ -88,19 +104,13 @@ class RedisBackend(SharedStateMixin, Backend):
             return
         conn = Connection(self.options)
         try:
-            report = await conn.call("INFO", lambda: inspect_server(conn.redis))
-            check_server(report, self.options)
-
-            async def load_scripts() -> None:
-                for script in scripts.SCRIPTS.values():
-                    await conn.redis.script_load(script.text)
-
-            await conn.call("SCRIPT LOAD", load_scripts)
+            version = await conn.check()
+            await conn.load_scripts()
             await conn.server_time()
         except BaseException:
             await conn.close()
             raise
-        self.server_version = report.version
+        self.server_version = version
         self._conn = conn
 
     async def close(self) -> None:
