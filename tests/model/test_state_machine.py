@@ -244,7 +244,14 @@ class QueueMachine(Invariants):
         self.run(self.sys.run_attempt(job, behaviour))
         if behaviour.report:
             if live is None:
-                return  # storing the remote id raised LeaseLost: a lost lease writes nothing
+                # Storing the remote id raised LeaseLost: the attempt is recorded as
+                # worker_lost with its cost and remote id, unless another worker took the
+                # job (then it writes nothing).
+                if owned is not None:
+                    owned.remote_job_id = remote_id(job)
+                    owned.cost += 1.0
+                    self.model.fail(owned, ErrorKind.WORKER_LOST, now)
+                return
             live.remote_job_id = remote_id(job)
             live.cost += 1.0
         if owned is None:
