@@ -112,6 +112,24 @@ class LocalCluster:
         raise RuntimeError(f"cluster not ready after {timeout} s: {problem}")
 
     def _problem(self, live: list[RedisServer]) -> str:
+        problem = self._state_problem(live)
+        if problem or not self.replicas:
+            return problem
+        # Replicas are told whom to follow after the slots are assigned: wait until each
+        # follows a master and has synchronised with it, or a failover could find none.
+        states = self.node_states()
+        serving = [s for s in states if s.role == "master" and s.slots and not s.failed]
+        following = [s for s in states if s.role == "slave" and not s.failed]
+        if len(serving) != self.masters or len(following) < len(live) - self.masters:
+            return f"{len(serving)} masters serve slots, {len(following)} replicas follow one"
+        for state in following:
+            with redis.Redis(port=state.port, socket_timeout=2) as client:
+                link = client.info("replication").get("master_link_status")
+            if link != "up":
+                return f"replica {state.port}: master link {link}"
+        return ""
+
+    def _state_problem(self, live: list[RedisServer]) -> str:
         for node in live:
             try:
                 with redis.Redis(port=node.port, socket_timeout=2) as client:

@@ -236,10 +236,9 @@ class Connection:
         wait = ("WAIT", self.options.wait_replicas, int(self.options.wait_timeout * 1000))
         for load in (False, True):
             pipe = self.redis.pipeline(transaction=False)
-            if load:
-                pipe.eval(script.text, len(keys), *keys, *args)
-            else:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            # execute_command: a cluster pipeline refuses its evalsha()/eval() methods.
+            run = ("EVAL", script.text) if load else ("EVALSHA", script.sha)
+            pipe.execute_command(*run, len(keys), *keys, *args)
             node = None
             if isinstance(self.redis, RedisCluster):
                 node = self.redis.get_node_from_key(keys[0])
