@@ -11,7 +11,8 @@ again). Then:
   ``wait_replicas=1``; without it, see below);
 * a job ran twice only if its first run was in flight while the shard was failing over
   (killed until promoted, plus one lease for leases that expired meanwhile);
-* the workers were never restarted and completed jobs of the failed shard after it.
+* the workers were never restarted, completed jobs of the failed shard after it, and
+  their wake-up subscriptions (SSUBSCRIBE) moved to the promoted node.
 
 Redis replicates asynchronously, so without ``wait_replicas`` a write the master
 acknowledged in the last moment before the kill can be missing on the promoted replica.
@@ -27,12 +28,13 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from redis.crc import key_slot
 
+import redis
 from genqueue import (
     App,
     BackendError,
@@ -127,6 +129,13 @@ async def test_master_killed_mid_run_loses_nothing_acknowledged(
         await asyncio.wait_for(producer, 120)
         await _wait_until_all_finished(producer_app, timeout=120)
         assert not any(r.done() for r in runners), "a worker stopped instead of riding it out"
+        # Both workers' wake-ups follow the queue to its shard's live nodes (the promoted
+        # master, or the killed one back as its replica: sharded messages reach both).
+        channel = KeySchema(PREFIX).queue("q0")["ready"]
+        promoted = cluster.master_of_slot(_slot("q0"))
+        assert promoted is not victim
+        shard_ports = [promoted.port, victim.port]
+        await _until(lambda: sum(_shard_subscribers(p, channel) for p in shard_ports) == 2, 30)
         for worker in workers:
             worker.request_stop()
         await asyncio.wait_for(asyncio.gather(*runners), 20)
@@ -178,6 +187,18 @@ async def test_master_killed_mid_run_loses_nothing_acknowledged(
         assert late == [], f"{len(late)} lost jobs were not written just before the kill"
     assert unexplained == [], f"{len(unexplained)} jobs ran twice with no failover to explain it"
     assert len(twice) <= 2 * SETTINGS.concurrency * 2  # at most every job in flight, twice
+
+
+def _shard_subscribers(port: int, channel: str) -> int:
+    with redis.Redis(port=port) as client:
+        return int(client.execute_command("PUBSUB", "SHARDNUMSUB", channel)[1])
+
+
+async def _until(check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "wake-up subscriptions did not move"
+        await asyncio.sleep(0.1)
 
 
 def _wait_for_promotion(cluster: LocalCluster, port: int, timeout: float = 30) -> float:

@@ -86,8 +86,13 @@ class RedisBackend(SharedStateMixin, Backend):
 
         if not self.options.cluster:
             return WakeUps(server, channel)
+
+        async def refresh() -> None:
+            if self.conn.topology is not None:
+                await self.conn.topology.refresh()
+
         return ShardedWakeUps(
-            owner_of, lambda host, port: node_client(self.options, host, port), channel
+            owner_of, lambda host, port: node_client(self.options, host, port), channel, refresh
         )
 
     @classmethod

@@ -12,8 +12,10 @@ the queue's hash tag, so the message stays on the shard (primary and replicas) t
 the queue, instead of being broadcast over the cluster bus to every node as PUBLISH is.
 A worker therefore subscribes (SSUBSCRIBE) on each node that holds one of its queues, one
 connection per node. When a node fails, or a queue's slot moves (the node then sends
-``sunsubscribe``), every subscription is made again on the nodes the client's slot map
-names by then; until that works, waiting is polling.
+``sunsubscribe``), the client's slot map is refreshed and every subscription is made again
+on the nodes it names by then; until that works, waiting is polling. A subscription may
+end up on a replica of the queue's shard (a node that was the queue's primary and came
+back as a replica); sharded messages reach the shard's replicas too, so it still wakes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from redis.asyncio import Redis
@@ -103,10 +105,12 @@ class ShardedWakeUps:
         owner: Callable[[str], tuple[str, int]],
         connect: Callable[[str, int], Redis],
         channel: Callable[[str], str],
+        refresh: Callable[[], Awaitable[None]],
     ) -> None:
         self._owner = owner
         self._connect = connect
         self._channel = channel
+        self._refresh = refresh
         self._wanted: set[str] = set()
         self._ready = asyncio.Event()
         self._changed = asyncio.Event()
@@ -134,6 +138,10 @@ class ShardedWakeUps:
                 raise
             except Exception as exc:
                 log.debug("Redis wake-up subscription lost (%s); polling until it is back", exc)
+                # A failed node may have handed its slots over: ask the cluster again
+                # (an idle worker sends nothing else that would find out).
+                with contextlib.suppress(Exception):
+                    await self._refresh()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -160,11 +168,15 @@ class ShardedWakeUps:
     async def _listen(self, node: tuple[str, int], channels: Sequence[str]) -> None:
         client = self._connect(*node)
         pubsub = client.pubsub()
+        me = asyncio.current_task()
         try:
             for channel in channels:  # one command each: channels of several slots
                 await pubsub.ssubscribe(channel)
             while True:
                 message = await pubsub.get_message(timeout=READ_SLICE)
+                if me is not None and me.cancelling():
+                    # redis-py's timed read can swallow a cancellation; honour it here.
+                    raise asyncio.CancelledError
                 kind = _text(message["type"]) if message else ""
                 if kind == "smessage":
                     self._ready.set()
