@@ -23,6 +23,7 @@ from genqueue.backends.redis import RedisBackend, RedisOptions, scripts
 from genqueue.backends.redis.keys import KeySchema
 from genqueue.backends.redis.options import safe_url
 from genqueue.cli.urls import safe_url as cli_safe_url
+from genqueue.clock import OffsetClock
 from tests.redis_cluster import LocalCluster, session_cluster
 from tests.redis_server import test_prefix as prefix_for_test
 from tests.slot_guard import SlotGuard
@@ -200,3 +201,18 @@ async def test_wait_without_replicas_keeps_the_write_and_says_so(
 
 async def _noop(ctx: Any) -> None:
     return None
+
+
+@pytest.mark.parametrize("skew", [300.0, -300.0])
+async def test_backend_time_is_the_clusters(skew: float) -> None:
+    """A skewed machine clock does not matter: the backend's time is the nodes' TIME."""
+    cluster = session_cluster()
+    app = App(cluster.url(prefix_for_test()), clock=OffsetClock(skew))
+    app.task("t")(_noop)
+    async with app:
+        assert app.backend.capabilities.server_time
+        await app.enqueue("t", {})  # a script's reply also sets the estimate
+        for node in cluster.nodes:
+            with redis.Redis(port=node.port) as client:
+                seconds, micros = client.time()
+            assert abs(await app.backend.time() - (seconds + micros / 1e6)) < 0.5
