@@ -5,7 +5,8 @@
 #   bench/.venv-arq  arq 0.28.0 (pins redis<6)
 #   bench/.venv-saq  saq 0.26.4 (pins redis<8; imports typing_extensions undeclared)
 #
-# Every venv also gets genqueue from this repository (editable, with the redis extra).
+# Every venv also gets genqueue from this repository (editable, with the redis extra; the
+# main venv with the postgres extra too, for the genqueue-postgres configs).
 # A peer that cannot be installed is recorded in bench/.venv/bench-missing.txt and
 # skipped; the driver then reports it as failed. Re-running skips what is installed:
 # each install step writes a marker named after the hash of what it installed.
@@ -82,7 +83,7 @@ start=$(date +%s)
 V="$BENCH/.venv"
 make_venv "$V" || exit 1
 step "$V" base "$MAIN_REDIS" psutil || exit 1
-step "$V" genqueue "$MAIN_REDIS" -e "$ROOT[redis]" || exit 1
+step "$V" genqueue "$MAIN_REDIS" -e "$ROOT[redis,postgres]" || exit 1
 for entry in "${PEERS_MAIN[@]}"; do
     label="${entry%%|*}"
     reqs="${entry#*|}"

@@ -88,6 +88,52 @@ def data_dir() -> str:
     return path
 
 
+#: The PostgreSQL server of the genqueue-postgres configs (trust auth on this machine).
+POSTGRES_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+POSTGRES_SCHEMA_FILE = "postgres-schema.txt"
+POSTGRES_SCHEMA_PREFIX = "genqueue_bench_"
+
+
+def postgres_url() -> str:
+    """``BENCH_POSTGRES_URL`` (or the machine's server) with a schema of this repetition.
+
+    The driver empties ``BENCH_DATA_DIR`` between repetitions; the first process of one
+    names a fresh schema there (and drops the bench schemas of earlier ones), the others
+    read it, so every phase of a repetition starts on empty tables."""
+    import uuid
+
+    base = os.environ.get("BENCH_POSTGRES_URL") or POSTGRES_DEFAULT
+    path = os.path.join(data_dir(), POSTGRES_SCHEMA_FILE)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        deadline = time.monotonic() + 5
+        name = ""
+        while not name and time.monotonic() < deadline:  # its creator may be writing it
+            with open(path) as found:
+                name = found.read().strip()
+            time.sleep(0.0 if name else 0.01)
+    else:
+        name = POSTGRES_SCHEMA_PREFIX + uuid.uuid4().hex[:12]
+        _drop_bench_schemas(base)
+        with os.fdopen(fd, "w") as out:
+            out.write(name)
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}schema={name}"
+
+
+def _drop_bench_schemas(url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE %s",
+            (POSTGRES_SCHEMA_PREFIX + "%",),
+        ).fetchall()
+        for (name,) in rows:
+            conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=LOG_LEVEL, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 

@@ -1,4 +1,6 @@
-"""genqueue: ``genqueue-redis`` (redis://) and ``genqueue-sqlite`` (sqlite:/// file).
+"""genqueue: ``genqueue-redis`` (redis://), ``genqueue-sqlite`` (sqlite:/// file) and
+``genqueue-postgres`` (postgresql://, ``BENCH_POSTGRES_URL`` or the machine's server, a
+fresh schema per repetition).
 
 Worker: ``Worker(app, queues=["bench"], WorkerSettings(concurrency=100))``; the ``-c10``
 configs run at the default concurrency (10), what a user gets without tuning. Retry:
@@ -28,6 +30,8 @@ def concurrency(config: str) -> int:
 def backend_url(config: str) -> str:
     if config.startswith("genqueue-sqlite"):
         return "sqlite:///" + os.path.join(os.path.abspath(common.data_dir()), "bench.db")
+    if config.startswith("genqueue-postgres"):
+        return common.postgres_url()
     return common.redis_url()
 
 
@@ -47,7 +51,7 @@ def make_app(config: str) -> App:
 
 
 class GenqueueAdapter(common.Adapter):
-    packages = ("genqueue", "redis", "hiredis")
+    packages = ("genqueue", "redis", "hiredis", "psycopg")
     is_async = True
     has_bulk = True
 

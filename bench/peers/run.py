@@ -85,6 +85,20 @@ class Config:
 CONFIGS = [
     Config("genqueue-redis", "peer_genqueue", note="concurrency 100"),
     Config("genqueue-sqlite", "peer_genqueue", file_backed=True, note="concurrency 100"),
+    # PostgreSQL (the machine's server, or BENCH_POSTGRES_URL): only when named with --only.
+    Config(
+        "genqueue-postgres",
+        "peer_genqueue",
+        default=False,
+        note="concurrency 100, PostgreSQL",
+    ),
+    Config(
+        "genqueue-postgres-c10",
+        "peer_genqueue",
+        baseline="genqueue-postgres",
+        default=False,
+        note="concurrency 10 (default), PostgreSQL",
+    ),
     # What a user gets without tuning: the default concurrency of Worker and the CLI.
     Config("genqueue-redis-c10", "peer_genqueue", default=False, note="concurrency 10 (default)"),
     Config(
@@ -261,6 +275,8 @@ class Peer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
 
     def storage_bytes(self) -> int:
+        if self.config.name.startswith("genqueue-postgres"):
+            return postgres_bytes(self.data_dir)
         if self.config.file_backed:
             return sum(p.stat().st_size for p in self.data_dir.iterdir() if p.is_file())
         return self.server.memory()
@@ -269,6 +285,26 @@ class Peer:
         return WorkerProcess(
             self.argv("worker"), self.env, self.logdir / f"{self.config.name}-{tag}.log"
         )
+
+
+def postgres_bytes(data_dir: Path) -> int:
+    """Bytes of every table (with indexes and TOAST) of the repetition's schema."""
+    from peers import common
+
+    marker = data_dir / common.POSTGRES_SCHEMA_FILE
+    if not marker.exists():
+        return 0
+    import psycopg
+
+    url = os.environ.get("BENCH_POSTGRES_URL") or common.POSTGRES_DEFAULT
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r'",
+            (marker.read_text().strip(),),
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 class WorkerProcess:

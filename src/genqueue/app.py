@@ -216,8 +216,12 @@ class App:
 
     # -- producer shortcuts (see genqueue.queue.Queue) -------------------------------------
 
-    async def enqueue(self, task: str | Task, data: Any = None, **options: Any) -> Job:
-        return await self.queue.enqueue(task, data, **options)
+    async def enqueue(
+        self, task: str | Task, data: Any = None, *, connection: Any = None, **options: Any
+    ) -> Job:
+        """See ``Queue.enqueue``; ``connection=`` enqueues inside your own PostgreSQL
+        transaction (PostgreSQL backend only)."""
+        return await self.queue.enqueue(task, data, connection=connection, **options)
 
     async def get(self, job_id: str) -> Job:
         return await self.queue.get(job_id)

@@ -18,8 +18,9 @@ from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeVar
 
-from genqueue.deadletter import DEFAULT_PAGE
-from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
+from genqueue.deadletter import DEFAULT_PAGE, SEARCH_SCAN
+from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup, Page, SearchPage
+from genqueue.errors import ConfigError
 from genqueue.job import Job, JobState
 
 if TYPE_CHECKING:
@@ -72,10 +73,14 @@ class BlockingClient:
 
     # -- producers (App and Queue) --------------------------------------------------------
 
-    def enqueue(self, task: str | Task, data: Any = None, **options: Any) -> Job:
+    def enqueue(
+        self, task: str | Task, data: Any = None, *, connection: Any = None, **options: Any
+    ) -> Job:
+        _refuse_connection(connection)
         return self.run(self.app.queue.enqueue(task, data, **options))
 
-    def enqueue_many(self, requests: Iterable[JobRequest]) -> list[Job]:
+    def enqueue_many(self, requests: Iterable[JobRequest], *, connection: Any = None) -> list[Job]:
+        _refuse_connection(connection)
         return self.run(self.app.queue.enqueue_many(requests))
 
     def get(self, job_id: str) -> Job:
@@ -99,12 +104,21 @@ class BlockingClient:
         queue: str | None = None,
         task: str | None = None,
         user_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page[Job]:
         return self.run(
             self.app.queue.list(
-                state=state, queue=queue, task=task, user_id=user_id, cursor=cursor, limit=limit
+                state=state,
+                queue=queue,
+                task=task,
+                user_id=user_id,
+                since=since,
+                until=until,
+                cursor=cursor,
+                limit=limit,
             )
         )
 
@@ -141,6 +155,22 @@ class BlockingClient:
 
     def dlq_stats(self, filter: DLQFilter | None = None, *, top: int = 10) -> DLQStats:
         return self.run(self.app.dlq.stats(filter, top=top))
+
+    def dlq_search(
+        self,
+        text: str,
+        filter: DLQFilter | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        scan: int = SEARCH_SCAN,
+    ) -> SearchPage:
+        return self.run(self.app.dlq.search(text, filter, cursor=cursor, limit=limit, scan=scan))
+
+    def dlq_groups(
+        self, filter: DLQFilter | None = None, *, top: int = 10
+    ) -> list[FingerprintGroup]:
+        return self.run(self.app.dlq.groups(filter, top=top))
 
     def dlq_redrive(self, job_id: str) -> Job:
         return self.run(self.app.dlq.redrive(job_id))
@@ -197,3 +227,12 @@ async def _next(entries: AsyncIterator[DeadLetter]) -> tuple[bool, DeadLetter | 
         return True, await anext(entries)
     except StopAsyncIteration:
         return False, None
+
+
+def _refuse_connection(connection: Any) -> None:
+    if connection is not None:
+        # An async connection belongs to its own event loop, not to this client's.
+        raise ConfigError(
+            "connection= (enqueue inside your own transaction) needs the async API: "
+            "await app.enqueue(..., connection=conn) with a psycopg AsyncConnection"
+        )

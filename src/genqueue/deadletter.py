@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from genqueue import serialization
 from genqueue.backends.base import Move
-from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
+from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup, Page, SearchPage
 from genqueue.errors import DeadLetterNotFound, InvalidInput, RedriveRefused
 from genqueue.events import EventName
 from genqueue.job import Job, JobState, check_job_id
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 CHUNK = 500
 #: Entries per page of ``list`` (and ``genqueue dlq list``) unless a limit is given.
 DEFAULT_PAGE = 100
+#: Entries a text search reads at most (``search``): there is no text index.
+SEARCH_SCAN = 5000
 _list = list  # the builtin, before DeadLetterQueue.list shadows it in the class body
 
 CSV_COLUMNS = [
@@ -110,6 +112,37 @@ class DeadLetterQueue:
 
     async def stats(self, filter: DLQFilter | None = None, *, top: int = 10) -> DLQStats:
         return await self.app.backend.dlq_stats(filter or DLQFilter(), top)
+
+    async def search(
+        self,
+        text: str,
+        filter: DLQFilter | None = None,
+        *,
+        cursor: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        scan: int = SEARCH_SCAN,
+    ) -> SearchPage:
+        """Entries whose failure reason or last error message contains ``text`` (ignoring
+        case), newest first: up to ``limit`` among the newest ``scan`` entries matching
+        ``filter`` after ``cursor``. There is no text index: this reads up to ``scan``
+        entries; ``scanned`` says how many, ``next_cursor`` where to go on."""
+        from genqueue.queue import check_limit
+
+        if not text.strip():
+            raise InvalidInput("the search text is empty", field="text")
+        if scan < 1:
+            raise InvalidInput("scan must be at least 1", field="scan")
+        flt = filter or DLQFilter()
+        return await self.app.backend.dlq_search(
+            flt, text.strip(), cursor, check_limit(limit), scan
+        )
+
+    async def groups(
+        self, filter: DLQFilter | None = None, *, top: int = 10
+    ) -> _list[FingerprintGroup]:
+        """The ``top`` most frequent error fingerprints of the matching entries, with their
+        counts (``stats().top_fingerprints`` without the other figures)."""
+        return await self.app.backend.dlq_groups(filter or DLQFilter(), top)
 
     # -- redrive --------------------------------------------------------------------------
 

@@ -225,6 +225,29 @@ def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
 
 
 @dataclass(slots=True)
+class SearchPage:
+    """Entries whose failure text contains the searched text, newest first.
+
+    ``scanned`` entries matching the filter were read to find them: up to the last one
+    returned when the page is full, else all that were read (at most the ``scan`` the
+    search was given). ``next_cursor`` continues after the last entry returned, or after
+    the last one read when the page is not full and more entries match the filter.
+    """
+
+    items: list[DeadLetter]
+    next_cursor: str | None
+    scanned: int
+
+
+def failure_text_matches(entry: DeadLetter, text: str) -> bool:
+    """Whether the entry's failure reason or last error message contains ``text``,
+    ignoring case."""
+    error = entry.job.last_error
+    haystack = f"{entry.reason}\n{error.message if error else ''}".lower()
+    return text.lower() in haystack
+
+
+@dataclass(slots=True)
 class FingerprintGroup:
     fingerprint: str
     count: int

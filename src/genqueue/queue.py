@@ -131,27 +131,42 @@ class Queue:
             return self.app.tasks.get(name)  # raises UnknownTask
         return self.app.tasks.find(name)
 
-    async def enqueue(self, task: str | Task, data: Any = None, **options: Any) -> Job:
+    async def enqueue(
+        self, task: str | Task, data: Any = None, *, connection: Any = None, **options: Any
+    ) -> Job:
         """Enqueue one job. Options: queue, delay, run_at, user_id, idempotency_key,
         max_retries, timeout. Returns the stored job: the existing one when a pending job
         of the queue holds the idempotency key with the same data; with other data it
-        raises ``IdempotencyConflict`` and stores nothing."""
+        raises ``IdempotencyConflict`` and stores nothing.
+
+        ``connection``: your own psycopg ``AsyncConnection`` (PostgreSQL backend only): the
+        job is written inside the transaction that connection is in, so it exists if and
+        only if that transaction commits (``Backend.enqueue_in_transaction``)."""
         name = task.name if isinstance(task, Task) else task
         try:
             request = JobRequest(task=name, data=data, **options)
         except TypeError as exc:
             raise InvalidInput(str(exc)) from exc
-        return (await self.enqueue_many([request]))[0]
+        return (await self.enqueue_many([request], connection=connection))[0]
 
-    async def enqueue_many(self, requests: Iterable[JobRequest]) -> list[Job]:
-        """Enqueue a batch atomically: all jobs are stored, or (on bad input) none."""
+    async def enqueue_many(
+        self, requests: Iterable[JobRequest], *, connection: Any = None
+    ) -> list[Job]:
+        """Enqueue a batch atomically: all jobs are stored, or (on bad input) none. With
+        ``connection`` (see ``enqueue``), inside the caller's transaction."""
         requests = list(requests)
         if len(requests) > MAX_BATCH:
             raise InvalidInput(f"at most {MAX_BATCH} jobs per batch", field="jobs")
-        now = await self.app.backend.time()
+        backend = self.app.backend
+        now = await backend.time()
         jobs = [self.build(r, now) for r in requests]
         with self.app.tracing.send(jobs):  # puts the trace context in each job's meta
-            stored = await self.app.backend.enqueue(jobs)
+            if connection is None:
+                stored = await backend.enqueue(jobs)
+            else:
+                # The event below says the job was written in the caller's transaction:
+                # it is only visible to workers once (if) that transaction commits.
+                stored = await backend.enqueue_in_transaction(jobs, connection)
         for new, kept in zip(jobs, stored, strict=True):
             if new.id == kept.id:
                 self.app.events.emit(

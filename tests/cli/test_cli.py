@@ -153,7 +153,7 @@ def test_dlq_workflow(db: str, capsys: pytest.CaptureFixture[str], tmp_path: Pat
         (["jobs", "list", "--state", "sleeping"], "valid states", 1),
         (["jobs", "list", "--limit", "0"], "limit must be", 1),
         (["worker", "--app", "nope_module:app", "--burst"], "cannot import 'nope_module'", 1),
-        (["worker", "--backend", "postgres://x", "--burst"], "unsupported backend URL", 1),
+        (["worker", "--backend", "mysql://x", "--burst"], "unsupported backend URL", 1),
     ],
 )
 def test_errors_are_one_line_and_store_nothing(

@@ -1,5 +1,5 @@
-"""The conformance suite runs on every backend, Redis Cluster included, and checks that
-every Lua script call stays in one Cluster slot (tests/slot_guard.py)."""
+"""The conformance suite runs on every backend, PostgreSQL and Redis Cluster included, and
+checks that every Lua script call stays in one Cluster slot (tests/slot_guard.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import ALL_BACKENDS
+from tests.conftest import CONFORMANCE_BACKENDS
 from tests.slot_guard import SlotGuard, guarded
 
 
-@pytest.fixture(params=ALL_BACKENDS)
+@pytest.fixture(params=CONFORMANCE_BACKENDS)
 def backend_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

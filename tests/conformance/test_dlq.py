@@ -20,6 +20,7 @@ from genqueue import (
     JobState,
     RedriveRefused,
 )
+from genqueue.backends.base import day_of
 from tests.conformance.helpers import Recorder, make_dead
 from tests.conftest import drain
 
@@ -302,6 +303,72 @@ async def test_stats(app: App) -> None:
     }
     filtered = await app.dlq.stats(DLQFilter(user_id="bob"))
     assert filtered.total == 2
+
+
+async def test_stats_count_entries_per_utc_day(app: App) -> None:
+    now = await app.backend.time()
+    await make_dead(app, 2)
+    await make_dead(app, 1, offset=DAY + 5)
+    await make_dead(app, 3, offset=-DAY)
+    by_day = (await app.dlq.stats()).by_day
+    assert by_day == {day_of(now - DAY): 3, day_of(now): 2, day_of(now + DAY + 5): 1}
+    assert list(by_day) == sorted(by_day)
+
+
+async def test_search_failure_text(app: App) -> None:
+    """Text search reads the newest entries matching the filter, newest first, pages with
+    a cursor, and says how many entries it read."""
+    old = await make_dead(app, 3, user_id="ann", message="GPU melted", offset=-1000)
+    await make_dead(app, 10, user_id="ann", message="quota exceeded")
+    await make_dead(app, 4, user_id="bob", message="gpu melted", offset=100)  # the newest
+    page = await app.dlq.search("gpu", DLQFilter(user_id="ann"))
+    assert [e.job_id for e in page.items] == old[::-1]  # newest first, case ignored
+    assert (page.scanned, page.next_cursor) == (13, None)  # read everything of ann's
+    assert len((await app.dlq.search("Test FAILURE")).items) == 17  # the reason matches too
+    first = await app.dlq.search("melted", limit=5)
+    assert len(first.items) == 5 and first.scanned == 15  # bob's 4, 10 quota, ann's newest
+    rest = await app.dlq.search("melted", cursor=first.next_cursor, limit=5)
+    assert [e.job_id for e in rest.items] == old[:2][::-1] and rest.next_cursor is None
+    assert rest.scanned == 2  # not a full page: everything after the cursor was read
+    bounded = await app.dlq.search("melted", DLQFilter(user_id="ann"), scan=10)
+    assert bounded.items == [] and bounded.scanned == 10 and bounded.next_cursor
+    resumed = await app.dlq.search("melted", DLQFilter(user_id="ann"), cursor=bounded.next_cursor)
+    assert [e.job_id for e in resumed.items] == old[::-1] and resumed.scanned == 3
+    await make_dead(app, 1, message="Échec du rendu")
+    assert len((await app.dlq.search("éCHEC")).items) == 1  # beyond ASCII too
+    with pytest.raises(InvalidInput):
+        await app.dlq.search("  ")
+
+
+async def test_groups_with_every_filter(app: App) -> None:
+    """Fingerprint groups agree with ``stats`` whatever narrows them: on SQLite a filter
+    matching many entries is grouped from an index alone, a few through their rows."""
+    await make_dead(app, 10, user_id="alice", kind=ErrorKind.AUTH, task="a", message="bad key")
+    await make_dead(app, 1, user_id="carol", kind=ErrorKind.AUTH, task="b", message="bad key")
+    outage = "upstream 503"
+    await make_dead(app, 5, user_id="bob", kind=ErrorKind.SERVER, task="b", message=outage)
+    await make_dead(app, 3, user_id="bob", kind=ErrorKind.SERVER, task="c", message=outage)
+    await make_dead(app, 60, user_id="zed", kind=ErrorKind.VALIDATION, task="z", message="long")
+
+    def shape(groups: list) -> list[tuple[int, str, str, list[str]]]:  # type: ignore[type-arg]
+        return [(g.count, g.error_kind, g.sample_message, g.tasks) for g in groups]
+
+    auth = (11, "auth", "bad key", ["a", "b"])
+    server = (8, "server", outage, ["b", "c"])
+    expected = {
+        DLQFilter(): [(60, "validation", "long", ["z"]), auth, server],
+        DLQFilter(error_kind="auth"): [auth],  # 11 of 79 entries
+        DLQFilter(user_id="bob"): [server],
+        DLQFilter(user_id="bob", task="c"): [(3, "server", outage, ["c"])],
+        DLQFilter(task="b"): [(5, "server", outage, ["b"]), (1, "auth", "bad key", ["b"])],
+        DLQFilter(error_kind="auth", task="b", queue="dlqtest"): [(1, "auth", "bad key", ["b"])],
+    }
+    server_print = (await app.dlq.stats(DLQFilter(user_id="bob"))).top_fingerprints[0].fingerprint
+    expected[DLQFilter(fingerprint=server_print)] = [server]  # 8 of 79 entries
+    for flt, groups in expected.items():
+        assert shape(await app.dlq.groups(flt)) == groups, flt
+        assert shape((await app.dlq.stats(flt)).top_fingerprints) == groups, flt
+    assert shape(await app.dlq.groups(top=1)) == [(60, "validation", "long", ["z"])]
 
 
 async def test_seven_day_retention_is_enforced(app: App, clock: FakeClock, flaky) -> None:  # type: ignore[no-untyped-def]

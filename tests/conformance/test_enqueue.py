@@ -20,7 +20,9 @@ from genqueue import (
     TaskError,
     UnknownTask,
     WaitTimeout,
+    maintenance,
 )
+from genqueue.settings import Retention
 from tests.conformance.helpers import Recorder
 from tests.conftest import drain
 
@@ -327,6 +329,38 @@ async def test_finished_jobs_are_removed_after_retention(app: App, clock: FakeCl
         with pytest.raises(JobNotFound):
             await app.get(job.id)
     assert recorder.of("jobs_expired")[0]["count"] == 2
+
+
+async def test_each_queue_keeps_at_most_its_cap_of_finished_jobs(
+    app: App, clock: FakeClock, noop
+) -> None:  # type: ignore[no-untyped-def]
+    @app.task("other", queue="other")
+    async def other(ctx):  # type: ignore[no-untyped-def]
+        return None
+
+    done = []
+    for _ in range(5):
+        done.append((await app.enqueue("noop", {})).id)
+        await drain(app)
+        clock.advance(1)
+    cancelled = await app.enqueue("noop", {}, delay=100)
+    await app.cancel(cancelled.id)
+    elsewhere = await app.enqueue("other", {})
+    pending = await app.enqueue("noop", {}, delay=100)
+    await drain(app)
+    old = clock.now() - 3600  # nothing is old enough for the age rule
+    assert await app.backend.purge_finished(old, 1000, keep=None) == 0
+    assert await app.backend.purge_finished(old, 2, keep=0) == 2  # the limit holds
+    assert await app.backend.purge_finished(old, 1000, keep=3) == 1  # the oldest first
+    for job_id in done[:3]:
+        with pytest.raises(JobNotFound):
+            await app.get(job_id)
+    for job_id in (*done[3:], cancelled.id, elsewhere.id, pending.id):  # per queue; unfinished
+        await app.get(job_id)
+    app.retention = Retention(finished_per_queue=1)  # what workers' sweeps enforce
+    assert await maintenance.sweep(app) == 2
+    kept = {j.id for j in (await app.queue.list(queue="default")).items}
+    assert kept == {pending.id, cancelled.id}  # the newest finished one, and the pending one
 
 
 async def test_blocking_client(app: App, noop, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from genqueue import App, FakeClock
+from tests.conftest import drain
+
+from genqueue import App, FakeClock, JobState
 from genqueue.providers.ledger import LedgerSettings, Verdict
-from genqueue.providers.reconcile import Reconciler
+from genqueue.providers.reconcile import LOOK_AT_JOBS_EVERY, Reconciler
 
 PRICE = {"usd": 0.05, "generations": 5.0}
 SETTINGS = LedgerSettings(settlement_lag=1.0, reconcile_after=2.0)
@@ -52,8 +54,39 @@ async def test_an_accepted_submit_whose_job_ended_unpriced_does_not_hold_verdict
     assert isinstance(await ledger.verdict("lost:1"), float)  # the job may still price it
     assert isinstance(await ledger.verdict("lost:1"), float)
     await app.cancel(job.id)  # it ended without pricing its submit: it never will
+    clock.advance(LOOK_AT_JOBS_EVERY)  # the ledger looks the jobs up at most this often
     found = await ledger.verdict("lost:1")
     assert isinstance(found, Verdict) and found.verdict == "clear"
     summary = await ledger.summary()
     assert summary["unexplained"] == PRICE  # charged, on no job
     assert summary["undecided"] == 0
+
+
+async def test_a_dead_job_that_stored_its_acceptance_proves_it(app: App, clock: FakeClock) -> None:
+    # A sync submit accepted and charged, the charge stored on the job, its worker killed
+    # before telling the ledger, and the job dead-lettered by that kill (no attempt left to
+    # tell it): its request must not expire into "uncertain" and be counted again.
+    account = Account()
+    ledger = Reconciler(app, "acct", account.read, SETTINGS)
+    assert await ledger.begin("first:1", 10) is not None  # a first reading
+
+    @app.task("charged", max_retries=0)
+    async def charged(ctx):  # type: ignore[no-untyped-def]
+        assert await ledger.begin(f"{ctx.id}:1", 10) is None
+        account.charge(PRICE)
+        await ctx.set_meta(accepted=f"{ctx.id}:1", accepted_cost=PRICE)
+        raise SystemExit("killed")  # stands for the kill: the ledger never hears of it
+
+    job = await app.enqueue("charged", {})
+    await drain(app)
+    assert (await app.get(job.id)).state is JobState.DEAD
+    assert await ledger.begin("lost:1", 10) is None
+    await ledger.end("lost:1", "uncertain", "op")  # not charged
+    clock.advance(5)  # before the dead job's request would expire (10 s + grace)
+    found = await ledger.verdict("lost:1")
+    assert isinstance(found, float)  # a reading is due: the dead job's request is settled
+    clock.advance(5)
+    found = await ledger.verdict("lost:1")
+    assert isinstance(found, Verdict) and found.verdict == "clear", found
+    summary = await ledger.summary()
+    assert summary["unexplained"] == {} and summary["in_flight"] == 0

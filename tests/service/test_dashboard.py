@@ -18,6 +18,7 @@ from genqueue.observability.alerts.seen import seen_since
 from genqueue.service import audit
 from genqueue.service.dashboard.session import COOKIE
 from genqueue.testing import run_until_idle
+from tests.conformance.helpers import make_dead
 from tests.conftest import backend_url
 from tests.observability.alerts_support import evaluator, only
 from tests.service.conftest import SERVICE_BACKENDS
@@ -218,6 +219,26 @@ async def test_dlq_filters_search_and_groups(
     bad = await client.get("/dlq?kind=nonsense")
     assert bad.status_code == 400
     assert "error_kind" in bad.text or "kind" in bad.text
+
+
+async def test_search_reads_on_until_the_oldest_match(
+    client: httpx.AsyncClient, setup: tuple[App, Provider]
+) -> None:
+    app = setup[0]
+    await make_dead(app, 1, message="the needle", offset=-100)  # the oldest entry
+    await make_dead(app, 150, message="quota exceeded")
+    await login(client)
+    found = (await client.get("/dlq?q=NEEDLE")).text
+    assert found.count('class="entry"') == 1 and "the needle" in found
+    assert re.search(r'id="search-note">Free-text search has no index: it read 151 ', found)
+    common = (await client.get("/dlq?q=quota")).text
+    assert common.count('class="entry"') == 50 and "it read 50 " in common
+    shown = re.findall(r'name="ids" value="([0-9a-f]+)"', common)
+    next_link = re.search(r'rel="next" href="([^"]+)"', common)
+    assert next_link
+    rest = (await client.get(next_link.group(1).replace("&amp;", "&"))).text
+    more = re.findall(r'name="ids" value="([0-9a-f]+)"', rest)
+    assert len(more) == 50 and not set(shown) & set(more)
 
 
 async def test_jobs_list_filters_and_pages(

@@ -276,3 +276,20 @@ def test_abandoning_without_a_known_price_leaves_the_window_inconclusive() -> No
     rec, decided = ledger.evaluate(rec, 21, SETTINGS)
     assert [(v.submit_id, v.verdict) for v in decided] == [("b:1", "charged")]
     assert "unknown" in decided[0].why
+
+
+def test_a_settled_submit_still_in_flight_is_accepted_not_left_to_expire() -> None:
+    """An async submit accepted, its worker killed before telling the ledger; the resumed
+    job polls it to the end and prices it while the request is still in flight in the
+    ledger. Before, settle found nothing, the request later expired into "uncertain", and
+    its charge (already on the completed job) was counted again as unexplained."""
+    for cost in (PRICE, None):
+        rec = opened()
+        rec = submit(rec, "old:1", 1, "accepted", PRICE)  # the operation's price
+        rec = ledger.begin(rec, "a:1", 2, 100)  # accepted; its worker dies
+        rec = ledger.settle(rec, "a:1", cost, "op", 30)
+        assert ledger.track(rec, "a:1") == "unknown" and rec["inflight"] == {}
+        rec = ledger.expire(rec, 101)  # nothing left to expire
+        rec = reading(rec, 100 - 0.10, 1000 - 10, at=120)
+        assert rec["totals"]["uncertain"] == 0 and rec["totals"]["external"] == {}
+        assert rec["verdicts"] == {} and rec["totals"]["unexplained"] == {}

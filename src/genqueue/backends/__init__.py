@@ -4,6 +4,8 @@
 * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``: the embedded default
 * ``redis://host:port/db``, ``rediss://...``: shared by any number of machines
 * ``redis+cluster://host:port,host:port/``, ``rediss+cluster://...``: Redis Cluster
+* ``postgresql://user@host:port/db`` (or ``postgres://``): shared, in PostgreSQL, with
+  transactional enqueue
 """
 
 from __future__ import annotations
@@ -43,7 +45,16 @@ def create_backend(url: str, clock: Clock | None = None) -> Backend:
 
             raise MissingExtra("redis", "redis") from exc
         return RedisBackend.from_url(url, clock=clock)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from genqueue.backends.postgres import PostgresBackend
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            from genqueue.errors import MissingExtra
+
+            raise MissingExtra("psycopg", "postgres") from exc
+        return PostgresBackend.from_url(url, clock=clock)
     raise ConfigError(
         f"unsupported backend URL {url!r}: use memory://, sqlite:///path.db, "
-        "redis://host:port/db or redis+cluster://host:port,host:port/"
+        "redis://host:port/db, redis+cluster://host:port,host:port/ or "
+        "postgresql://user@host:port/db"
     )

@@ -22,8 +22,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from genqueue import serialization
-from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup, Page
-from genqueue.errors import IdempotencyConflict, IllegalTransition
+from genqueue.entry import (
+    DeadLetter,
+    DLQFilter,
+    DLQStats,
+    FingerprintGroup,
+    Page,
+    SearchPage,
+    encode_cursor,
+    failure_text_matches,
+)
+from genqueue.errors import ConfigError, IdempotencyConflict, IllegalTransition
 from genqueue.job import TRANSITIONS, Job, JobState, Progress
 
 
@@ -123,6 +132,17 @@ class Backend(ABC):
         and nothing of the batch is stored.
         """
 
+    async def enqueue_in_transaction(self, jobs: Sequence[Job], connection: Any) -> list[Job]:
+        """Store ``jobs`` like ``enqueue``, through the caller's own database connection and
+        inside its transaction (``enqueue(..., connection=conn)``): they exist if and only
+        if that transaction commits. Only a backend in the caller's database can; the
+        others refuse."""
+        raise ConfigError(
+            f"connection= (enqueue inside your own database transaction) needs the "
+            f"PostgreSQL backend (postgresql://...); this app uses {type(self).__name__}, "
+            "which keeps jobs outside your database: enqueue after your transaction commits"
+        )
+
     @abstractmethod
     async def get(self, job_id: str) -> Job | None: ...
 
@@ -196,8 +216,11 @@ class Backend(ABC):
         """Make due scheduled/retrying jobs queued; return how many moved."""
 
     @abstractmethod
-    async def purge_finished(self, finished_before: float, limit: int) -> int:
-        """Delete up to ``limit`` completed/cancelled jobs that finished before the instant."""
+    async def purge_finished(
+        self, finished_before: float, limit: int, keep: int | None = None
+    ) -> int:
+        """Delete up to ``limit`` completed/cancelled jobs, oldest first: those that finished
+        before the instant and, with ``keep``, each queue's beyond its newest ``keep``."""
 
     # -- dead letter queue ----------------------------------------------------------------
 
@@ -282,6 +305,36 @@ class Backend(ABC):
             if page.next_cursor is None:
                 return stats.build(top)
             cursor = page.next_cursor
+
+    async def dlq_search(
+        self, filter: DLQFilter, text: str, cursor: str | None, limit: int, scan: int
+    ) -> SearchPage:
+        """Up to ``limit`` entries among the newest ``scan`` matching ``filter`` (after
+        ``cursor``) whose failure text contains ``text`` (``failure_text_matches``). This
+        default reads the entries in growing chunks; backends with a query engine match
+        in it instead."""
+        found: list[DeadLetter] = []
+        scanned, size = 0, 2 * limit  # a common text fills the page from the first chunk
+        while scanned < scan:
+            chunk = await self.dlq_list(filter, cursor, min(size, scan - scanned))
+            size = min(2 * size, 1000)
+            for entry in chunk.items:
+                scanned += 1
+                if failure_text_matches(entry, text):
+                    found.append(entry)
+                    if len(found) == limit:
+                        return SearchPage(
+                            found, encode_cursor(entry.failed_at, entry.job_id), scanned
+                        )
+            cursor = chunk.next_cursor
+            if cursor is None:
+                break
+        return SearchPage(found, cursor, scanned)
+
+    async def dlq_groups(self, filter: DLQFilter, top: int = 10) -> list[FingerprintGroup]:
+        """The ``top`` most frequent fingerprints of the matching entries (``dlq_stats``'s
+        groups); backends that can group without the other statistics override it."""
+        return (await self.dlq_stats(filter, top)).top_fingerprints
 
 
 class _StatsBuilder:

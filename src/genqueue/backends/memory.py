@@ -354,17 +354,23 @@ class MemoryBackend(_SharedStateMixin, Backend):
             moved += 1
         return moved
 
-    async def purge_finished(self, finished_before: float, limit: int) -> int:
-        doomed = []
+    async def purge_finished(
+        self, finished_before: float, limit: int, keep: int | None = None
+    ) -> int:
+        by_queue: dict[str, list[Job]] = defaultdict(list)
         for job_id in list(self._jobs):
             job = self._load(job_id)
-            if job and job.state in EXPIRING_STATES and (job.finished_at or 0) < finished_before:
-                doomed.append(job_id)
-            if len(doomed) >= limit:
-                break
-        for job_id in doomed:
+            if job and job.state in EXPIRING_STATES:
+                by_queue[job.queue].append(job)
+        doomed: list[str] = []
+        for jobs in by_queue.values():
+            jobs.sort(key=lambda j: (j.finished_at or 0, j.id))
+            old = sum(1 for j in jobs if (j.finished_at or 0) < finished_before)
+            over = len(jobs) - keep if keep is not None else 0
+            doomed += [j.id for j in jobs[: max(old, over)]]
+        for job_id in doomed[:limit]:
             self._delete(job_id)
-        return len(doomed)
+        return len(doomed[:limit])
 
     # -- dead letter queue ----------------------------------------------------------------
 

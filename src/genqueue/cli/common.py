@@ -160,13 +160,16 @@ def run_with_app(app: App, fn: Callable[[App], Awaitable[T]]) -> T:
 
     import asyncio
 
-    library = logging.getLogger("genqueue")
-    level = library.level
-    library.setLevel(logging.ERROR)
+    # psycopg-pool logs each failed connection attempt (PostgreSQL backend) likewise.
+    loggers = [logging.getLogger(name) for name in ("genqueue", "psycopg")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         return asyncio.run(main())
     finally:
-        library.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _unreachable(app: App, exc: Exception) -> BackendError:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from genqueue.cli.common import BackendOpt, out
-from genqueue.cli.demo_serve import wait_for_interrupt
 from genqueue.errors import ConfigError
 from genqueue.humanize import amount, plural
 
@@ -96,6 +95,8 @@ def demo_command(
         fake_stats = fake.stats() if fake else None
         ok = _print(report, fake_stats)
         if dashboard is not None:
+            from genqueue.cli.demo_serve import wait_for_interrupt
+
             out.print(f"the dashboard is still at {dashboard}: press Ctrl-C to stop")
             wait_for_interrupt()
     if not ok:

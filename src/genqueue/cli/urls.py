@@ -4,9 +4,10 @@ Each mistake is one line and exit code 1: an option the backend does not know, a
 file in a directory that does not exist (it is not created behind the user's back), or
 ``memory://`` (its jobs live inside one process, and every command is a new process).
 
-Commands other than ``worker`` give up on an unreachable Redis within a few seconds
-(``retry_for``/``connect_timeout`` below, unless the URL sets them): a person is waiting.
-A worker keeps the library's defaults and rides out a Redis restart.
+Commands other than ``worker`` give up on an unreachable Redis or PostgreSQL within a few
+seconds (``retry_for``/``connect_timeout``/``pool_timeout`` below, unless the URL sets
+them): a person is waiting. A worker keeps the library's defaults and rides out a
+restart of the server.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 #: What a command (not a worker) allows an unreachable Redis before it gives up.
 CLI_REDIS_PATIENCE = {"retry_for": 1.0, "connect_timeout": 1.0}
 REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+#: The same for PostgreSQL (connect_timeout is libpq's own option).
+CLI_POSTGRES_PATIENCE = {"retry_for": "1", "pool_timeout": "2", "connect_timeout": "2"}
 SQLITE_OPTIONS = {"busy_timeout_ms", "synchronous"}
 SQLITE_SYNCHRONOUS = ("off", "normal", "full", "extra")
 
@@ -48,6 +51,8 @@ def impatient_backend(url: str, clock: Clock) -> Backend | None:
     server within seconds, unless the URL sets its own ``retry_for``/``connect_timeout``.
     None for other URLs."""
     parts = urlsplit(url)
+    if parts.scheme.lower() in ("postgresql", "postgres"):
+        return _impatient_postgres(url, clock)
     if parts.scheme.lower() not in REDIS_SCHEMES:
         return None
     try:
@@ -64,6 +69,18 @@ def impatient_backend(url: str, clock: Clock) -> Backend | None:
             options, connect_timeout=CLI_REDIS_PATIENCE["connect_timeout"]
         )
     return RedisBackend(options, clock=clock, url=url)
+
+
+def _impatient_postgres(url: str, clock: Clock) -> Backend | None:
+    try:
+        from genqueue.backends.postgres import PostgresBackend
+        from genqueue.backends.postgres.options import with_options
+    except ImportError:
+        return None  # the backend factory explains the missing extra
+    PostgresBackend.from_url(url)  # a bad URL is explained as the user wrote it
+    given = {key for key, _ in parse_qsl(urlsplit(url).query)}
+    patience = {k: v for k, v in CLI_POSTGRES_PATIENCE.items() if k not in given}
+    return PostgresBackend(with_options(url, **patience), clock=clock, url=url)
 
 
 def _check_sqlite(url: str) -> None:
@@ -108,5 +125,10 @@ def unreachable_hint(url: str) -> str:
         return (
             "check that Redis is running and reachable at that address, and the URL "
             "(--backend or GENQUEUE_BACKEND)"
+        )
+    if scheme in ("postgresql", "postgres"):
+        return (
+            "check that PostgreSQL is running and reachable at that address, that the user "
+            "may connect to that database, and the URL (--backend or GENQUEUE_BACKEND)"
         )
     return "check the path, its permissions and the URL (--backend or GENQUEUE_BACKEND)"

@@ -209,13 +209,22 @@ def _charge(rec: Record, window: Record, cost: Amounts | None, operation: str) -
     if cost is None:
         window["unknown"] = True
         return
-    rec["prices"][operation] = cost
+    if operation:  # "" when only the job knew what it was
+        rec["prices"][operation] = cost
     _add(window["known"], cost)
 
 
-def settle(rec: Record, job_id: str, cost: Amounts | None, operation: str) -> Record:
+def settle(
+    rec: Record, job_id: str, cost: Amounts | None, operation: str, now: float = 0.0
+) -> Record:
     """The price of an accepted job whose cost was not known when it was accepted (None: it
     will never be known; the last price seen for the operation stands in, if any)."""
+    if job_id in rec["inflight"]:
+        # Its worker died between the acceptance and telling the ledger (the resumed job
+        # proves it was accepted): without this, the request would later expire into
+        # "uncertain" and its charge be counted again as unexplained.
+        rec = end(rec, job_id, now, outcome="accepted", cost=cost, operation=operation)
+        return rec if cost is not None else settle(rec, job_id, None, operation, now)
     for index, window in enumerate(_windows(rec)):
         if job_id in window["pending"]:
             rec = copy.deepcopy(rec)
@@ -250,6 +259,12 @@ def settle(rec: Record, job_id: str, cost: Amounts | None, operation: str) -> Re
 def awaiting_price(rec: Record) -> list[str]:
     """Accepted submits of closed windows still waiting for their price."""
     return [job for window in rec["closed"] for job in window["pending"]]
+
+
+def unproven(rec: Record) -> list[str]:
+    """Submits whose acceptance is not known: in flight, uncertain, or judged."""
+    uncertain = [job for window in _windows(rec) for job in window["uncertain"]]
+    return [*rec["inflight"], *uncertain, *rec["verdicts"]]
 
 
 def abandon(rec: Record, job_id: str, now: float, *, on_job: bool = False) -> Record:

@@ -25,6 +25,11 @@ from genqueue.providers.ledger import Amounts, LedgerSettings, Outcome, Record, 
 log = logging.getLogger("genqueue.providers")
 
 CAS_TRIES = 50
+#: How often one process looks up the jobs of the submits the ledger tracks (seconds).
+LOOK_AT_JOBS_EVERY = 1.0
+#: A job proves its submit was accepted by storing, before anything else, ``ACCEPTED``
+#: (the submit id) and ``ACCEPTED_COST`` (what it was charged, if known) in its meta.
+ACCEPTED, ACCEPTED_COST = "accepted", "accepted_cost"
 ENDED = (JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED)
 BalanceReader = Callable[[], Awaitable[Amounts]]
 
@@ -50,6 +55,7 @@ class Reconciler:
         self.settings = settings or LedgerSettings()
         self._read_balance = read_balance
         self.key = ledger.ledger_key(account)
+        self._next_look_at_jobs = 0.0
 
     async def _load(self) -> tuple[Record, int]:
         found = await self.app.backend.state_get(self.key)
@@ -104,7 +110,9 @@ class Reconciler:
 
     async def settle(self, submit_id: str, operation: str, cost: Amounts | None) -> None:
         """An accepted job's price, once known (None: it never will be)."""
-        await self._change(lambda record, now: ledger.settle(record, submit_id, cost, operation))
+        await self._change(
+            lambda record, now: ledger.settle(record, submit_id, cost, operation, now)
+        )
 
     async def forget(self, submit_id: str) -> None:
         await self._change(lambda record, now: ledger.forget(record, submit_id))
@@ -131,6 +139,10 @@ class Reconciler:
     async def advance(self) -> float:
         """Move the reconciliation on; return a sensible wait before looking again."""
         settings = self.settings
+        if self.app.clock.now() >= self._next_look_at_jobs:
+            # Before the barrier: a request whose job ended holds every reading back.
+            self._next_look_at_jobs = self.app.clock.now() + LOOK_AT_JOBS_EVERY
+            await self._settle_ended_jobs()
 
         def barrier(record: Record, now: float) -> Record | None:
             if not ledger.wanted(record, now, settings):
@@ -162,19 +174,26 @@ class Reconciler:
 
         await self._change(close)
 
-    async def _abandon_unpriced(self) -> None:
-        """Accepted submits whose jobs ended without pricing them never will be priced."""
+    async def _settle_ended_jobs(self) -> None:
+        """What only the jobs could tell, once they ended without telling it: an accepted
+        submit's price never comes (see ``ledger.abandon``); a job that stored the
+        acceptance of its submit (``ACCEPTED``) but whose worker died before the ledger
+        heard of it, with no attempt left to say so, proves it was accepted (else its
+        charge, on the job, would count again as unexplained)."""
         record, _ = await self._load()
-        for submit_id in ledger.awaiting_price(record):
+        for submit_id in [*ledger.unproven(record), *ledger.awaiting_price(record)]:
             job = await self.app.backend.get(submit_id.rsplit(":", 1)[0])
             if job is not None and job.state not in ENDED:
-                continue  # still running, waiting or retrying: it prices it when it ends
-            # A completed job carries its cost; only the ledger missed its price.
-            on_job = job is not None and job.state is JobState.COMPLETED
-            await self._change(functools.partial(_abandon, submit_id=submit_id, on_job=on_job))
+                continue  # it settles this itself, later
+            if job is not None and job.meta.get(ACCEPTED) == submit_id:
+                cost = job.meta.get(ACCEPTED_COST) or None
+                await self._change(functools.partial(_proven, submit_id=submit_id, cost=cost))
+            elif submit_id in ledger.awaiting_price(record):
+                # A completed job carries its cost; only the ledger missed its price.
+                on_job = job is not None and job.state is JobState.COMPLETED
+                await self._change(functools.partial(_abandon, submit_id=submit_id, on_job=on_job))
 
     async def _evaluate(self) -> None:
-        await self._abandon_unpriced()
         decided: list[Verdict] = []
 
         def evaluate(record: Record, now: float) -> Record | None:
@@ -192,6 +211,10 @@ class Reconciler:
     async def summary(self) -> dict[str, Any]:
         record, _ = await self._load()
         return ledger.summary(record)
+
+
+def _proven(record: Record, now: float, *, submit_id: str, cost: Amounts | None) -> Record:
+    return ledger.end(record, submit_id, now, outcome="accepted", cost=cost, operation="")
 
 
 def _abandon(record: Record, now: float, *, submit_id: str, on_job: bool) -> Record:

@@ -402,13 +402,20 @@ class RedisBackend(SharedStateMixin, Backend):
                     break
         return moved
 
-    async def purge_finished(self, finished_before: float, limit: int) -> int:
+    async def purge_finished(
+        self, finished_before: float, limit: int, keep: int | None = None
+    ) -> int:
         removed = 0
         for queue in await self.queues():
             while removed < limit:
                 size = min(DELETE_CHUNK, limit - removed)
                 reply = await scripts.purge_finished(
-                    self.conn.evaluate, self.keys.queue(queue), self._clock(), finished_before, size
+                    self.conn.evaluate,
+                    self.keys.queue(queue),
+                    self._clock(),
+                    finished_before,
+                    size,
+                    keep=keep,
                 )
                 removed += reply.n
                 if reply.n < size:

@@ -216,9 +216,16 @@ async def promote(run: Evaluator, keys: QueueKeys, clock: str, limit: int) -> Co
 
 @_wrapper
 async def purge_finished(
-    run: Evaluator, keys: QueueKeys, clock: str, finished_before: float, limit: int
+    run: Evaluator,
+    keys: QueueKeys,
+    clock: str,
+    finished_before: float,
+    limit: int,
+    *,
+    keep: int | None = None,
 ) -> CountReply:
-    reply = await run(SCRIPTS["purge_finished"], keys.names, [clock, finished_before, limit])
+    args = [clock, finished_before, limit, "" if keep is None else keep]
+    reply = await run(SCRIPTS["purge_finished"], keys.names, args)
     return CountReply(_now(reply), int(reply[1]))
 
 

@@ -3,9 +3,10 @@
 One connection per backend, used from one dedicated thread, so the event loop never
 blocks on disk or on another process's write lock. Every write is one ``BEGIN
 IMMEDIATE`` transaction; a fetch claims a batch of rows with one ``UPDATE ... RETURNING``,
-and a batch of outcomes is stored in one transaction. Several processes may share the
-file: the write lock serialises claims, and the fencing token (``attempts``) stops a
-worker that lost its lease from writing.
+a batch of outcomes is stored in one transaction, and enqueues made while a write is in
+flight share the next one (``grouped``). Several processes may share the file: the write
+lock serialises claims, and the fencing token (``attempts``) stops a worker that lost its
+lease from writing.
 """
 
 from __future__ import annotations
@@ -28,12 +29,11 @@ from genqueue.backends.base import (
     Lease,
     Move,
     RunningUpdate,
-    check_same_data,
 )
 from genqueue.backends.sqlite import integrity, state
 from genqueue.backends.sqlite import queries as q
+from genqueue.backends.sqlite.grouped import GroupedWrites
 from genqueue.backends.sqlite.rows import (
-    INSERT_JOB,
     UPDATE_JOB,
     UPSERT_ENTRY,
     entry_values,
@@ -43,8 +43,17 @@ from genqueue.backends.sqlite.rows import (
 )
 from genqueue.backends.sqlite.schema import connect, migrate
 from genqueue.clock import SYSTEM_CLOCK, Clock
-from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page, decode_cursor, encode_cursor
-from genqueue.errors import BackendError, ConfigError, InvalidInput
+from genqueue.entry import (
+    DeadLetter,
+    DLQFilter,
+    DLQStats,
+    FingerprintGroup,
+    Page,
+    SearchPage,
+    decode_cursor,
+    encode_cursor,
+)
+from genqueue.errors import BackendError, ConfigError
 from genqueue.job import Job, JobState
 
 T = TypeVar("T")
@@ -81,6 +90,8 @@ class SQLiteBackend(Backend):
         self._checked = False
         #: Set when this process stored jobs that may be ready (enqueue, move, promote).
         self._local_work = asyncio.Event()
+        #: Concurrent enqueues share one transaction (see ``grouped``).
+        self._enqueues = GroupedWrites(self._write)
 
     @classmethod
     def from_url(cls, url: str, clock: Clock | None = None) -> SQLiteBackend:
@@ -217,34 +228,9 @@ class SQLiteBackend(Backend):
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
         rows = [job_values(job) for job in jobs]
-        stored = await self._write(lambda conn: self._enqueue(conn, jobs, rows))
+        stored = await self._enqueues.submit(lambda conn: q.insert_jobs(conn, jobs, rows))
         self._local_work.set()
         return stored
-
-    def _enqueue(
-        self, conn: sqlite3.Connection, jobs: Sequence[Job], rows: list[tuple[Any, ...]]
-    ) -> list[Job]:
-        if not any(job.idempotency_key for job in jobs):
-            try:
-                conn.executemany(INSERT_JOB, rows)
-            except sqlite3.IntegrityError as exc:
-                raise InvalidInput(
-                    f"a job with one of these ids already exists: {exc}", field="id"
-                ) from exc
-            return list(jobs)
-        out: list[Job] = []
-        for job, row in zip(jobs, rows, strict=True):
-            existing = None
-            if job.idempotency_key:
-                found = conn.execute(q.PENDING_BY_KEY, (job.queue, job.idempotency_key)).fetchone()
-                existing = row_to_job(found) if found else None
-            if existing is None:
-                conn.execute(INSERT_JOB, row)
-                out.append(job)
-            else:
-                # A conflict raises here and the transaction rolls the batch back.
-                out.append(check_same_data(job, existing))
-        return out
 
     async def get(self, job_id: str) -> Job | None:
         row = await self._read(lambda conn: conn.execute(q.JOB_BY_ID, (job_id,)).fetchone())
@@ -397,10 +383,10 @@ class SQLiteBackend(Backend):
         now = self.clock.now()
         return await self._write(lambda conn: conn.execute(q.PROMOTE, (now, now, limit)).rowcount)
 
-    async def purge_finished(self, finished_before: float, limit: int) -> int:
-        return await self._write(
-            lambda conn: conn.execute(q.PURGE_FINISHED, (finished_before, limit)).rowcount
-        )
+    async def purge_finished(
+        self, finished_before: float, limit: int, keep: int | None = None
+    ) -> int:
+        return await self._write(lambda conn: q.purge_finished(conn, finished_before, limit, keep))
 
     # -- dead letter queue ----------------------------------------------------------------
 
@@ -492,5 +478,16 @@ class SQLiteBackend(Backend):
         return await self._read(lambda conn: state.holders(conn, key, now))
 
     async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
-        where, params = q.dlq_where(filter, None)
-        return await self._read(lambda conn: q.dlq_stats(conn, where, params, top))
+        return await self._read(lambda conn: q.dlq_stats(conn, filter, top))
+
+    async def dlq_groups(self, filter: DLQFilter, top: int = 10) -> list[FingerprintGroup]:
+        return await self._read(lambda conn: q.dlq_groups(conn, filter, top))
+
+    async def dlq_search(
+        self, filter: DLQFilter, text: str, cursor: str | None, limit: int, scan: int
+    ) -> SearchPage:
+        if not text.isascii():  # SQLite's lower() folds ASCII only; Python matches the rest
+            return await super().dlq_search(filter, text, cursor, limit, scan)
+        return await self._read(
+            lambda conn: q.dlq_search(conn, filter, text, cursor, limit=limit, scan=scan)
+        )

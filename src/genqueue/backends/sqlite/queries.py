@@ -1,4 +1,5 @@
-"""Named SQL of the SQLite backend, and the few queries that are built from filters.
+"""Named SQL of the SQLite backend, the queries built from filters, and the few functions
+that run several statements (enqueue with idempotency keys, DLQ groups and text search).
 
 Values are always bound parameters; only fixed fragments and placeholders are joined.
 """
@@ -9,9 +10,28 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from genqueue.backends.base import JobQuery, day_of
-from genqueue.backends.sqlite.rows import JOB_COLUMNS, SELECT_ENTRY, SELECT_JOB, row_to_entry
-from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup
+import orjson
+
+from genqueue.backends.base import JobQuery, check_same_data
+from genqueue.backends.sqlite.rows import (
+    INSERT_JOB,
+    JOB_COLUMNS,
+    SELECT_ENTRY,
+    SELECT_JOB,
+    row_to_entry,
+    row_to_job,
+)
+from genqueue.entry import (
+    DeadLetter,
+    DLQFilter,
+    DLQStats,
+    FingerprintGroup,
+    SearchPage,
+    decode_cursor,
+    encode_cursor,
+)
+from genqueue.errors import InvalidInput
+from genqueue.job import Job
 
 PENDING = "('queued', 'scheduled', 'active', 'retrying')"
 
@@ -60,6 +80,30 @@ DELETE FROM jobs WHERE seq IN (
     SELECT seq FROM jobs WHERE state IN ('completed', 'cancelled') AND finished_at < ? LIMIT ?
 )
 """
+FINISHED_BY_QUEUE = """
+SELECT queue, COUNT(*) FROM jobs WHERE state IN ('completed', 'cancelled') GROUP BY queue
+"""
+PURGE_OLDEST_OF_QUEUE = """
+DELETE FROM jobs WHERE seq IN (
+    SELECT seq FROM jobs WHERE queue = ? AND state IN ('completed', 'cancelled')
+    ORDER BY finished_at, seq LIMIT ?
+)
+"""
+
+
+def purge_finished(
+    conn: sqlite3.Connection, finished_before: float, limit: int, keep: int | None
+) -> int:
+    """Old finished jobs, then each queue's oldest beyond its newest ``keep``."""
+    removed = int(conn.execute(PURGE_FINISHED, (finished_before, limit)).rowcount)
+    if keep is None:
+        return removed
+    for queue, count in conn.execute(FINISHED_BY_QUEUE).fetchall():
+        excess = min(int(count) - keep, limit - removed)
+        if excess > 0:
+            removed += int(conn.execute(PURGE_OLDEST_OF_QUEUE, (queue, excess)).rowcount)
+    return removed
+
 
 ENTRY_BY_ID = f"""
 SELECT {SELECT_ENTRY}, {SELECT_JOB} FROM dead_letters d JOIN jobs j ON j.id = d.job_id
@@ -75,6 +119,34 @@ DELETE_DEAD_JOB = "DELETE FROM jobs WHERE id = ? AND state = 'dead'"
 EXPIRED_ENTRIES = (
     "SELECT job_id FROM dead_letters WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"
 )
+
+
+def insert_jobs(
+    conn: sqlite3.Connection, jobs: Sequence[Job], rows: list[tuple[Any, ...]]
+) -> list[Job]:
+    """Store new jobs; a job whose idempotency key a pending job of its queue holds
+    returns that job instead (or raises ``IdempotencyConflict`` for other data, which
+    rolls back the whole call)."""
+    if not any(job.idempotency_key for job in jobs):
+        try:
+            conn.executemany(INSERT_JOB, rows)
+        except sqlite3.IntegrityError as exc:
+            raise InvalidInput(
+                f"a job with one of these ids already exists: {exc}", field="id"
+            ) from exc
+        return list(jobs)
+    out: list[Job] = []
+    for job, row in zip(jobs, rows, strict=True):
+        existing = None
+        if job.idempotency_key:
+            found = conn.execute(PENDING_BY_KEY, (job.queue, job.idempotency_key)).fetchone()
+            existing = row_to_job(found) if found else None
+        if existing is None:
+            conn.execute(INSERT_JOB, row)
+            out.append(job)
+        else:
+            out.append(check_same_data(job, existing))
+    return out
 
 
 def fetch_sql(queue_count: int) -> tuple[str, str]:
@@ -129,20 +201,38 @@ def list_jobs(query: JobQuery, after: tuple[float, str] | None) -> tuple[str, li
     return sql, [*params, query.limit + 1]
 
 
-def dlq_where(filter: DLQFilter, after: tuple[float, str] | None) -> tuple[str, list[Any]]:
+#: Equality filters from the most to the least selective, as entries usually spread: many
+#: users, fewer fingerprints, a few tasks and queues, a dozen error kinds.
+_BY_SELECTIVITY = ("user_id", "fingerprint", "task", "queue", "error_kind")
+
+
+def dlq_where(
+    filter: DLQFilter,
+    after: tuple[float, str] | None,
+    *,
+    indexable: Sequence[str] = _BY_SELECTIVITY,
+) -> tuple[str, list[Any]]:
+    """The WHERE clause of a DLQ filter. Only the most selective equality of the
+    ``indexable`` columns is left for an index to serve (``+`` keeps SQLite from using the
+    others): without statistics SQLite may otherwise walk all 33,000 entries of an error
+    kind to find one user's 700."""
     clauses: list[str] = []
     params: list[Any] = []
-    equals = (
-        ("queue", filter.queue),
-        ("user_id", filter.user_id),
-        ("error_kind", filter.error_kind.value if filter.error_kind else None),
-        ("task", filter.task),
-        ("fingerprint", filter.fingerprint),
-    )
-    for column, value in equals:
+    values = {
+        "queue": filter.queue,
+        "user_id": filter.user_id,
+        "error_kind": filter.error_kind.value if filter.error_kind else None,
+        "task": filter.task,
+        "fingerprint": filter.fingerprint,
+    }
+    indexed = False
+    for column in _BY_SELECTIVITY:
+        value = values[column]
         if value is not None:
-            clauses.append(f"d.{column} = ?")
+            plain = not indexed and column in indexable
+            clauses.append(f"{'' if plain else '+'}d.{column} = ?")
             params.append(value)
+            indexed = indexed or plain
     if filter.since is not None:
         clauses.append("d.failed_at >= ?")
         params.append(filter.since)
@@ -162,22 +252,39 @@ def _grouped(
     return {str(k if k is not None else "(none)"): c for k, c in conn.execute(sql, params)}
 
 
-def dlq_stats(conn: sqlite3.Connection, where: str, params: list[Any], top: int) -> DLQStats:
-    total = conn.execute(f"SELECT COUNT(*) FROM dead_letters d {where}", params).fetchone()[0]
-    days: dict[str, int] = {}
-    for (failed_at,) in conn.execute(f"SELECT d.failed_at FROM dead_letters d {where}", params):
-        day = day_of(failed_at)
-        days[day] = days.get(day, 0) + 1
+#: Per (kind, fingerprint, task): counts, a sample and the tasks of each fingerprint. It
+#: follows the order of the index ``dead_letters_groups`` (error_kind, fingerprint, task,
+#: queue), which holds every column it reads when no user or time is filtered on.
+_GROUPS = """
+SELECT fingerprint, SUM(n) c, MAX(sample), json_group_array(DISTINCT task) FROM (
+    SELECT d.fingerprint, d.task, COUNT(*) n, MAX(d.job_id) sample FROM dead_letters d
+    {where} GROUP BY d.error_kind, d.fingerprint, d.task
+) GROUP BY fingerprint ORDER BY c DESC, fingerprint LIMIT ?
+"""
+#: Reading one entry's row costs about as much as reading this many index entries.
+_LOOKUP_COST = 8
+
+
+def groups_query(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> tuple[str, list[Any]]:
+    """The grouping query for ``filter``. Many matching entries are grouped from the
+    covering index alone (a scan of all of it costs less than looking up a large share of
+    the rows); a few, through the filter's own index and their rows."""
+    where, params = dlq_where(filter, None)
+    if filter.user_id is None and filter.since is None and filter.until is None:
+        matching = conn.execute(COUNT_ENTRIES.format(where=where), params).fetchone()[0]
+        total = conn.execute(COUNT_ENTRIES.format(where=""), ()).fetchone()[0]
+        if matching * _LOOKUP_COST > total:
+            where, params = dlq_where(filter, None, indexable=("error_kind",))
+    return _GROUPS.format(where=where), [*params, top]
+
+
+def dlq_groups(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> list[FingerprintGroup]:
+    """The ``top`` most frequent fingerprints, with their tasks, in one query."""
+    sql, params = groups_query(conn, filter, top)
     groups = []
-    fp_sql = (
-        f"SELECT d.fingerprint, COUNT(*) c, MAX(d.job_id) FROM dead_letters d {where} "
-        "GROUP BY d.fingerprint ORDER BY c DESC, d.fingerprint LIMIT ?"
-    )
-    for fingerprint, count, sample_id in conn.execute(fp_sql, (*params, top)).fetchall():
+    rows = conn.execute(sql, params).fetchall()
+    for fingerprint, count, sample_id, tasks in rows:
         sample = _entry(conn, sample_id)
-        joiner = " AND" if where else " WHERE"
-        tasks_sql = f"SELECT DISTINCT d.task FROM dead_letters d {where}{joiner} d.fingerprint = ?"
-        tasks = sorted(r[0] for r in conn.execute(tasks_sql, (*params, fingerprint)))
         error = sample.job.last_error if sample else None
         groups.append(
             FingerprintGroup(
@@ -186,9 +293,20 @@ def dlq_stats(conn: sqlite3.Connection, where: str, params: list[Any], top: int)
                 error_kind=sample.error_kind.value if sample else "",
                 error_type=error.type if error else "",
                 sample_message=error.message if error else (sample.reason if sample else ""),
-                tasks=tasks,
+                tasks=sorted(orjson.loads(tasks)),
             )
         )
+    return groups
+
+
+def dlq_stats(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> DLQStats:
+    where, params = dlq_where(filter, None)
+    total = conn.execute(f"SELECT COUNT(*) FROM dead_letters d {where}", params).fetchone()[0]
+    # The UTC day of each entry (day_of), counted by SQLite.
+    days_sql = (
+        "SELECT strftime('%Y-%m-%d', d.failed_at, 'unixepoch') day, COUNT(*) "
+        f"FROM dead_letters d {where} GROUP BY day ORDER BY day"
+    )
     cost_sql = (
         "SELECT c.key, SUM(c.value) FROM dead_letters d JOIN jobs j ON j.id = d.job_id, "
         f"json_each(j.cost) c {where} GROUP BY c.key"
@@ -199,10 +317,55 @@ def dlq_stats(conn: sqlite3.Connection, where: str, params: list[Any], top: int)
         by_kind=_grouped(conn, "d.error_kind", where, params),
         by_task=_grouped(conn, "d.task", where, params),
         by_user=_grouped(conn, "d.user_id", where, params),
-        by_day=dict(sorted(days.items())),
-        top_fingerprints=groups,
+        by_day=dict(conn.execute(days_sql, params).fetchall()),
+        top_fingerprints=dlq_groups(conn, filter, top),
         cost_lost=cost,
     )
+
+
+#: The entries matching a filter, newest first, each with whether its reason or last
+#: error message contains the (lower-cased) text: SQLite reads and matches them, and
+#: stops when the caller stops reading. (Its ``lower`` folds ASCII letters only.)
+_SEARCH = """
+SELECT d.job_id, d.failed_at, instr(lower(d.reason || char(10) || CASE
+    WHEN json_valid(j.last_error) THEN coalesce(json_extract(j.last_error, '$.message'), '')
+    ELSE '' END), ?) > 0
+FROM dead_letters d JOIN jobs j ON j.id = d.job_id {where}
+ORDER BY d.failed_at DESC, d.job_id DESC LIMIT ?
+"""
+
+
+def dlq_search(
+    conn: sqlite3.Connection,
+    filter: DLQFilter,
+    text: str,
+    cursor: str | None,
+    *,
+    limit: int,
+    scan: int,
+) -> SearchPage:
+    """``Backend.dlq_search`` for an ASCII ``text``: only the matches are decoded."""
+    where, params = dlq_where(filter, decode_cursor(cursor))
+    rows = conn.execute(_SEARCH.format(where=where), (text.lower(), *params, scan))
+    found: list[str] = []
+    scanned, last = 0, None
+    for job_id, failed_at, hit in rows:
+        scanned, last = scanned + 1, (float(failed_at), str(job_id))
+        if hit:
+            found.append(job_id)
+            if len(found) == limit:
+                break
+    rows.close()
+    if last is None:  # nothing matches the filter after the cursor
+        return SearchPage([], None, 0)
+    items = [e for e in (_entry(conn, job_id) for job_id in found) if e is not None]
+    if len(found) == limit:  # a full page: the next goes on after its last entry
+        return SearchPage(items, encode_cursor(*last), scanned)
+    after, after_params = dlq_where(filter, last)
+    more = scanned == scan and bool(
+        conn.execute(f"SELECT 1 FROM dead_letters d {after} LIMIT 1", after_params).fetchone()
+    )
+    return SearchPage(items, encode_cursor(*last) if more else None, scanned)
 
 
 def _entry(conn: sqlite3.Connection, job_id: str) -> DeadLetter | None:

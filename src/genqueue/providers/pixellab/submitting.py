@@ -23,6 +23,7 @@ from genqueue.providers.guard import release_jitter
 from genqueue.providers.ledger import Verdict
 from genqueue.providers.pixellab import polling
 from genqueue.providers.pixellab.routes import Route, parse_data
+from genqueue.providers.reconcile import ACCEPTED, ACCEPTED_COST
 from genqueue.signals import Snooze
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ async def submit(px: PixelLab, ctx: JobContext, route: Route, submit_id: str) ->
     # dies before the images are stored leaves a job that knows it was charged.
     if cost:
         ctx.add_cost(**cost)
-    ctx.job.meta.update(accepted=submit_id, accepted_cost=cost)
+    ctx.job.meta.update({ACCEPTED: submit_id, ACCEPTED_COST: cost})
     await ctx.save_cost()
     if ledger is not None:
         await ledger.end(submit_id, "accepted", route.operation, cost)
@@ -143,7 +144,7 @@ async def _settle_earlier(px: PixelLab, ctx: JobContext, route: Route) -> None:
         ctx.note(resubmit="redriven by an operator after an uncertain submit: sending it again")
         return
     ledger, submit_id = px.ledger, meta.get("submit_id")
-    if submit_id is not None and meta.get("accepted") == submit_id:
+    if submit_id is not None and meta.get(ACCEPTED) == submit_id:
         await _accepted_but_lost(px, ctx, route, str(submit_id))
     if await _blind_resubmit(px, ctx, route, "an earlier attempt never learned the outcome"):
         return
@@ -158,7 +159,7 @@ async def _settle_earlier(px: PixelLab, ctx: JobContext, route: Route) -> None:
 async def _accepted_but_lost(px: PixelLab, ctx: JobContext, route: Route, submit_id: str) -> None:
     """PixelLab accepted (and billed) it; the worker died before the images were stored."""
     if px.ledger is not None:  # in case its end never reached the ledger
-        cost = ctx.job.meta.get("accepted_cost")
+        cost = ctx.job.meta.get(ACCEPTED_COST)
         await px.ledger.end(submit_id, "accepted", route.operation, cost or None)
     raise uncertain_error(
         route,

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from genqueue.classify import ErrorKind
+from genqueue.deadletter import SEARCH_SCAN
 from genqueue.entry import DeadLetter, DLQFilter
 from genqueue.errors import InvalidInput
 from genqueue.job import check_job_id
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
     from genqueue.service.dashboard.session import Session, Sessions
 
 PAGE = 50
-#: Free-text search has no index: it reads at most this many of the newest matching entries.
-SEARCH_SCAN = 5000
 FILTER_FIELDS = ("user", "kind", "task", "queue", "fingerprint", "since", "until")
 _SECRET_KEY = re.compile(r"(?i)(api[_-]?key|token|secret|password|authorization|credential)")
 
@@ -78,28 +77,6 @@ def parse_filter(values: Mapping[str, str]) -> DLQFilter:
     )
 
 
-def _matches_text(entry: DeadLetter, needle: str) -> bool:
-    error = entry.job.last_error
-    haystack = f"{entry.reason}\n{error.message if error else ''}".lower()
-    return needle.lower() in haystack
-
-
-async def _search(
-    app: App, filter: DLQFilter, needle: str, cursor: str | None
-) -> tuple[list[DeadLetter], str | None, int]:
-    """Entries whose error message contains ``needle``, reading at most ``SEARCH_SCAN``."""
-    found: list[DeadLetter] = []
-    scanned = 0
-    while len(found) < PAGE and scanned < SEARCH_SCAN:
-        chunk = await app.dlq.list(filter, cursor=cursor, limit=500)
-        scanned += len(chunk.items)
-        found += [e for e in chunk.items if _matches_text(e, needle)]
-        cursor = chunk.next_cursor
-        if cursor is None:
-            break
-    return found, cursor, scanned
-
-
 def add_routes(router: APIRouter, app: App, sessions: Sessions) -> None:
     @router.get("/dlq")
     async def dlq_list(request: Request) -> Response:
@@ -109,7 +86,11 @@ def add_routes(router: APIRouter, app: App, sessions: Sessions) -> None:
         cursor = request.query_params.get("cursor") or None
         scanned = None
         if params["q"]:
-            entries, next_cursor, scanned = await _search(app, filter, params["q"], cursor)
+            searched = await app.dlq.search(
+                params["q"], filter, cursor=cursor, limit=PAGE, scan=SEARCH_SCAN
+            )
+            entries, next_cursor = searched.items, searched.next_cursor
+            scanned = searched.scanned
         else:
             found = await app.dlq.list(filter, cursor=cursor, limit=PAGE)
             entries, next_cursor = found.items, found.next_cursor
@@ -122,7 +103,7 @@ def add_routes(router: APIRouter, app: App, sessions: Sessions) -> None:
             params=params,
             filter_params={k: params[k] for k in FILTER_FIELDS},
             total=await app.dlq.count(filter),
-            stats=await app.dlq.stats(filter, top=10),
+            groups=await app.dlq.groups(filter, top=10),
             kinds=[k.value for k in ErrorKind],
             scanned=scanned,
             search_limit=SEARCH_SCAN,

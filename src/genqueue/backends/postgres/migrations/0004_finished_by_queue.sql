@@ -1,0 +1,5 @@
+-- 0004: finished jobs per queue, oldest first: the per-queue count cap of retention
+-- (Retention.finished_per_queue) deletes a queue's oldest finished jobs beyond it.
+
+CREATE INDEX jobs_finished_queue ON jobs (queue, finished_at, seq)
+    WHERE state IN ('completed', 'cancelled');
