@@ -7,6 +7,10 @@ returns an estimate of it kept current by every script reply. A ``FakeClock`` gi
 tests stands in for the server clock so they can move time; any other clock is ignored.
 
 Calls that name only a job id find its queue through ``registry``.
+
+The same code serves one server and Redis Cluster: ``Connection`` holds either client
+(and on a cluster runs the scripts' SPUBLISH twins), and wake-ups are ``WakeUps`` or
+``ShardedWakeUps`` (see ``cluster`` and ``wake``).
 """
 
 from __future__ import annotations
@@ -17,18 +21,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 
 from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
 from genqueue.backends.redis import codec, listing, scripts, stats
-from genqueue.backends.redis.cluster import node_client, owner
 from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.keys import KeySchema
 from genqueue.backends.redis.options import RedisOptions, safe_url
 from genqueue.backends.redis.registry import QueueRegistry
 from genqueue.backends.redis.shared import SharedStateMixin
-from genqueue.backends.redis.wake import ShardedWakeUps, Waiter, WakeUps
+from genqueue.backends.redis.wake import wake_ups
 from genqueue.clock import Clock, FakeClock
 from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
 from genqueue.errors import BackendError, InvalidInput
@@ -70,29 +71,8 @@ class RedisBackend(SharedStateMixin, Backend):
         self.server_version: str | None = None
         self._conn: Connection | None = None
         self.registry = QueueRegistry(self.keys, lambda: self.conn)
-        self.wakeups = self._wakeups()
-
-    def _wakeups(self) -> Waiter:
-        def channel(queue: str) -> str:
-            return self.keys.queue(queue)["ready"]
-
-        def server() -> Redis:
-            assert isinstance(self.conn.redis, Redis)
-            return self.conn.redis
-
-        def owner_of(key: str) -> tuple[str, int]:
-            assert isinstance(self.conn.redis, RedisCluster)
-            return owner(self.conn.redis, key)
-
-        if not self.options.cluster:
-            return WakeUps(server, channel)
-
-        async def refresh() -> None:
-            if self.conn.topology is not None:
-                await self.conn.topology.refresh()
-
-        return ShardedWakeUps(
-            owner_of, lambda host, port: node_client(self.options, host, port), channel, refresh
+        self.wakeups = wake_ups(
+            self.options, lambda: self.conn, lambda q: self.keys.queue(q)["ready"]
         )
 
     @classmethod

@@ -29,6 +29,11 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+
+from genqueue.backends.redis.cluster import node_client, owner
+from genqueue.backends.redis.connection import Connection
+from genqueue.backends.redis.options import RedisOptions
 
 log = logging.getLogger("genqueue.redis")
 #: A node subscription reads for this long at a time (below any socket timeout).
@@ -39,6 +44,34 @@ class Waiter(Protocol):
     async def wait(self, queues: Sequence[str], timeout: float) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def wake_ups(
+    options: RedisOptions, conn: Callable[[], Connection], channel: Callable[[str], str]
+) -> Waiter:
+    """The wake-ups for a backend: ``WakeUps`` on one server, ``ShardedWakeUps`` on a
+    cluster (``conn`` gives the backend's open connection; ``channel`` a queue's)."""
+
+    def server() -> Redis:
+        client = conn().redis
+        assert isinstance(client, Redis)
+        return client
+
+    def owner_of(key: str) -> tuple[str, int]:
+        client = conn().redis
+        assert isinstance(client, RedisCluster)
+        return owner(client, key)
+
+    async def refresh() -> None:
+        topology = conn().topology
+        if topology is not None:
+            await topology.refresh()
+
+    if not options.cluster:
+        return WakeUps(server, channel)
+    return ShardedWakeUps(
+        owner_of, lambda host, port: node_client(options, host, port), channel, refresh
+    )
 
 
 class WakeUps:
