@@ -17,7 +17,7 @@ import pytest
 from redis.crc import key_slot
 
 import redis
-from genqueue import App, ConfigError, Worker, WorkerSettings
+from genqueue import App, BackendError, ConfigError, Worker, WorkerSettings
 from genqueue.backends import create_backend
 from genqueue.backends.redis import RedisBackend, RedisOptions, scripts
 from genqueue.backends.redis.keys import KeySchema
@@ -25,6 +25,7 @@ from genqueue.backends.redis.options import safe_url
 from genqueue.cli.urls import safe_url as cli_safe_url
 from genqueue.clock import OffsetClock
 from tests.redis_cluster import LocalCluster, session_cluster
+from tests.redis_server import free_port
 from tests.redis_server import test_prefix as prefix_for_test
 from tests.slot_guard import SlotGuard
 
@@ -70,6 +71,14 @@ def test_cluster_url_keeps_credentials_and_tls_options_for_every_node() -> None:
 def test_bad_cluster_urls_are_config_errors(url: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         RedisOptions.from_url(url)
+
+
+async def test_an_unreachable_cluster_is_an_outage_then_a_clear_error() -> None:
+    seeds = f"127.0.0.1:{free_port()},127.0.0.1:{free_port()}"
+    backend = RedisBackend.from_url(f"redis+cluster://{seeds}/?retry_for=0.3&connect_timeout=0.5")
+    with pytest.raises(BackendError, match=f"Redis Cluster at {seeds} is unavailable"):
+        await backend.open()
+    await backend.close()
 
 
 # -- one slot per script call -----------------------------------------------------------------

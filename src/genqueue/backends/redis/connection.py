@@ -185,7 +185,7 @@ class Connection:
                     log.warning("Redis call %s failed (%s); retrying", what, error)
             if now + delay > deadline:
                 raise BackendError(
-                    f"Redis at {safe_url(self.options.url)} is unavailable ({what}: {error})"
+                    f"{self.options.where} is unavailable ({what}: {error})"
                 ) from error
             if self.topology is not None:
                 await self.topology.refresh()  # a failover moves slots to another node
@@ -195,14 +195,16 @@ class Connection:
     def _transient(self, what: str, exc: Exception) -> Exception:
         """``exc`` if waiting may cure it; otherwise raise what the caller should see."""
         if isinstance(exc, rex.AuthenticationError):
-            raise BackendError(f"Redis at {safe_url(self.options.url)}: {exc}") from exc
+            raise BackendError(f"{self.options.where}: {exc}") from exc
         if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, *_TRANSIENT)):
             _refuse_untrusted(self.options.url, exc)  # waiting cannot fix a certificate
             return exc
         if isinstance(exc, rex.ResponseError):
             raise _response_error(what, exc) from exc
-        if isinstance(exc, rex.RedisClusterException):  # e.g. keys of several slots
-            raise BackendError(f"Redis Cluster refused {what}: {exc}") from exc
+        if isinstance(exc, rex.RedisClusterException):
+            if isinstance(exc.__cause__, (rex.ConnectionError, rex.TimeoutError, OSError)):
+                return exc  # no seed node answered (yet): an outage like any other
+            raise BackendError(f"Redis Cluster refused {what}: {exc}") from exc  # e.g. CROSSSLOT
         raise exc
 
     async def evaluate(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:

@@ -53,6 +53,13 @@ class RedisOptions:
     def cluster(self) -> bool:
         return bool(self.nodes)
 
+    @property
+    def where(self) -> str:
+        """Where Redis is, for messages: the URL without its password, or a cluster's seeds."""
+        if self.cluster:
+            return "Redis Cluster at " + ",".join(_host_port(*node) for node in self.nodes)
+        return f"Redis at {safe_url(self.url)}"
+
     @classmethod
     def from_url(cls, url: str) -> RedisOptions:
         parts = urlsplit(url)
