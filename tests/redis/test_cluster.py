@@ -25,7 +25,7 @@ from genqueue.backends.redis.options import safe_url
 from genqueue.cli.urls import safe_url as cli_safe_url
 from genqueue.clock import OffsetClock
 from tests.redis_cluster import LocalCluster, session_cluster
-from tests.redis_server import free_port
+from tests.redis_server import free_port, session_server
 from tests.redis_server import test_prefix as prefix_for_test
 from tests.slot_guard import SlotGuard
 
@@ -194,11 +194,13 @@ async def test_a_node_that_forgot_the_scripts_gets_them_again() -> None:
         assert (await app.get(job.id)) is not None
 
 
+@pytest.mark.parametrize("kind", ["redis", "redis-cluster"])
 async def test_wait_without_replicas_keeps_the_write_and_says_so(
-    caplog: pytest.LogCaptureFixture,
+    kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The session cluster has no replicas: WAIT 1 can never be satisfied."""
-    app = App(session_cluster().url(prefix_for_test(), wait_replicas="1", wait_timeout="0.05"))
+    """The session's server and cluster have no replicas: WAIT 1 is never satisfied."""
+    where = session_cluster() if kind == "redis-cluster" else session_server()
+    app = App(where.url(prefix_for_test(), wait_replicas="1", wait_timeout="0.05"))
     app.task("t")(_noop)
     with caplog.at_level(logging.WARNING, "genqueue.redis"):
         async with app:

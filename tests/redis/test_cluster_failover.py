@@ -121,6 +121,9 @@ async def test_master_killed_mid_run_loses_nothing_acknowledged(
         producer = asyncio.create_task(produce())
         while len(acked) < N * 0.4:
             await asyncio.sleep(0.01)
+        # WAIT ran on the shard's primary, and with a healthy replica each one confirmed.
+        waits = _waits(victim.port)
+        unconfirmed_until_kill = _unconfirmed(producer_app, other)
         killed_at = time.monotonic()
         victim.kill()
         promoted_at = await asyncio.to_thread(_wait_for_promotion, cluster, victim.port)
@@ -140,10 +143,7 @@ async def test_master_killed_mid_run_loses_nothing_acknowledged(
             worker.request_stop()
         await asyncio.wait_for(asyncio.gather(*runners), 20)
         final = await _states_of(producer_app)
-        unconfirmed = sum(
-            app.backend.conn._unconfirmed  # type: ignore[attr-defined]
-            for app in (producer_app, other)
-        )
+        unconfirmed = _unconfirmed(producer_app, other)
         histories = {
             job_id: await producer_app.get(job_id)
             for job_id, n in Counter(r[0] for r in runs).items()
@@ -178,19 +178,32 @@ async def test_master_killed_mid_run_loses_nothing_acknowledged(
         f"first run on the shard {min(r[2] for r in after) - killed_at:.2f} s after the kill; "
         f"ran twice: {len(twice)} (reclaimed leases among them: {len(reclaimed)}); "
         f"lost: {len(lost)}; unsure enqueues: {unsure}; writes WAIT did not confirm: "
-        f"{unconfirmed}; "
+        f"{unconfirmed} (WAITs on the killed master before the kill: {waits}); "
         f"dead: {sum(1 for s in final.values() if s is JobState.DEAD)}"
     )
     assert unsure == 0  # retries rode out the failover
     assert in_flight, "the kill met no running job of its shard: nothing was tested"
     assert after, "no job of the failed shard ran after the promotion"
+    assert (waits > 0) == bool(wait_replicas)
     if wait_replicas:
+        assert unconfirmed_until_kill == 0
         assert lost == [], f"{len(lost)} acknowledged jobs lost"
     else:
         late = [i for i in lost if not (acked[i][0] in shard and acked[i][1] >= killed_at - 1)]
         assert late == [], f"{len(late)} lost jobs were not written just before the kill"
     assert unexplained == [], f"{len(unexplained)} jobs ran twice with no failover to explain it"
     assert len(twice) <= 2 * SETTINGS.concurrency * 2  # at most every job in flight, twice
+
+
+def _waits(port: int) -> int:
+    """How many WAIT commands the node has run."""
+    with redis.Redis(port=port) as client:
+        return int(client.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
+
+
+def _unconfirmed(*apps: App) -> int:
+    """Writes whose WAIT was not confirmed in time, over the apps' connections."""
+    return sum(app.backend.conn._unconfirmed for app in apps)  # type: ignore[attr-defined]
 
 
 def _shard_subscribers(port: int, channel: str) -> int:
