@@ -36,15 +36,20 @@ class FixedRandom:
 
 
 # Redis joins the default run when redis-server is installed (and under CI, where a
-# missing redis-server must fail rather than skip).
+# missing redis-server must fail rather than skip). A local Redis Cluster (three masters,
+# tests/redis_cluster.py) needs redis-cli as well.
 _WITH_REDIS = bool(shutil.which("redis-server") or os.environ.get("CI"))
+_WITH_CLUSTER = _WITH_REDIS and bool(shutil.which("redis-cli") or os.environ.get("CI"))
 _DEFAULT_BACKENDS = "memory,sqlite,redis" if _WITH_REDIS else "memory,sqlite"
 _CHOSEN = os.environ.get("GENQUEUE_TEST_BACKENDS")
 BACKENDS = [b for b in (_CHOSEN or _DEFAULT_BACKENDS).split(",") if b]
 # The conformance suite and the model test run on PostgreSQL too (the machine's server,
-# tests/postgres_server.py: skipped with a reason when it is unreachable, failed under CI).
-# Other suites keep BACKENDS. GENQUEUE_TEST_BACKENDS, when set, picks for both.
-CONFORMANCE_BACKENDS = BACKENDS if _CHOSEN else [*BACKENDS, "postgres"]
+# tests/postgres_server.py: skipped with a reason when it is unreachable, failed under CI)
+# and on a local Redis Cluster (tests/redis_cluster.py). Other suites keep BACKENDS: a
+# cluster changes nothing above the backend. GENQUEUE_TEST_BACKENDS, when set, picks for
+# both.
+_MORE = ["postgres", *(["redis-cluster"] if _WITH_CLUSTER else [])]
+CONFORMANCE_BACKENDS = BACKENDS if _CHOSEN else [*BACKENDS, *_MORE]
 
 
 def backend_url(kind: str, tmp_path: Path) -> str:
@@ -56,6 +61,10 @@ def backend_url(kind: str, tmp_path: Path) -> str:
         from tests.redis_server import redis_url_for_test
 
         return redis_url_for_test()
+    if kind == "redis-cluster":
+        from tests.redis_cluster import cluster_url_for_test
+
+        return cluster_url_for_test()
     if kind == "postgres":
         from tests.postgres_server import postgres_url_for_test
 

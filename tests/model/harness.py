@@ -1,12 +1,12 @@
 """The system under test: an app on one backend, driven step by step under a fake clock.
 
 Each hypothesis example gets a fresh ``System``: its own event loop, its own backend (a
-new SQLite file, a new Redis key prefix on the session's test server, a new PostgreSQL
-schema, a new memory backend) and an app configured with the policy ``model.py`` writes
-out. Jobs run through
-the worker's own code (``Worker._run_job``: execute the task, classify what it raised,
-plan the outcome with the retry policy, store it through the move batcher), but one at a
-time and only when a rule says so: no worker loop, no threads, no sleeps.
+new SQLite file, a new Redis key prefix on the session's test server or cluster, a new
+PostgreSQL schema, a new memory backend) and an app configured with the policy
+``model.py`` writes out. Jobs run through the worker's own code (``Worker._run_job``:
+execute the task, classify what it raised, plan the outcome with the retry policy, store
+it through the move batcher), but one at a time and only when a rule says so: no worker
+loop, no threads, no sleeps.
 """
 
 from __future__ import annotations
@@ -181,6 +181,10 @@ def _url(kind: str, directory: Path) -> str:
         from tests.redis_server import session_server
 
         return session_server().url(f"model{uuid.uuid4().hex[:16]}")
+    if kind == "redis-cluster":
+        from tests.redis_cluster import session_cluster
+
+        return session_cluster().url(f"model{uuid.uuid4().hex[:16]}")
     if kind == "postgres":
         from tests.postgres_server import postgres_url_for_test
 

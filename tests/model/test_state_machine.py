@@ -444,6 +444,10 @@ def test_queue_agrees_with_the_model(backend_kind: str, tmp_path: Path) -> None:
         from tests.redis_server import session_server
 
         session_server()  # start it (or skip without redis-server) outside hypothesis
+    if backend_kind == "redis-cluster":
+        from tests.redis_cluster import session_cluster
+
+        session_cluster()  # likewise
     if backend_kind == "postgres":
         from tests.postgres_server import require_postgres
 

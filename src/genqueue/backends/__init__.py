@@ -3,6 +3,7 @@
 * ``memory://``: in this process only (tests, the reference semantics)
 * ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``: the embedded default
 * ``redis://host:port/db``, ``rediss://...``: shared by any number of machines
+* ``redis+cluster://host:port,host:port/``, ``rediss+cluster://...``: Redis Cluster
 * ``postgresql://user@host:port/db`` (or ``postgres://``): shared, in PostgreSQL, with
   transactional enqueue
 """
@@ -36,7 +37,7 @@ def create_backend(url: str, clock: Clock | None = None) -> Backend:
         from genqueue.backends.sqlite import SQLiteBackend
 
         return SQLiteBackend.from_url(url, clock=clock)
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         try:
             from genqueue.backends.redis import RedisBackend
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -54,5 +55,6 @@ def create_backend(url: str, clock: Clock | None = None) -> Backend:
         return PostgresBackend.from_url(url, clock=clock)
     raise ConfigError(
         f"unsupported backend URL {url!r}: use memory://, sqlite:///path.db, "
-        "redis://host:port/db or postgresql://user@host:port/db"
+        "redis://host:port/db, redis+cluster://host:port,host:port/ or "
+        "postgresql://user@host:port/db"
     )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 #: What a command (not a worker) allows an unreachable Redis before it gives up.
 CLI_REDIS_PATIENCE = {"retry_for": 1.0, "connect_timeout": 1.0}
+REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 #: The same for PostgreSQL (connect_timeout is libpq's own option).
 CLI_POSTGRES_PATIENCE = {"retry_for": "1", "pool_timeout": "2", "connect_timeout": "2"}
 SQLITE_OPTIONS = {"busy_timeout_ms", "synchronous"}
@@ -52,7 +53,7 @@ def impatient_backend(url: str, clock: Clock) -> Backend | None:
     parts = urlsplit(url)
     if parts.scheme.lower() in ("postgresql", "postgres"):
         return _impatient_postgres(url, clock)
-    if parts.scheme.lower() not in ("redis", "rediss"):
+    if parts.scheme.lower() not in REDIS_SCHEMES:
         return None
     try:
         from genqueue.backends.redis import RedisBackend
@@ -110,18 +111,17 @@ def _check_sqlite(url: str) -> None:
 def safe_url(url: str) -> str:
     """``url`` without its password (the command line repeats URLs in errors)."""
     parts = urlsplit(url)
-    if not parts.password:
+    userinfo, at, hosts = parts.netloc.rpartition("@")  # hosts: one, or a cluster's seeds
+    if not at or ":" not in userinfo:
         return url
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 def unreachable_hint(url: str) -> str:
     """What to check when the backend at ``url`` cannot be opened."""
     scheme = urlsplit(url).scheme.lower()
-    if scheme in ("redis", "rediss"):
+    if scheme in REDIS_SCHEMES:
         return (
             "check that Redis is running and reachable at that address, and the URL "
             "(--backend or GENQUEUE_BACKEND)"

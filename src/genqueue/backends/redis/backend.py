@@ -7,6 +7,10 @@ returns an estimate of it kept current by every script reply. A ``FakeClock`` gi
 tests stands in for the server clock so they can move time; any other clock is ignored.
 
 Calls that name only a job id find its queue through ``registry``.
+
+The same code serves one server and Redis Cluster: ``Connection`` holds either client
+(and on a cluster runs the scripts' SPUBLISH twins), and wake-ups are ``WakeUps`` or
+``ShardedWakeUps`` (see ``cluster`` and ``wake``).
 """
 
 from __future__ import annotations
@@ -20,17 +24,12 @@ import orjson
 
 from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
 from genqueue.backends.redis import codec, listing, scripts, stats
-from genqueue.backends.redis.connection import (
-    Connection,
-    RedisOptions,
-    check_server,
-    inspect_server,
-    safe_url,
-)
+from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.keys import KeySchema
+from genqueue.backends.redis.options import RedisOptions, safe_url
 from genqueue.backends.redis.registry import QueueRegistry
 from genqueue.backends.redis.shared import SharedStateMixin
-from genqueue.backends.redis.wake import WakeUps
+from genqueue.backends.redis.wake import wake_ups
 from genqueue.clock import Clock, FakeClock
 from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
 from genqueue.errors import BackendError, InvalidInput
@@ -72,7 +71,9 @@ class RedisBackend(SharedStateMixin, Backend):
         self.server_version: str | None = None
         self._conn: Connection | None = None
         self.registry = QueueRegistry(self.keys, lambda: self.conn)
-        self.wakeups = WakeUps(lambda: self.conn.redis, lambda q: self.keys.queue(q)["ready"])
+        self.wakeups = wake_ups(
+            self.options, lambda: self.conn, lambda q: self.keys.queue(q)["ready"]
+        )
 
     @classmethod
     def from_url(cls, url: str, clock: Clock | None = None) -> RedisBackend:
@@ -88,19 +89,13 @@ class RedisBackend(SharedStateMixin, Backend):
             return
         conn = Connection(self.options)
         try:
-            report = await conn.call("INFO", lambda: inspect_server(conn.redis))
-            check_server(report, self.options)
-
-            async def load_scripts() -> None:
-                for script in scripts.SCRIPTS.values():
-                    await conn.redis.script_load(script.text)
-
-            await conn.call("SCRIPT LOAD", load_scripts)
+            version = await conn.check()
+            await conn.load_scripts()
             await conn.server_time()
         except BaseException:
             await conn.close()
             raise
-        self.server_version = report.version
+        self.server_version = version
         self._conn = conn
 
     async def close(self) -> None:

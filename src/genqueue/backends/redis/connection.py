@@ -1,137 +1,70 @@
-"""Talking to Redis: URL options, the client, retries across outages, the server clock,
-and the start-up safety checks.
+"""Talking to Redis: the client, retries across outages, the server clock, WAIT.
 
 Every call has a socket timeout, so nothing hangs on a dead or frozen server. A call that
-fails because Redis is unreachable or still loading its data is retried with backoff for
-up to ``retry_for`` seconds (so workers ride out a restart and resume by themselves),
-then fails with ``BackendError``. Scripts are loaded again when Redis answers NOSCRIPT
-(it forgets them on restart). Re-sending a script whose reply was lost is safe: moves
-and heartbeats are fenced compare-and-sets, enqueue treats an identical job id as
-already stored, and a fetch whose reply was lost only leaves leases that expire.
+fails because Redis is unreachable, still loading its data, or failing over (a Cluster
+that is down, a slot with no primary yet, TRYAGAIN) is retried with backoff for up to
+``retry_for`` seconds (so workers ride out a restart or a failover and resume by
+themselves), then fails with ``BackendError``. Scripts are loaded again when a server
+answers NOSCRIPT (it forgets them on restart; a promoted replica may never have had
+them): on one server with SCRIPT LOAD, on a cluster with EVAL, which runs the script on
+the node that holds its keys and caches it there. Re-sending a script whose reply was
+lost is safe: moves and heartbeats are fenced compare-and-sets, enqueue treats an
+identical job id as already stored, and a fetch whose reply was lost only leaves leases
+that expire.
+
+Redis replicates asynchronously: a write a primary acknowledged can be missing on the
+replica that replaces it. With ``wait_replicas=N`` every script that writes is followed,
+on the same connection, by ``WAIT N wait_timeout``, so a write genqueue reports as done
+has reached N replicas; when fewer confirm in time the write still stands on the
+primary and genqueue logs that it is unconfirmed (see the README, Backends).
+
+URL options live in ``options``, the start-up checks in ``checks``, the cluster client in
+``cluster``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from genqueue.backends.redis import scripts
+from genqueue.backends.redis.checks import check_cluster, check_server, inspect_server
+from genqueue.backends.redis.cluster import Topology, inspect_nodes, make_cluster_client
+from genqueue.backends.redis.options import RedisOptions, safe_url
 from genqueue.backends.redis.scripts import Script
-from genqueue.errors import BackendError, ConfigError, IdempotencyConflict, InvalidInput
+from genqueue.errors import BackendError, IdempotencyConflict, InvalidInput
 from redis import exceptions as rex
+
+__all__ = ["Connection", "RedisOptions", "ServerClock", "make_client", "safe_url"]
 
 log = logging.getLogger("genqueue.redis")
 T = TypeVar("T")
 
 #: Replies of a Redis that is failing over or still starting (redis-py maps each to a
-#: class; LOADING is a ConnectionError): worth retrying.
-_TRANSIENT = (rex.ReadOnlyError, rex.MasterDownError, rex.TryAgainError, rex.ClusterDownError)
-_TRUE = ("1", "true", "yes", "on")
-MIN_VERSION = (6, 2)
-
-
-@dataclass(frozen=True)
-class RedisOptions:
-    """Connection settings; genqueue's own options ride in the URL's query string."""
-
-    url: str
-    prefix: str = "genqueue"
-    allow_eviction: bool = False
-    retry_for: float = 15.0
-    socket_timeout: float = 5.0
-    connect_timeout: float = 2.0
-    health_check_interval: int = 10
-    max_connections: int = 64
-
-    @classmethod
-    def from_url(cls, url: str) -> RedisOptions:
-        parts = urlsplit(url)
-        if parts.scheme not in ("redis", "rediss"):
-            raise ConfigError(f"not a Redis URL: {safe_url(url)}")
-        ours: dict[str, str] = {}
-        theirs = []
-        for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            if key in _OPTION_NAMES:
-                ours[key] = value
-            else:
-                theirs.append((key, value))  # redis-py's own options (ssl_cert_reqs, ...)
-        plain = urlunsplit(parts._replace(query=urlencode(theirs)))
-        _check_client_options(plain, [key for key, _ in theirs])
-        try:
-            return cls(
-                url=plain,
-                prefix=ours.get("prefix", "genqueue"),
-                allow_eviction=ours.get("allow_eviction", "0").lower() in _TRUE,
-                retry_for=float(ours.get("retry_for", 15.0)),
-                socket_timeout=float(ours.get("socket_timeout", 5.0)),
-                connect_timeout=float(ours.get("connect_timeout", 2.0)),
-                health_check_interval=int(ours.get("health_check_interval", 10)),
-                max_connections=int(ours.get("max_connections", 64)),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"invalid option in Redis URL {safe_url(url)}: {exc}") from exc
-
-
-_OPTION_NAMES = frozenset(
-    (
-        "prefix",
-        "allow_eviction",
-        "retry_for",
-        "socket_timeout",
-        "connect_timeout",
-        "health_check_interval",
-        "max_connections",
-    )
+#: class; LOADING is a ConnectionError), and a cluster whose layout is changing: worth
+#: retrying. (MOVED/ASK/TRYAGAIN are followed by the cluster client; these are what
+#: is left when that was not enough.)
+_TRANSIENT = (
+    rex.ReadOnlyError,
+    rex.MasterDownError,
+    rex.TryAgainError,
+    rex.ClusterDownError,
+    rex.ClusterError,
+    rex.SlotNotCoveredError,
+    rex.MovedError,
+    rex.AskError,
 )
-
-
-def _check_client_options(url: str, names: Sequence[str]) -> None:
-    """Refuse an option redis-py does not know (it would fail later with a TypeError)."""
-    from redis.asyncio.connection import (
-        URL_QUERY_ARGUMENT_PARSERS,
-        Connection,
-        SSLConnection,
-        parse_url,
-    )
-
-    known = set(URL_QUERY_ARGUMENT_PARSERS)
-    connection = SSLConnection if url.startswith("rediss:") else Connection
-    for cls in connection.__mro__:
-        init = vars(cls).get("__init__")
-        if init is not None:
-            known |= set(inspect.signature(init).parameters) - {"self", "args", "kwargs"}
-    for name in names:
-        if name not in known:
-            raise ConfigError(
-                f"unknown option {name!r} in the Redis URL {safe_url(url)}: genqueue's "
-                f"options are {', '.join(sorted(_OPTION_NAMES))}; others go to redis-py "
-                "(e.g. ssl_cert_reqs for rediss://)"
-            )
-    try:
-        parse_url(url)
-    except ValueError as exc:
-        raise ConfigError(f"invalid Redis URL {safe_url(url)}: {exc}") from None
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
-    return url
+#: Unconfirmed writes (wait_replicas) are logged at most this often (seconds).
+UNCONFIRMED_LOG_EVERY = 60.0
 
 
 def make_client(options: RedisOptions) -> Redis:
@@ -184,17 +117,47 @@ def _refuse_untrusted(url: str, exc: BaseException) -> None:
 
 
 class Connection:
-    """One client with retries, NOSCRIPT handling and clock tracking."""
+    """One client (one server or a cluster) with retries, NOSCRIPT handling, WAIT and
+    clock tracking."""
 
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
-        self.redis = make_client(options)
+        self.redis: Redis | RedisCluster
+        self.topology: Topology | None = None
+        if options.cluster:
+            cluster = make_cluster_client(options)
+            self.redis, self.topology = cluster, Topology(cluster)
+            self.scripts = scripts.CLUSTER_SCRIPTS
+        else:
+            self.redis = make_client(options)
+            self.scripts = scripts.SCRIPTS
         self.clock = ServerClock()
         self._outage_since: float | None = None
+        self._unconfirmed = 0
+        self._unconfirmed_logged = -UNCONFIRMED_LOG_EVERY
 
     async def close(self) -> None:
         await self.redis.aclose()
-        await self.redis.connection_pool.disconnect()
+        if isinstance(self.redis, Redis):
+            await self.redis.connection_pool.disconnect()
+
+    async def check(self) -> str:
+        """Run the start-up checks (every node of a cluster); the Redis version."""
+        redis = self.redis
+        if isinstance(redis, RedisCluster):
+            reports = await self.call("INFO", lambda: inspect_nodes(redis, self.options))
+            check_cluster(reports, self.options)
+            return min((r.version for r in reports.values()), key=_version_key)
+        report = await self.call("INFO", lambda: inspect_server(redis))
+        check_server(report, self.options)
+        return report.version
+
+    async def load_scripts(self) -> None:
+        async def load() -> None:
+            for script in self.scripts.values():
+                await self.redis.script_load(script.text)  # every primary of a cluster
+
+        await self.call("SCRIPT LOAD", load)
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn``, retrying transient failures for up to ``retry_for`` seconds."""
@@ -204,13 +167,8 @@ class Connection:
         while True:
             try:
                 result = await fn()
-            except rex.AuthenticationError as exc:
-                raise BackendError(f"Redis at {safe_url(self.options.url)}: {exc}") from exc
-            except (rex.ConnectionError, rex.TimeoutError, OSError, *_TRANSIENT) as exc:
-                _refuse_untrusted(self.options.url, exc)  # waiting cannot fix a certificate
-                error: Exception = exc
-            except rex.ResponseError as exc:
-                raise _response_error(what, exc) from exc
+            except Exception as exc:
+                error = self._transient(what, exc)
             else:
                 if self._outage_since is not None:
                     log.warning(
@@ -227,28 +185,105 @@ class Connection:
                     log.warning("Redis call %s failed (%s); retrying", what, error)
             if now + delay > deadline:
                 raise BackendError(
-                    f"Redis at {safe_url(self.options.url)} is unavailable ({what}: {error})"
+                    f"{self.options.where} is unavailable ({what}: {error})"
                 ) from error
+            if self.topology is not None:
+                await self.topology.refresh()  # a failover moves slots to another node
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
+    def _transient(self, what: str, exc: Exception) -> Exception:
+        """``exc`` if waiting may cure it; otherwise raise what the caller should see."""
+        if isinstance(exc, rex.AuthenticationError):
+            raise BackendError(f"{self.options.where}: {exc}") from exc
+        if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, *_TRANSIENT)):
+            _refuse_untrusted(self.options.url, exc)  # waiting cannot fix a certificate
+            return exc
+        if isinstance(exc, rex.ResponseError):
+            raise _response_error(what, exc) from exc
+        if isinstance(exc, rex.RedisClusterException):
+            if isinstance(exc.__cause__, (rex.ConnectionError, rex.TimeoutError, OSError)):
+                return exc  # no seed node answered (yet): an outage like any other
+            raise BackendError(f"Redis Cluster refused {what}: {exc}") from exc  # e.g. CROSSSLOT
+        raise exc
+
     async def evaluate(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a script (loading it if Redis forgot it); track the server clock."""
+        script = self.scripts[script.name]  # on a cluster: the twin that SPUBLISHes
+        wait = self.options.wait_replicas > 0 and script.name not in scripts.READ_ONLY
 
         async def attempt() -> Any:
             sent = time.monotonic()
-            try:
-                reply = await self.redis.evalsha(script.sha, len(keys), *keys, *args)
-            except rex.NoScriptError:
-                await self.redis.script_load(script.text)
-                reply = await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+            if wait:
+                reply = await self._run_and_wait(script, keys, args)
+            else:
+                reply = await self._run(script, keys, args)
             self.clock.observe(float(reply[0]), sent, time.monotonic())
             return reply
 
         return await self.call(script.name, attempt)
 
+    async def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+        except rex.NoScriptError:
+            if isinstance(self.redis, RedisCluster):
+                # Runs on (and caches the script in) the node that holds the keys.
+                return await self.redis.eval(script.text, len(keys), *keys, *args)
+            await self.redis.script_load(script.text)
+            return await self.redis.evalsha(script.sha, len(keys), *keys, *args)
+
+    async def _run_and_wait(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """The script, then WAIT on the same connection (one pipeline to one node)."""
+        wait = ("WAIT", self.options.wait_replicas, int(self.options.wait_timeout * 1000))
+        for load in (False, True):
+            pipe = self.redis.pipeline(transaction=False)
+            # execute_command: a cluster pipeline refuses its evalsha()/eval() methods.
+            run = ("EVAL", script.text) if load else ("EVALSHA", script.sha)
+            pipe.execute_command(*run, len(keys), *keys, *args)
+            node = None
+            if isinstance(self.redis, RedisCluster):
+                node = self.redis.get_node_from_key(keys[0])
+                pipe.execute_command(*wait, target_nodes=node)
+            else:
+                pipe.execute_command(*wait)
+            reply, acked = await pipe.execute(raise_on_error=False)
+            if not isinstance(reply, rex.NoScriptError):
+                break
+        if isinstance(reply, Exception):
+            raise reply
+        moved = node is not None and self._owner_changed(node, keys[0])
+        if isinstance(acked, Exception) or int(acked) < self.options.wait_replicas or moved:
+            self._note_unconfirmed(acked, script.name)
+        return reply
+
+    def _owner_changed(self, node: Any, key: str) -> bool:
+        """Whether the key's slot moved during the call (then WAIT ran on the old node)."""
+        assert isinstance(self.redis, RedisCluster)
+        try:
+            return bool(self.redis.get_node_from_key(key) is not node)
+        except rex.RedisClusterException:
+            return True
+
+    def _note_unconfirmed(self, acked: Any, what: str) -> None:
+        self._unconfirmed += 1
+        now = time.monotonic()
+        if now - self._unconfirmed_logged >= UNCONFIRMED_LOG_EVERY:
+            self._unconfirmed_logged = now
+            log.warning(
+                "Redis write not confirmed by %d replica(s) within %.3f s (%s: %s); it "
+                "stands on the primary but may be lost if the primary fails now "
+                "(%d unconfirmed so far)",
+                self.options.wait_replicas,
+                self.options.wait_timeout,
+                what,
+                acked,
+                self._unconfirmed,
+            )
+
     async def server_time(self) -> float:
-        """Ask Redis for its time (used when no script ran for a while)."""
+        """Ask Redis for its time (used when no script ran for a while). On a cluster
+        TIME goes to the client's default node (a primary)."""
 
         async def ask() -> float:
             sent = time.monotonic()
@@ -258,6 +293,13 @@ class Connection:
             return float(now)
 
         return await self.call("TIME", ask)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in version.split("."))
+    except ValueError:
+        return (0,)
 
 
 def _response_error(what: str, exc: rex.ResponseError) -> Exception:
@@ -274,69 +316,3 @@ def _response_error(what: str, exc: rex.ResponseError) -> Exception:
             "stored. Free memory (purge old jobs or dead letters) or raise maxmemory."
         )
     return BackendError(f"Redis rejected {what}: {text}")
-
-
-# -- start-up checks ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ServerReport:
-    version: str
-    eviction_policy: str | None
-    aof: bool | None
-    rdb_save: str | None
-
-
-async def inspect_server(redis: Redis) -> ServerReport:
-    server = await redis.info("server")
-    memory = await redis.info("memory")
-    persistence = await redis.info("persistence")
-    policy = memory.get("maxmemory_policy")
-    save: str | None
-    try:
-        save = str((await redis.config_get("save")).get("save", ""))
-    except rex.ResponseError:
-        save = None  # CONFIG is disabled (managed Redis)
-    aof = persistence.get("aof_enabled")
-    return ServerReport(
-        version=str(server.get("redis_version", "unknown")),
-        eviction_policy=str(policy) if policy is not None else None,
-        aof=bool(int(aof)) if aof is not None else None,
-        rdb_save=save,
-    )
-
-
-def check_server(report: ServerReport, options: RedisOptions) -> None:
-    """Refuse a Redis that can lose jobs silently; warn about weaker setups."""
-    where = safe_url(options.url)
-    try:
-        version = tuple(int(p) for p in report.version.split(".")[:2])
-    except ValueError:
-        version = MIN_VERSION
-    if version < MIN_VERSION:
-        raise ConfigError(f"Redis {report.version} at {where} is too old; genqueue needs 6.2+")
-    log.info("connected to Redis %s at %s", report.version, where)
-    policy = report.eviction_policy
-    if policy is None:
-        log.warning(
-            "could not read maxmemory-policy of Redis at %s; make sure it is noeviction, "
-            "or Redis may delete jobs when memory runs out",
-            where,
-        )
-    elif policy != "noeviction":
-        message = (
-            f"Redis at {where} has maxmemory-policy {policy}: when memory runs out it "
-            "deletes keys, which loses jobs and dead letters silently. Set "
-            "`maxmemory-policy noeviction`, or accept the risk with ?allow_eviction=1."
-        )
-        if not options.allow_eviction:
-            raise ConfigError(message)
-        log.warning("%s (allowed by allow_eviction)", message)
-    if report.aof is False and report.rdb_save == "":
-        log.warning(
-            "Redis at %s has persistence off (no AOF, no RDB save points): a restart "
-            "loses every job. Enable `appendonly yes` for durable queues.",
-            where,
-        )
-    elif report.aof is False and report.rdb_save is None:
-        log.warning("could not check whether Redis at %s persists its data", where)

@@ -4,7 +4,8 @@ Each ``lua/<operation>.lua`` is one operation on one queue; ``lua/lib/prelude.lu
 names, clock, shared helpers) is prepended to each when it is loaded. A wrapper turns
 typed arguments into ``KEYS``/``ARGV`` and the raw reply into typed values; it runs the
 script through an ``Evaluator`` (the backend's, which handles NOSCRIPT, timeouts and
-reconnects). ``WRAPPERS`` maps every script name to its wrapper; a test checks that each
+reconnects; on Redis Cluster it runs the ``CLUSTER_SCRIPTS`` twin of the script it
+is given). ``WRAPPERS`` maps every script name to its wrapper; a test checks that each
 ``.lua`` file has exactly one.
 
 Every reply starts with the time the script used (see the prelude), returned here as
@@ -43,8 +44,15 @@ def script_names() -> list[str]:
     return sorted(p.name[:-4] for p in folder.iterdir() if p.name.endswith(".lua"))
 
 
-def load_scripts() -> dict[str, Script]:
+_WAKE = "local WAKE = 'PUBLISH'\n"
+
+
+def load_scripts(wake: str = "PUBLISH") -> dict[str, Script]:
+    """Every script, with the prelude; ``wake`` is the command that wakes workers."""
     prelude = _read("lib/prelude.lua")
+    if _WAKE not in prelude:
+        raise RuntimeError("lua/lib/prelude.lua no longer defines WAKE")
+    prelude = prelude.replace(_WAKE, f"local WAKE = '{wake}'\n")
     out = {}
     for name in script_names():
         text = prelude + "\n" + _read(f"{name}.lua")
@@ -53,6 +61,10 @@ def load_scripts() -> dict[str, Script]:
 
 
 SCRIPTS = load_scripts()
+#: The same scripts for Redis Cluster: wake-ups use sharded pub/sub (see wake.py).
+CLUSTER_SCRIPTS = load_scripts("SPUBLISH")
+#: Scripts that never write; no WAIT follows them (see Connection.evaluate).
+READ_ONLY = frozenset({"read_jobs", "dlq_groups", "state_get", "slot_count", "slot_holders"})
 
 
 class Evaluator(Protocol):

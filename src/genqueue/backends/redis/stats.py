@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 
 from genqueue.backends.base import day_of
 from genqueue.backends.redis import scripts
@@ -34,6 +35,8 @@ from genqueue.entry import DeadLetter, DLQStats, FingerprintGroup
 
 GROUPS_PER_CALL = 500
 EntryLoader = Callable[[str, str], Awaitable[DeadLetter | None]]
+#: One server's pipeline, or a cluster's (split per node: every command has one key).
+AnyPipeline = Pipeline | ClusterPipeline
 
 
 class IndexStats:
@@ -68,7 +71,7 @@ class IndexStats:
                 out[split_prefixes(group)[0]] += count
         return out
 
-    async def _each(self, what: str, build: Callable[[Pipeline], object]) -> list[Any]:
+    async def _each(self, what: str, build: Callable[[AnyPipeline], object]) -> list[Any]:
         async def run() -> list[Any]:
             pipe = self.conn.redis.pipeline(transaction=False)
             build(pipe)
@@ -84,7 +87,7 @@ class IndexStats:
     async def by_day(self, queues: Sequence[str]) -> dict[str, int]:
         keys = [self.keys.queue(q)["dlq:all"] for q in queues]
 
-        def ends(p: Pipeline) -> None:
+        def ends(p: AnyPipeline) -> None:
             for k in keys:
                 p.zrange(k, 0, 0)
                 p.zrange(k, -1, -1)
@@ -101,7 +104,7 @@ class IndexStats:
             days.append(first)
             first += timedelta(days=1)
 
-        def counts(p: Pipeline) -> None:
+        def counts(p: AnyPipeline) -> None:
             for day in days:
                 low, high = (
                     time_key(day.timestamp()),

@@ -16,6 +16,8 @@
 --
 -- Wake-ups: a script that makes jobs ready (queued) publishes on a channel named like the
 -- queue's ready key, so idle workers subscribed to it fetch at once instead of polling.
+-- WAKE is PUBLISH; scripts.py loads a second set of the scripts for Redis Cluster, where
+-- it is SPUBLISH (sharded: the channel is in the queue's slot, see wake.py).
 --
 -- Batching: scripts work on many jobs at once, so reads use one HMGET per key and writes
 -- are collected per key (ops) and sent as one variadic command per key: a batch of N jobs
@@ -33,6 +35,7 @@ local K_JOBS = {
   completed = KEYS[23], dead = KEYS[24], cancelled = KEYS[25],
 }
 local UNPACK_MAX = 4000
+local WAKE = 'PUBLISH'
 
 local function clock_now()
   if ARGV[1] ~= '' then
@@ -101,7 +104,7 @@ local function flush(ops)
   ops.dropped = false
   if ops.readied then
     -- Wake idle workers of this queue (they subscribe to a channel named like the key).
-    redis.call('PUBLISH', K_READY, '1')
+    redis.call(WAKE, K_READY, '1')
     ops.readied = false
   end
 end
