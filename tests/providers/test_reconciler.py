@@ -6,7 +6,7 @@ from tests.conftest import drain
 
 from genqueue import App, FakeClock, JobState
 from genqueue.providers.ledger import LedgerSettings, Verdict
-from genqueue.providers.reconcile import LOOK_AT_JOBS_EVERY, Reconciler
+from genqueue.providers.reconcile import LOOK_AT_JOBS_EVERY, MAX_LOOKUPS, Reconciler
 
 PRICE = {"usd": 0.05, "generations": 5.0}
 SETTINGS = LedgerSettings(settlement_lag=1.0, reconcile_after=2.0)
@@ -90,3 +90,30 @@ async def test_a_dead_job_that_stored_its_acceptance_proves_it(app: App, clock: 
     assert isinstance(found, Verdict) and found.verdict == "clear", found
     summary = await ledger.summary()
     assert summary["unexplained"] == {} and summary["in_flight"] == 0
+
+
+async def test_the_jobs_are_looked_up_a_bounded_number_at_a_time_and_all_in_turn(
+    app: App, clock: FakeClock
+) -> None:
+    account = Account()
+    ledger = Reconciler(app, "acct", account.read, SETTINGS)
+    assert await ledger.begin("first:1", 10) is not None  # a first reading
+
+    @app.task("charged", max_retries=0)
+    async def charged(ctx):  # type: ignore[no-untyped-def]
+        await ctx.set_meta(accepted=f"{ctx.id}:1", accepted_cost=PRICE)
+        raise SystemExit("killed")  # the ledger never hears of it
+
+    dead = await app.enqueue("charged", {})
+    await drain(app)
+    running = [await app.enqueue("charged", {}) for _ in range(MAX_LOOKUPS + 20)]
+    assert len(await app.backend.fetch(["default"], "w", 1000, 300)) == len(running)
+    for job in [*running, dead]:  # the dead job's request is the last one tracked
+        assert await ledger.begin(f"{job.id}:1", 600) is None
+    rounds = 0
+    while (await ledger.summary())["in_flight"] > len(running):
+        rounds += 1
+        assert rounds <= 2, "the dead job's request was never looked at"
+        clock.advance(LOOK_AT_JOBS_EVERY)
+        await ledger.advance()
+    assert rounds == 2  # not within the first round's bound, but in the next

@@ -27,6 +27,7 @@ log = logging.getLogger("genqueue.providers")
 CAS_TRIES = 50
 #: How often one process looks up the jobs of the submits the ledger tracks (seconds).
 LOOK_AT_JOBS_EVERY = 1.0
+MAX_LOOKUPS = 100
 #: A job proves its submit was accepted by storing, before anything else, ``ACCEPTED``
 #: (the submit id) and ``ACCEPTED_COST`` (what it was charged, if known) in its meta.
 ACCEPTED, ACCEPTED_COST = "accepted", "accepted_cost"
@@ -56,6 +57,7 @@ class Reconciler:
         self._read_balance = read_balance
         self.key = ledger.ledger_key(account)
         self._next_look_at_jobs = 0.0
+        self._lookups = 0
 
     async def _load(self) -> tuple[Record, int]:
         found = await self.app.backend.state_get(self.key)
@@ -181,7 +183,14 @@ class Reconciler:
         heard of it, with no attempt left to say so, proves it was accepted (else its
         charge, on the job, would count again as unexplained)."""
         record, _ = await self._load()
-        for submit_id in [*ledger.unproven(record), *ledger.awaiting_price(record)]:
+        # Bounded per round: thousands of requests in flight are thousands of running
+        # jobs; the next rounds go on where this one stopped.
+        tracked = [*ledger.awaiting_price(record), *ledger.unproven(record)]
+        if len(tracked) > MAX_LOOKUPS:
+            start = self._lookups % len(tracked)
+            tracked = (tracked + tracked)[start : start + MAX_LOOKUPS]
+            self._lookups += MAX_LOOKUPS
+        for submit_id in tracked:
             job = await self.app.backend.get(submit_id.rsplit(":", 1)[0])
             if job is not None and job.state not in ENDED:
                 continue  # it settles this itself, later
