@@ -206,7 +206,7 @@ async def test_wait_without_replicas_keeps_the_write_and_says_so(
         async with app:
             job = await app.enqueue("t", {})
             assert (await app.get(job.id)) is not None
-            assert app.backend.conn._unconfirmed >= 1  # type: ignore[attr-defined]
+            assert app.backend.conn.unconfirmed >= 1  # type: ignore[attr-defined]
     assert "not confirmed by 1 replica(s) within 0.050 s (enqueue" in caplog.text
 
 

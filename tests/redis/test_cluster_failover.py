@@ -203,7 +203,7 @@ def _waits(port: int) -> int:
 
 def _unconfirmed(*apps: App) -> int:
     """Writes whose WAIT was not confirmed in time, over the apps' connections."""
-    return sum(app.backend.conn._unconfirmed for app in apps)  # type: ignore[attr-defined]
+    return sum(app.backend.conn.unconfirmed for app in apps)  # type: ignore[attr-defined]
 
 
 def _shard_subscribers(port: int, channel: str) -> int:

@@ -133,7 +133,8 @@ class Connection:
             self.scripts = scripts.SCRIPTS
         self.clock = ServerClock()
         self._outage_since: float | None = None
-        self._unconfirmed = 0
+        #: Writes whose WAIT (wait_replicas) was not confirmed in time.
+        self.unconfirmed = 0
         self._unconfirmed_logged = -UNCONFIRMED_LOG_EVERY
 
     async def close(self) -> None:
@@ -266,7 +267,7 @@ class Connection:
             return True
 
     def _note_unconfirmed(self, acked: Any, what: str) -> None:
-        self._unconfirmed += 1
+        self.unconfirmed += 1
         now = time.monotonic()
         if now - self._unconfirmed_logged >= UNCONFIRMED_LOG_EVERY:
             self._unconfirmed_logged = now
@@ -278,7 +279,7 @@ class Connection:
                 self.options.wait_timeout,
                 what,
                 acked,
-                self._unconfirmed,
+                self.unconfirmed,
             )
 
     async def server_time(self) -> float:
