@@ -11,11 +11,9 @@ for that transaction only. Applied versions are rows of ``genqueue_migrations``.
 
 from __future__ import annotations
 
-import re
-from importlib import resources
-
 from psycopg import sql
 
+from genqueue.backends.migrations import numbered_migrations
 from genqueue.backends.postgres.connection import Conn, execute, fetch_all, fetch_one
 from genqueue.errors import ConfigError, StorageCorrupt
 
@@ -25,17 +23,7 @@ TABLES = ("jobs", "dead_letters", "shared_state", "slots", "tallies")
 
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every migration file, in order."""
-    folder = resources.files("genqueue.backends.postgres") / "migrations"
-    found = []
-    for item in folder.iterdir():
-        match = re.match(r"^(\d{4})_(.+)\.sql$", item.name)
-        if match:
-            found.append((int(match.group(1)), match.group(2), item.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"migration numbers must be 1..n without gaps, found {versions}")
-    return found
+    return numbered_migrations("genqueue.backends.postgres")
 
 
 def quoted(schema: str) -> str:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from importlib import resources
+
+from genqueue.backends.migrations import numbered_migrations
 
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 
@@ -55,17 +56,7 @@ def _enable_wal(conn: sqlite3.Connection, patience: float) -> str:
 
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every migration file, in order."""
-    folder = resources.files("genqueue.backends.sqlite") / "migrations"
-    found = []
-    for item in folder.iterdir():
-        match = re.match(r"^(\d{4})_(.+)\.sql$", item.name)
-        if match:
-            found.append((int(match.group(1)), match.group(2), item.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"migration numbers must be 1..n without gaps, found {versions}")
-    return found
+    return numbered_migrations("genqueue.backends.sqlite")
 
 
 def split_statements(script: str) -> list[str]:
