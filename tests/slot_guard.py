@@ -2,9 +2,10 @@
 
 ``SlotGuard`` wraps ``Connection.evaluate`` (the one way the Redis backend runs a
 script) and records each call whose KEYS hash to more than one slot. The conformance
-suite and the model test install it around every test (their conftest files) on every
-backend, standalone Redis included: a standalone server accepts a script that spans
-slots, so without this a new script could break Redis Cluster silently.
+suite and the model test import the fixtures below in their conftest files: they run on
+every backend (``backend_kind``) with the guard around every test, standalone Redis
+included: a standalone server accepts a script that spans slots, so without this a new
+script could break Redis Cluster silently.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from redis.crc import key_slot
 
 from genqueue.backends.redis import scripts
 from genqueue.backends.redis.connection import Connection
+from tests.conftest import CONFORMANCE_BACKENDS
 
 #: Script calls checked in this test session, by script name.
 CHECKED: Counter[str] = Counter()
@@ -54,3 +56,15 @@ def guarded(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlotGuard]:
     monkeypatch.setattr(Connection, "evaluate", evaluate)
     yield guard
     guard.assert_clean()
+
+
+@pytest.fixture(params=CONFORMANCE_BACKENDS)
+def backend_kind(request: pytest.FixtureRequest) -> str:
+    """Every backend, PostgreSQL and Redis Cluster included."""
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def one_slot_per_script(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlotGuard]:
+    with guarded(monkeypatch) as guard:
+        yield guard
