@@ -15,7 +15,6 @@ and a fetch whose reply was lost only leaves leases that expire.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from psycopg.rows import TupleRow, tuple_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from genqueue.backends.postgres.options import PostgresOptions, safe_url
+from genqueue.backends.remote import Outages, ServerClock
 from genqueue.errors import BackendError
 
 log = logging.getLogger("genqueue.postgres")
@@ -53,23 +53,10 @@ def transient(exc: BaseException) -> bool:
     return code is None or code.startswith(_RETRY_CLASSES) or code in _RETRY_CODES
 
 
-class ServerClock:
-    """The server's time, estimated from its answer to ``clock_timestamp()``."""
-
-    def __init__(self) -> None:
-        self.offset: float | None = None
-        self.observed_at = 0.0
-
-    def observe(self, server_now: float, sent: float, received: float) -> None:
-        # The server read its clock somewhere in the round trip; assume the middle.
-        self.offset = server_now - (sent + received) / 2
-        self.observed_at = received
-
-    def now(self) -> float | None:
-        return None if self.offset is None else time.monotonic() + self.offset
-
-    def stale(self, max_age: float) -> bool:
-        return self.offset is None or time.monotonic() - self.observed_at > max_age
+def _retryable(exc: Exception) -> Exception:
+    if not transient(exc):
+        raise exc
+    return exc
 
 
 class Database:
@@ -80,7 +67,7 @@ class Database:
         #: The server, for messages (no password).
         self.where = where or safe_url(options.conninfo)
         self.clock = ServerClock()
-        self._outage_since: float | None = None
+        self._outages = Outages("PostgreSQL", f"PostgreSQL at {self.where}", options.retry_for, log)
         self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             options.conninfo,
             min_size=options.pool_min,
@@ -124,41 +111,14 @@ class Database:
     async def _retrying(
         self, what: str, fn: Callable[[Conn], Awaitable[T]], *, transaction: bool
     ) -> T:
-        loop = asyncio.get_running_loop()
-        deadline: float | None = None
-        delay = 0.02
-        while True:
-            try:
-                async with self.pool.connection() as conn:
-                    if not transaction:
-                        result = await fn(conn)
-                    else:
-                        async with conn.transaction():
-                            result = await fn(conn)
-            except Exception as exc:
-                if not transient(exc):
-                    raise
-                error: Exception = exc
-            else:
-                if self._outage_since is not None:
-                    log.warning(
-                        "PostgreSQL is reachable again after %.1f s",
-                        loop.time() - self._outage_since,
-                    )
-                    self._outage_since = None
-                return result
-            now = loop.time()
-            if deadline is None:
-                deadline = now + self.options.retry_for
-                if self._outage_since is None:
-                    self._outage_since = now
-                    log.warning("PostgreSQL call %s failed (%s); retrying", what, error)
-            if now + delay > deadline:
-                raise BackendError(
-                    f"PostgreSQL at {self.where} is unavailable ({what}: {error})"
-                ) from error
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        async def attempt() -> T:
+            async with self.pool.connection() as conn:
+                if not transaction:
+                    return await fn(conn)
+                async with conn.transaction():
+                    return await fn(conn)
+
+        return await self._outages.call(what, attempt, _retryable)
 
     async def server_time(self) -> float:
         """Ask the server for its time, and remember the offset to this machine's."""

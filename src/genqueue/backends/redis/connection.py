@@ -24,7 +24,6 @@ URL options live in ``options``, the start-up checks in ``checks``, the cluster 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 import time
@@ -41,6 +40,7 @@ from genqueue.backends.redis.checks import check_cluster, check_server, inspect_
 from genqueue.backends.redis.cluster import Topology, inspect_nodes, make_cluster_client
 from genqueue.backends.redis.options import RedisOptions, safe_url
 from genqueue.backends.redis.scripts import Script
+from genqueue.backends.remote import Outages, ServerClock
 from genqueue.errors import BackendError, IdempotencyConflict, InvalidInput
 from redis import exceptions as rex
 
@@ -81,25 +81,6 @@ def make_client(options: RedisOptions) -> Redis:
     return Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
 
 
-class ServerClock:
-    """The server's time, estimated from the times scripts report (no extra round trip)."""
-
-    def __init__(self) -> None:
-        self.offset: float | None = None
-        self.observed_at = 0.0
-
-    def observe(self, server_now: float, sent: float, received: float) -> None:
-        # The server read its clock somewhere in the round trip; assume the middle.
-        self.offset = server_now - (sent + received) / 2
-        self.observed_at = received
-
-    def now(self) -> float | None:
-        return None if self.offset is None else time.monotonic() + self.offset
-
-    def stale(self, max_age: float) -> bool:
-        return self.offset is None or time.monotonic() - self.observed_at > max_age
-
-
 def _refuse_untrusted(url: str, exc: BaseException) -> None:
     """Raise at once if the connection failed because the server's TLS certificate was not
     trusted (a wrong ``ssl_ca_certs``, a host name not in the certificate)."""
@@ -132,7 +113,7 @@ class Connection:
             self.redis = make_client(options)
             self.scripts = scripts.SCRIPTS
         self.clock = ServerClock()
-        self._outage_since: float | None = None
+        self._outages = Outages("Redis", options.where, options.retry_for, log)
         #: Writes whose WAIT (wait_replicas) was not confirmed in time.
         self.unconfirmed = 0
         self._unconfirmed_logged = -UNCONFIRMED_LOG_EVERY
@@ -162,36 +143,13 @@ class Connection:
 
     async def call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         """Run ``fn``, retrying transient failures for up to ``retry_for`` seconds."""
-        loop = asyncio.get_running_loop()
-        deadline: float | None = None
-        delay = 0.02
-        while True:
-            try:
-                result = await fn()
-            except Exception as exc:
-                error = self._transient(what, exc)
-            else:
-                if self._outage_since is not None:
-                    log.warning(
-                        "Redis is reachable again after %.1f s",
-                        loop.time() - self._outage_since,
-                    )
-                    self._outage_since = None
-                return result
-            now = loop.time()
-            if deadline is None:
-                deadline = now + self.options.retry_for
-                if self._outage_since is None:
-                    self._outage_since = now
-                    log.warning("Redis call %s failed (%s); retrying", what, error)
-            if now + delay > deadline:
-                raise BackendError(
-                    f"{self.options.where} is unavailable ({what}: {error})"
-                ) from error
-            if self.topology is not None:
-                await self.topology.refresh()  # a failover moves slots to another node
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        return await self._outages.call(
+            what, fn, lambda exc: self._transient(what, exc), self._refresh_topology
+        )
+
+    async def _refresh_topology(self) -> None:
+        if self.topology is not None:
+            await self.topology.refresh()  # a failover moves slots to another node
 
     def _transient(self, what: str, exc: Exception) -> Exception:
         """``exc`` if waiting may cure it; otherwise raise what the caller should see."""
