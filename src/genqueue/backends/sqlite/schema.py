@@ -76,9 +76,14 @@ def split_statements(script: str) -> list[str]:
 
 def migrate(conn: sqlite3.Connection, target: int | None = None) -> int:
     """Apply pending migrations (up to ``target``); return the schema version."""
+    # Read first without the write lock: on an up-to-date file (every open but the first)
+    # opening must not queue behind busy writers for the lock (and time out under load).
+    known = int(conn.execute("PRAGMA user_version").fetchone()[0])
     for version, _, sql in migrations():
         if target is not None and version > target:
             break
+        if version <= known:
+            continue
         conn.execute("BEGIN IMMEDIATE")
         try:
             current = conn.execute("PRAGMA user_version").fetchone()[0]
