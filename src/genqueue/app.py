@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, overload
 
@@ -26,7 +27,7 @@ from genqueue.queue import Queue
 from genqueue.redact import Redactor
 from genqueue.retry import RetryPolicy
 from genqueue.settings import QueueOptions, Retention, backend_url
-from genqueue.task import Task, TaskFunction, TaskOptions, TaskRegistry
+from genqueue.task import Task, TaskFunction, TaskOptions, TaskRegistry, seconds_to_keep
 
 if TYPE_CHECKING:
     from genqueue.blocking import BlockingClient
@@ -110,6 +111,8 @@ class App:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         classifier: ClassifierRules | None = None,
+        keep_finished: float | timedelta | None = None,
+        keep_result: bool = True,
     ) -> Callable[[TaskFunction], Task]: ...
 
     def task(
@@ -122,14 +125,23 @@ class App:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         classifier: ClassifierRules | None = None,
+        keep_finished: float | timedelta | None = None,
+        keep_result: bool = True,
     ) -> Task | Callable[[TaskFunction], Task]:
-        """Register a task: ``@app.task``, ``@app.task("name", queue=..., max_retries=...)``."""
+        """Register a task: ``@app.task``, ``@app.task("name", queue=..., max_retries=...)``.
+
+        ``keep_finished``: how long this task's completed and cancelled jobs are kept
+        (seconds or a ``timedelta``; 0 deletes them as they finish), instead of the app's
+        ``Retention.finished_jobs``. ``keep_result=False``: completed jobs do not store
+        what the task returned."""
         options = TaskOptions(
             queue=queue,
             retry=retry,
             max_retries=max_retries,
             timeout=timeout,
             classifier=classifier,
+            keep_finished=None if keep_finished is None else seconds_to_keep(keep_finished),
+            keep_result=keep_result,
         )
         if callable(name):
             return self.tasks.add(Task(_default_name(name), name, options))
@@ -163,6 +175,18 @@ class App:
         if task is not None:
             rules = rules.merged(task.options.classifier)
         return ErrorClassifier(rules, self.redactor)
+
+    def keep_finished_for(self, task_name: str) -> float:
+        """Seconds a finished (completed or cancelled) job of the task is kept."""
+        task = self.tasks.find(task_name)
+        if task is not None and task.options.keep_finished is not None:
+            return task.options.keep_finished
+        return self.retention.finished_jobs
+
+    def keep_result_for(self, task_name: str) -> bool:
+        """Whether a completed job of the task stores what the task returned."""
+        task = self.tasks.find(task_name)
+        return task is None or task.options.keep_result
 
     def use_backend(self, backend: str | Backend) -> None:
         """Point a closed app at another backend (the CLI's ``--backend``)."""

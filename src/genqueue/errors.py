@@ -12,6 +12,7 @@ docstring is its default message::
     │   └── IdempotencyConflict     the key is held by a pending job with other data
     ├── NotFound (LookupError)
     │   ├── JobNotFound
+    │   │   └── JobGone             ``wait()`` saw the job, then it was deleted
     │   └── DeadLetterNotFound
     ├── StateError                  the operation is not allowed in the job's state
     │   ├── IllegalTransition
@@ -107,6 +108,18 @@ class JobNotFound(NotFound):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job with id {job_id}")
+        self.job_id = job_id
+
+
+class JobGone(JobNotFound):
+    """The job finished and was deleted before its result was read."""
+
+    def __init__(self, job_id: str) -> None:
+        NotFound.__init__(
+            self,
+            f"job {job_id} finished and was deleted before its result was read: its task "
+            "keeps no finished jobs (keep_finished=0), or it was purged",
+        )
         self.job_id = job_id
 
 

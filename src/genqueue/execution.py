@@ -209,6 +209,17 @@ class PlanContext:
     retention: Retention
     #: Set when a lost worker's job is being reclaimed.
     reclaim: bool = False
+    #: Seconds the job is kept once completed or cancelled (``App.keep_finished_for``);
+    #: None: the retention's ``finished_jobs``.
+    keep_finished: float | None = None
+    #: False: a completed job does not store its result (the task's ``keep_result``).
+    keep_result: bool = True
+
+    @property
+    def expires_at(self) -> float:
+        """When a job finishing now is deleted by retention."""
+        keep = self.retention.finished_jobs if self.keep_finished is None else self.keep_finished
+        return self.now + keep
 
 
 def plan(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
@@ -263,8 +274,24 @@ def _move(job: Job, new: Job, ctx: PlanContext, entry: DeadLetter | None = None)
 
 def _plan_completed(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
     attempt = _attempt(job, ctx, AttemptOutcome.COMPLETED)
-    new = _next(job, JobState.COMPLETED, attempt, ctx, result=outcome.result, finished_at=ctx.now)
+    new = _next(
+        job,
+        JobState.COMPLETED,
+        attempt,
+        ctx,
+        result=outcome.result if ctx.keep_result else None,
+        finished_at=ctx.now,
+        expires_at=ctx.expires_at,
+        last_error=_without_stack(job.last_error),
+    )
+    # The job succeeded: its earlier failures keep their kind, type and message (what
+    # `jobs show` and the retry analytics read), not their stacks (most of their bytes).
+    new.history = [replace(a, error=_without_stack(a.error)) for a in new.history]
     return Plan(_move(job, new, ctx), attempt)
+
+
+def _without_stack(error: ClassifiedError | None) -> ClassifiedError | None:
+    return error if error is None or error.stack is None else replace(error, stack=None)
 
 
 def _plan_failed(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
@@ -344,7 +371,9 @@ def _plan_snooze(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
 
 def _plan_cancel(job: Job, outcome: Outcome, ctx: PlanContext) -> Plan:
     attempt = _attempt(job, ctx, AttemptOutcome.CANCELLED)
-    new = _next(job, JobState.CANCELLED, attempt, ctx, finished_at=ctx.now)
+    new = _next(
+        job, JobState.CANCELLED, attempt, ctx, finished_at=ctx.now, expires_at=ctx.expires_at
+    )
     new.meta["cancel_reason"] = outcome.reason
     return Plan(_move(job, new, ctx), attempt)
 

@@ -117,16 +117,19 @@ class Attempt:
         return max(0.0, self.finished_at - self.started_at)
 
     def to_record(self) -> dict[str, Any]:
+        """The stored form: compact (no derived duration, no empty fields)."""
         out: dict[str, Any] = {
             "number": self.number,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
-            "duration": round(self.duration, 6),
-            "worker": self.worker,
             "outcome": self.outcome.value,
-            "error": self.error.to_dict() if self.error else None,
-            "delay": self.delay,
         }
+        if self.worker is not None:
+            out["worker"] = self.worker
+        if self.error is not None:
+            out["error"] = self.error.to_dict()
+        if self.delay is not None:
+            out["delay"] = self.delay
         if self.details:
             out["details"] = self.details
         return out
@@ -150,9 +153,18 @@ class Attempt:
         )
 
     def to_public(self) -> dict[str, Any]:
-        out = self.to_record()
-        out["started_at"] = iso(self.started_at)
-        out["finished_at"] = iso(self.finished_at)
+        out: dict[str, Any] = {
+            "number": self.number,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "duration": round(self.duration, 6),
+            "worker": self.worker,
+            "outcome": self.outcome.value,
+            "error": self.error.to_dict() if self.error else None,
+            "delay": self.delay,
+        }
+        if self.details:
+            out["details"] = self.details
         return out
 
 
@@ -187,12 +199,26 @@ class Job:
     meta: dict[str, Any] = field(default_factory=dict)
     #: Set when the stored data could not be decoded; ``data`` then holds the raw text.
     data_error: str | None = None
+    #: When retention deletes this completed or cancelled job (set as it finishes, from
+    #: its task's ``keep_finished`` or the app's retention); None for other states.
+    expires_at: float | None = None
 
     @property
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
 
     def to_record(self) -> dict[str, Any]:
+        """The stored form: every field but those that hold their default (``from_record``
+        restores them), so a finished no-op job stores a few hundred bytes, not a page."""
+        full = self._fields()
+        out = {k: v for k, v in full.items() if k not in _DEFAULTS or v != _DEFAULTS[k]}
+        if out.get("run_at") == self.created_at:
+            del out["run_at"]
+        if out.get("updated_at") == self.created_at:
+            del out["updated_at"]
+        return out
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "task": self.task,
@@ -221,6 +247,7 @@ class Job:
             "cost": self.cost,
             "meta": self.meta,
             "data_error": self.data_error,
+            "expires_at": self.expires_at,
         }
 
     @classmethod
@@ -254,11 +281,12 @@ class Job:
             cost=dict(raw.get("cost") or {}),
             meta=dict(raw.get("meta") or {}),
             data_error=raw.get("data_error"),
+            expires_at=raw.get("expires_at"),
         )
 
     def to_public(self) -> dict[str, Any]:
         """The stable JSON shape shown by the CLI (``--json``) and the HTTP API."""
-        out = self.to_record()
+        out = self._fields()
         for key in (
             "created_at",
             "updated_at",
@@ -266,12 +294,42 @@ class Job:
             "lease_expires_at",
             "started_at",
             "finished_at",
+            "expires_at",
         ):
             out[key] = iso(out[key])
         out["history"] = [a.to_public() for a in self.history]
         if self.progress:
             out["progress"]["updated_at"] = iso(self.progress.updated_at)
         return out
+
+
+#: Fields ``to_record`` leaves out when they hold these values (``from_record``'s defaults).
+#: ``data`` and ``result`` are left out only when None: ``{}`` and ``[]`` are values.
+_DEFAULTS: Mapping[str, Any] = {
+    "data": None,
+    "user_id": None,
+    "idempotency_key": None,
+    "state": "queued",
+    "queue": "default",
+    "attempts": 0,
+    "retry_count": 0,
+    "max_retries": 1,
+    "redrive_count": 0,
+    "timeout": None,
+    "lease_owner": None,
+    "lease_expires_at": None,
+    "last_error": None,
+    "history": [],
+    "remote_job_id": None,
+    "result": None,
+    "progress": None,
+    "started_at": None,
+    "finished_at": None,
+    "cost": {},
+    "meta": {},
+    "data_error": None,
+    "expires_at": None,
+}
 
 
 def wasted_cost(job: Job) -> dict[str, float]:

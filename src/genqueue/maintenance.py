@@ -37,14 +37,15 @@ async def reclaim(app: App, finish: Finish, limit: int = 200) -> int:
 
 
 async def sweep(app: App, batch: int = 1000) -> int:
-    """Delete expired dead letters, and finished jobs past their age or beyond each queue's
-    count cap (``Retention``); return how many finished jobs went."""
+    """Delete expired dead letters, and finished jobs past their expiry (set as they finish:
+    their task's ``keep_finished``, else ``Retention.finished_jobs``) or beyond each queue's
+    count cap; return how many finished jobs went."""
     await app.dlq.expire()
     now = await app.backend.time()
     total = 0
     while True:
         removed = await app.backend.purge_finished(
-            now - app.retention.finished_jobs, batch, app.retention.finished_per_queue
+            now, now - app.retention.finished_jobs, batch, app.retention.finished_per_queue
         )
         total += removed
         if removed < batch:

@@ -19,6 +19,7 @@ from genqueue.errors import (
     IllegalTransition,
     InvalidInput,
     JobFailed,
+    JobGone,
     JobNotFound,
     StateError,
     WaitTimeout,
@@ -231,6 +232,7 @@ class Queue:
                 state=JobState.CANCELLED,
                 updated_at=now,
                 finished_at=now,
+                expires_at=now + self.app.keep_finished_for(job.task),
                 lease_owner=None,
                 lease_expires_at=None,
                 meta={**job.meta, "cancel_reason": reason},
@@ -251,12 +253,24 @@ class Queue:
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait for the job to finish; return its result, or raise ``JobFailed`` if it
-        ended dead or cancelled, or ``WaitTimeout`` after ``timeout`` seconds."""
+        ended dead or cancelled, or ``WaitTimeout`` after ``timeout`` seconds.
+
+        A job whose task keeps no finished jobs (``keep_finished=0``) is deleted as it
+        finishes, result and all: a wait that saw it before it went raises ``JobGone``
+        (whether it completed or was cancelled is no longer known); a wait that starts
+        after it went raises ``JobNotFound`` (``JobGone``'s base), like any unknown id."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         interval = 0.005
+        seen = False
         while True:
-            job = await self.get(job_id)
+            try:
+                job = await self.get(job_id)
+            except JobNotFound:
+                if seen:
+                    raise JobGone(job_id) from None
+                raise
+            seen = True
             if job.state is JobState.COMPLETED:
                 return job.result
             if job.state in (JobState.DEAD, JobState.CANCELLED):

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from genqueue.classify import ClassifierRules
@@ -48,13 +49,33 @@ class TaskOptions:
     #: Seconds an attempt may run before it fails as a timeout; None means no limit.
     timeout: float | None = None
     classifier: ClassifierRules | None = None
+    #: Seconds this task's completed and cancelled jobs are kept (a ``timedelta`` is
+    #: accepted); None: the app's ``Retention.finished_jobs``; 0: deleted as they finish.
+    keep_finished: float | None = None
+    #: False: a completed job records that it completed (attempts, times, cost), not
+    #: what the task returned.
+    keep_result: bool = True
 
     def __post_init__(self) -> None:
         check_queue_name(self.queue)
+        if self.keep_finished is not None:
+            object.__setattr__(self, "keep_finished", seconds_to_keep(self.keep_finished))
         if self.max_retries is not None:
             check_max_retries(self.max_retries)
         if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
             raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+
+
+def seconds_to_keep(value: float | timedelta) -> float:
+    """A retention as seconds (``timedelta`` or a number >= 0), or ``ConfigError``."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not (math.isfinite(seconds) and seconds >= 0)
+    ):
+        raise ConfigError(f"keep_finished must be seconds >= 0 or a timedelta, got {value!r}")
+    return float(seconds)
 
 
 class Task:

@@ -395,6 +395,8 @@ class Worker:
             policy=self.app.policy_for(job.task, job.queue),
             retention=self.app.retention,
             reclaim=reclaim,
+            keep_finished=self.app.keep_finished_for(job.task),
+            keep_result=self.app.keep_result_for(job.task),
         )
         the_plan = plan(job, outcome, ctx)
         applied = await self._batcher.submit(the_plan.move)

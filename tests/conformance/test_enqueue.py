@@ -348,10 +348,10 @@ async def test_each_queue_keeps_at_most_its_cap_of_finished_jobs(
     elsewhere = await app.enqueue("other", {})
     pending = await app.enqueue("noop", {}, delay=100)
     await drain(app)
-    old = clock.now() - 3600  # nothing is old enough for the age rule
-    assert await app.backend.purge_finished(old, 1000, keep=None) == 0
-    assert await app.backend.purge_finished(old, 2, keep=0) == 2  # the limit holds
-    assert await app.backend.purge_finished(old, 1000, keep=3) == 1  # the oldest first
+    now, old = clock.now(), clock.now() - 3600  # nothing has expired
+    assert await app.backend.purge_finished(now, old, 1000, keep=None) == 0
+    assert await app.backend.purge_finished(now, old, 2, keep=0) == 2  # the limit holds
+    assert await app.backend.purge_finished(now, old, 1000, keep=3) == 1  # the oldest first
     for job_id in done[:3]:
         with pytest.raises(JobNotFound):
             await app.get(job_id)

@@ -124,7 +124,7 @@ async def exercise_every_script(app: App, clock: FakeClock) -> None:
         clock.advance(6)
         assert await backend.promote(10) >= 1
     await backend.fetch(QUEUES, "w", 100, 30)
-    await backend.purge_finished(clock.now() + 1, 100)
+    await backend.purge_finished(clock.now() + 1, clock.now() + 1, 100)
     ids = await make_dead(app, 3)
     await app.dlq.delete(ids[0])
     assert await app.dlq.count(DLQFilter(user_id="u1")) == 2

@@ -122,7 +122,7 @@ async def test_out_of_memory_is_a_clear_error_and_stores_nothing(make_server: Ma
             done = [replace(j, state=JobState.COMPLETED, finished_at=j.started_at) for j in jobs]
             moves = [Move(d, JobState.ACTIVE, j.attempts) for d, j in zip(done, jobs, strict=True)]
             assert all(await app.backend.move(moves))
-        assert await app.backend.purge_finished(1e12, 100_000) == stored
+        assert await app.backend.purge_finished(1e12, 1e12, 100_000) == stored
         assert (await app.enqueue("t", {})).state is JobState.QUEUED
 
 

@@ -4,7 +4,8 @@ A backend stores jobs and dead letter entries and moves them atomically. It neve
 decides: retry or dead-letter, delays, redrive limits and retention ages are computed
 above it and handed down. The one write primitive for a job that exists is ``move``: a
 compare-and-set on (state, attempts) that replaces the stored job with the one the core
-computed, and adds or removes its dead letter entry in the same transaction. Because
+computed, and adds or removes its dead letter entry in the same transaction (a job that
+expires as it finishes, ``gone_at_finish``, is deleted by that move instead). Because
 ``attempts`` grows by one on every fetch it doubles as the lease's fencing token, so a
 worker that lost its lease can neither complete, fail nor overwrite the job.
 
@@ -33,7 +34,17 @@ from genqueue.entry import (
     failure_text_matches,
 )
 from genqueue.errors import ConfigError, IdempotencyConflict, IllegalTransition
-from genqueue.job import TRANSITIONS, Job, JobState, Progress
+from genqueue.job import EXPIRING_STATES, TRANSITIONS, Job, JobState, Progress
+
+
+def gone_at_finish(job: Job) -> bool:
+    """True for a completed/cancelled job that expires as it finishes (its task keeps no
+    finished jobs): the move that finishes it deletes it instead of storing it."""
+    return (
+        job.state in EXPIRING_STATES
+        and job.expires_at is not None
+        and job.expires_at <= (job.finished_at or 0.0)
+    )
 
 
 def check_same_data(new: Job, holder: Job) -> Job:
@@ -217,10 +228,12 @@ class Backend(ABC):
 
     @abstractmethod
     async def purge_finished(
-        self, finished_before: float, limit: int, keep: int | None = None
+        self, now: float, finished_before: float, limit: int, keep: int | None = None
     ) -> int:
-        """Delete up to ``limit`` completed/cancelled jobs, oldest first: those that finished
-        before the instant and, with ``keep``, each queue's beyond its newest ``keep``."""
+        """Delete up to ``limit`` completed/cancelled jobs, the soonest to expire first:
+        those whose ``expires_at`` is at or before ``now``; those stored without one
+        (finished before expiries were stored) that finished before ``finished_before``;
+        and, with ``keep``, each queue's beyond the ``keep`` that expire last."""
 
     # -- dead letter queue ----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from genqueue.backends.base import (
     Move,
     RunningUpdate,
     check_same_data,
+    gone_at_finish,
 )
 from genqueue.clock import SYSTEM_CLOCK, Clock
 from genqueue.entry import DeadLetter, DLQFilter, Page, decode_cursor, encode_cursor
@@ -328,6 +329,9 @@ class MemoryBackend(_SharedStateMixin, Backend):
             self._dlq[move.job.id] = move.entry.index_record()
         else:
             self._dlq.pop(move.job.id, None)
+        if gone_at_finish(move.job):
+            self._delete(move.job.id)
+            return
         self._store(move.job)
 
     async def expired(self, limit: int) -> list[Job]:
@@ -355,19 +359,19 @@ class MemoryBackend(_SharedStateMixin, Backend):
         return moved
 
     async def purge_finished(
-        self, finished_before: float, limit: int, keep: int | None = None
+        self, now: float, finished_before: float, limit: int, keep: int | None = None
     ) -> int:
-        by_queue: dict[str, list[Job]] = defaultdict(list)
+        by_queue: dict[str, list[tuple[float, str]]] = defaultdict(list)
         for job_id in list(self._jobs):
             job = self._load(job_id)
             if job and job.state in EXPIRING_STATES:
-                by_queue[job.queue].append(job)
+                by_queue[job.queue].append((_expiry(job, now, finished_before), job.id))
         doomed: list[str] = []
         for jobs in by_queue.values():
-            jobs.sort(key=lambda j: (j.finished_at or 0, j.id))
-            old = sum(1 for j in jobs if (j.finished_at or 0) < finished_before)
+            jobs.sort()
+            old = sum(1 for expiry, _ in jobs if expiry <= now)
             over = len(jobs) - keep if keep is not None else 0
-            doomed += [j.id for j in jobs[: max(old, over)]]
+            doomed += [job_id for _, job_id in jobs[: max(old, over)]]
         for job_id in doomed[:limit]:
             self._delete(job_id)
         return len(doomed[:limit])
@@ -423,6 +427,14 @@ class MemoryBackend(_SharedStateMixin, Backend):
         for _, job_id in doomed:
             self._delete(job_id)
         return [job_id for _, job_id in doomed]
+
+
+def _expiry(job: Job, now: float, finished_before: float) -> float:
+    """When the finished job expires; one stored without ``expires_at`` expires ``now -
+    finished_before`` after it finished (the age rule of its time)."""
+    if job.expires_at is not None:
+        return job.expires_at
+    return (job.finished_at or 0.0) + (now - finished_before)
 
 
 def _job_matches(job: Job, query: JobQuery) -> bool:

@@ -30,6 +30,7 @@ from genqueue.backends.base import (
     Move,
     RunningUpdate,
     check_same_data,
+    gone_at_finish,
 )
 from genqueue.backends.postgres import dlq, schema, state
 from genqueue.backends.postgres.connection import (
@@ -371,6 +372,7 @@ class PostgresBackend(Backend):
             holds_key=job.state in _PENDING_STATES and job.idempotency_key is not None,
             to_dead=to_dead,
             from_dead=move.expect_state is JobState.DEAD and not to_dead,
+            gone=gone_at_finish(job),
             now=self._now(),
         )
         return params
@@ -385,13 +387,17 @@ class PostgresBackend(Backend):
         return await self.db.run("promote", lambda conn: execute(conn, self.q.promote, params))
 
     async def purge_finished(
-        self, finished_before: float, limit: int, keep: int | None = None
+        self, now: float, finished_before: float, limit: int, keep: int | None = None
     ) -> int:
-        """Old finished jobs, then each queue's oldest beyond its newest ``keep`` (each
+        """Expired finished jobs, then each queue's first to expire beyond ``keep`` (each
         delete one statement: a purge is bounded work, not one transaction)."""
 
         async def purge(conn: Conn) -> int:
-            removed = await execute(conn, self.q.purge_finished, (finished_before, limit))
+            removed = await execute(conn, self.q.purge_expired, (now, limit))
+            if removed < limit:
+                removed += await execute(
+                    conn, self.q.purge_unexpiring, (finished_before, limit - removed)
+                )
             if keep is None:
                 return removed
             for queue, count in await fetch_all(conn, self.q.finished_by_queue):

@@ -119,11 +119,17 @@ _ENTRY_TYPES = {"failed_at": "float8", "expires_at": "float8"}
 # Typed: parameters in a SELECT list would otherwise be read as text.
 _ENTRY_VALUES = ", ".join(f"%(e_{c})s::{_ENTRY_TYPES.get(c, 'text')}" for c in ENTRY_COLUMNS)
 _ENTRY_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in ENTRY_COLUMNS[1:])
+_MOVABLE = f"""id = %(id)s AND state = %(expect_state)s AND attempts = %(expect_token)s
+        AND (NOT %(require_expired)s OR lease_expires_at <= {NOW})"""
+# A job that expires as it finishes (base.gone_at_finish: %(gone)s) is deleted, not updated.
 MOVE = f"""
-WITH moved AS (
+WITH dropped AS (
+    DELETE FROM {{s}}.jobs WHERE %(gone)s AND {_MOVABLE}
+    RETURNING id
+),
+moved AS (
     UPDATE {{s}}.jobs SET {_SET_JOB}
-    WHERE id = %(id)s AND state = %(expect_state)s AND attempts = %(expect_token)s
-        AND (NOT %(require_expired)s OR lease_expires_at <= {NOW})
+    WHERE NOT %(gone)s AND {_MOVABLE}
         AND (NOT %(holds_key)s OR NOT EXISTS (
             SELECT 1 FROM {{s}}.jobs o
             WHERE o.queue = %(queue)s AND o.idempotency_key = %(idempotency_key)s
@@ -139,7 +145,7 @@ unentry AS (
     DELETE FROM {{s}}.dead_letters
     WHERE %(from_dead)s AND job_id IN (SELECT id FROM moved)
 )
-SELECT count(*) FROM moved
+SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM dropped)
 """
 
 EXPIRED = f"""
@@ -148,9 +154,17 @@ WHERE j.state = 'active' AND j.lease_expires_at <= {NOW}
 ORDER BY j.lease_expires_at LIMIT %(limit)s
 """
 
-PURGE_FINISHED = """
+PURGE_EXPIRED = """
 DELETE FROM {s}.jobs WHERE seq IN (
-    SELECT seq FROM {s}.jobs WHERE state IN ('completed', 'cancelled') AND finished_at < %s
+    SELECT seq FROM {s}.jobs WHERE state IN ('completed', 'cancelled') AND expires_at <= %s
+    ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED
+)
+"""
+# Jobs finished before expiries were stored (migration 0006) go by their age.
+PURGE_UNEXPIRING = """
+DELETE FROM {s}.jobs WHERE seq IN (
+    SELECT seq FROM {s}.jobs WHERE state IN ('completed', 'cancelled') AND expires_at IS NULL
+        AND finished_at < %s
     ORDER BY finished_at LIMIT %s FOR UPDATE SKIP LOCKED
 )
 """
@@ -160,7 +174,7 @@ FINISHED_BY_QUEUE = (
 PURGE_OLDEST_OF_QUEUE = """
 DELETE FROM {s}.jobs WHERE seq IN (
     SELECT seq FROM {s}.jobs WHERE queue = %s AND state IN ('completed', 'cancelled')
-    ORDER BY finished_at, seq LIMIT %s FOR UPDATE SKIP LOCKED
+    ORDER BY expires_at NULLS FIRST, seq LIMIT %s FOR UPDATE SKIP LOCKED
 )
 """
 
@@ -220,7 +234,8 @@ class Queries:
     move_lock: str
     move: str
     expired: str
-    purge_finished: str
+    purge_expired: str
+    purge_unexpiring: str
     finished_by_queue: str
     purge_oldest_of_queue: str
 
@@ -242,7 +257,8 @@ _TEMPLATES = {
     "move_lock": MOVE_LOCK,
     "move": MOVE,
     "expired": EXPIRED,
-    "purge_finished": PURGE_FINISHED,
+    "purge_expired": PURGE_EXPIRED,
+    "purge_unexpiring": PURGE_UNEXPIRING,
     "finished_by_queue": FINISHED_BY_QUEUE,
     "purge_oldest_of_queue": PURGE_OLDEST_OF_QUEUE,
 }

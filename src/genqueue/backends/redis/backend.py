@@ -383,7 +383,7 @@ class RedisBackend(SharedStateMixin, Backend):
         return moved
 
     async def purge_finished(
-        self, finished_before: float, limit: int, keep: int | None = None
+        self, now: float, finished_before: float, limit: int, keep: int | None = None
     ) -> int:
         removed = 0
         for queue in await self.queues():
@@ -393,12 +393,13 @@ class RedisBackend(SharedStateMixin, Backend):
                     self.conn.evaluate,
                     self.keys.queue(queue),
                     self._clock(),
-                    finished_before,
-                    size,
+                    now,
+                    finished_before=finished_before,
+                    limit=size,
                     keep=keep,
                 )
                 removed += reply.n
-                if reply.n < size:
+                if reply.examined < size:
                     break
         return removed
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from genqueue.backends.base import Move, RunningUpdate
+from genqueue.backends.base import Move, RunningUpdate, gone_at_finish
 from genqueue.backends.redis.keys import created_member, time_key, value_prefix
 from genqueue.backends.redis.scripts import Stored
 from genqueue.entry import DeadLetter
@@ -31,13 +31,26 @@ def _opt_float(text: str) -> float | None:
     return float(text) if text else None
 
 
+#: Record fields the body leaves out: the hash field (id) and the key (queue) say them,
+#: and the hot record holds the others (``decode_job`` puts them back).
+_NOT_IN_BODY = ("id", "queue", "state", "attempts", "lease_owner", "lease_expires_at", "updated_at")
+
+
+def body(job: Job) -> bytes:
+    """The stored body: the job's compact record without what is stored elsewhere."""
+    record = job.to_record()
+    for name in _NOT_IN_BODY:
+        record.pop(name, None)
+    return orjson.dumps(record)
+
+
 def enqueue_args(job: Job) -> tuple[Any, ...]:
     return (
         job.id,
         job.state.value,
         num(job.run_at),
         job.idempotency_key or "",
-        orjson.dumps(job.to_record()),
+        body(job),
         created_member(job.created_at, job.id),
         num(job.updated_at),
         job.attempts,
@@ -51,7 +64,9 @@ def _digest(job: Job) -> str:
 
 
 def move_args(move: Move) -> tuple[str, ...]:
-    """The 16 strings of one move (see ``lua/move.lua``); sent JSON-encoded in one batch."""
+    """The 16 strings of one move (see ``lua/move.lua``); sent JSON-encoded in one batch.
+    A finished job is indexed by its expiry; one that expires as it finishes is sent
+    without a body: the script deletes it."""
     job = move.job
     if job.state is JobState.DEAD and move.entry is None:
         raise ValueError("a move to DEAD needs its entry")
@@ -68,9 +83,9 @@ def move_args(move: Move) -> tuple[str, ...]:
         num(job.updated_at),
         job.lease_owner or "",
         num(job.run_at),
-        num(job.finished_at),
+        num(job.expires_at if job.expires_at is not None else job.finished_at),
         job.idempotency_key or "",
-        orjson.dumps(job.to_record()).decode(),
+        "" if gone_at_finish(job) else body(job).decode(),
         entry,
         _digest(job),
     )
@@ -121,10 +136,12 @@ def decode_job(job_id: str, queue: str, stored: Stored) -> Job:
         return _undecodable(
             job_id, queue, stored.body, state=state, attempts=int(attempts), error=str(exc)
         )
+    record["id"], record["queue"] = job_id, queue
     record["state"] = state
     record["attempts"] = int(attempts)
     record["lease_expires_at"] = _opt_float(lease)
-    record["started_at"] = _opt_float(started)
+    # A finished job's hot record has no start time: its body has it.
+    record["started_at"] = _opt_float(started) if started else record.get("started_at")
     record["updated_at"] = _opt_float(updated) or record.get("updated_at")
     record["lease_owner"] = owner or None
     if stored.prog:
@@ -173,6 +190,7 @@ def fetched_job(
             job_id, queue, body, state=JobState.ACTIVE.value, attempts=attempts, error=str(exc)
         )
     else:
+        record["id"], record["queue"] = job_id, queue
         record["state"] = JobState.ACTIVE.value
         record["attempts"] = attempts
         record["lease_owner"] = owner

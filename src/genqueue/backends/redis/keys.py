@@ -10,16 +10,20 @@ each touched alone by its scripts.
 
 Per queue (``T`` is the tag)::
 
-    T:body      HASH  id -> job record (JSON), rewritten whole by enqueue and move
+    T:body      HASH  id -> job record (compact JSON, without what the field, the key
+                      and the hot record say), rewritten whole by enqueue and move
     T:hot       HASH  id -> "state|attempts|lease|started|updated|seqm|cm|owner", the
                       fields fetch/heartbeat/promote change without rewriting the body
+                      (a finished job's has no seqm and no started: its body has it)
     T:prog      HASH  id -> progress (JSON) of a running job
     T:patch     HASH  id -> running updates (JSON lines: remote id, meta, cost)
     T:ready     ZSET  seqm -> run_at       queued jobs; seqm = 16-hex enqueue seq + id,
                                            so equal due times keep enqueue order
     T:delayed   ZSET  id -> run_at         scheduled and retrying jobs
     T:leases    ZSET  id -> lease expiry   active jobs
-    T:finished  ZSET  id -> finished_at    completed and cancelled jobs (retention)
+    T:finished  ZSET  id -> expires_at     completed and cancelled jobs (retention); a
+                                           member whose hot record has a seqm was stored
+                                           before expiries: its score is its finished_at
     T:idem      HASH  idempotency key -> "<id>:<data digest>" of the pending job holding it
     T:seq       STRING enqueue counter
     T:jobs:<s>  ZSET  (lex) cm = time_key(created_at) + id, one per state: listing

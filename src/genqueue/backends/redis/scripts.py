@@ -127,6 +127,14 @@ class CountReply(NamedTuple):
     n: int
 
 
+class PurgeReply(NamedTuple):
+    now: float
+    #: Jobs deleted.
+    n: int
+    #: Jobs looked at: deleted, or (stored before expiries were) given their expiry.
+    examined: int
+
+
 class ReadReply(NamedTuple):
     now: float
     jobs: list[Stored | None]
@@ -219,14 +227,15 @@ async def purge_finished(
     run: Evaluator,
     keys: QueueKeys,
     clock: str,
+    now: float,
+    *,
     finished_before: float,
     limit: int,
-    *,
     keep: int | None = None,
-) -> CountReply:
-    args = [clock, finished_before, limit, "" if keep is None else keep]
+) -> PurgeReply:
+    args = [clock, now, limit, "" if keep is None else keep, finished_before]
     reply = await run(SCRIPTS["purge_finished"], keys.names, args)
-    return CountReply(_now(reply), int(reply[1]))
+    return PurgeReply(_now(reply), int(reply[1]), int(reply[2]))
 
 
 @_wrapper

@@ -29,6 +29,7 @@ from genqueue.backends.base import (
     Lease,
     Move,
     RunningUpdate,
+    gone_at_finish,
 )
 from genqueue.backends.sqlite import integrity, state
 from genqueue.backends.sqlite import queries as q
@@ -372,6 +373,8 @@ class SQLiteBackend(Backend):
             conn.execute(UPSERT_ENTRY, entry)
         elif move.expect_state is JobState.DEAD:
             conn.execute(q.DELETE_ENTRY, (move.job.id,))
+        if gone_at_finish(move.job):
+            conn.execute(q.DELETE_JOB, (move.job.id,))
         return True
 
     async def expired(self, limit: int) -> list[Job]:
@@ -384,9 +387,11 @@ class SQLiteBackend(Backend):
         return await self._write(lambda conn: conn.execute(q.PROMOTE, (now, now, limit)).rowcount)
 
     async def purge_finished(
-        self, finished_before: float, limit: int, keep: int | None = None
+        self, now: float, finished_before: float, limit: int, keep: int | None = None
     ) -> int:
-        return await self._write(lambda conn: q.purge_finished(conn, finished_before, limit, keep))
+        return await self._write(
+            lambda conn: q.purge_finished(conn, now, finished_before, limit, keep)
+        )
 
     # -- dead letter queue ----------------------------------------------------------------
 

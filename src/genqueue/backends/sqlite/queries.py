@@ -75,33 +75,46 @@ WHERE j.state = 'active' AND j.lease_expires_at <= ?
 ORDER BY j.lease_expires_at LIMIT ?
 """
 
-PURGE_FINISHED = """
+PURGE_EXPIRED = """
 DELETE FROM jobs WHERE seq IN (
-    SELECT seq FROM jobs WHERE state IN ('completed', 'cancelled') AND finished_at < ? LIMIT ?
+    SELECT seq FROM jobs WHERE state IN ('completed', 'cancelled') AND expires_at <= ?
+    ORDER BY expires_at LIMIT ?
+)
+"""
+# Jobs finished before expiries were stored (migration 0007) go by their age.
+PURGE_UNEXPIRING = """
+DELETE FROM jobs WHERE seq IN (
+    SELECT seq FROM jobs WHERE state IN ('completed', 'cancelled') AND expires_at IS NULL
+        AND finished_at < ? LIMIT ?
 )
 """
 FINISHED_BY_QUEUE = """
 SELECT queue, COUNT(*) FROM jobs WHERE state IN ('completed', 'cancelled') GROUP BY queue
 """
-PURGE_OLDEST_OF_QUEUE = """
+PURGE_FIRST_TO_EXPIRE_OF_QUEUE = """
 DELETE FROM jobs WHERE seq IN (
     SELECT seq FROM jobs WHERE queue = ? AND state IN ('completed', 'cancelled')
-    ORDER BY finished_at, seq LIMIT ?
+    ORDER BY expires_at, seq LIMIT ?
 )
 """
+# The job a move finished, when it expires as it finishes (base.gone_at_finish).
+DELETE_JOB = "DELETE FROM jobs WHERE id = ?"
 
 
 def purge_finished(
-    conn: sqlite3.Connection, finished_before: float, limit: int, keep: int | None
+    conn: sqlite3.Connection, now: float, finished_before: float, limit: int, keep: int | None
 ) -> int:
-    """Old finished jobs, then each queue's oldest beyond its newest ``keep``."""
-    removed = int(conn.execute(PURGE_FINISHED, (finished_before, limit)).rowcount)
+    """Expired finished jobs, then each queue's first to expire beyond ``keep``."""
+    removed = int(conn.execute(PURGE_EXPIRED, (now, limit)).rowcount)
+    if removed < limit:
+        removed += int(conn.execute(PURGE_UNEXPIRING, (finished_before, limit - removed)).rowcount)
     if keep is None:
         return removed
     for queue, count in conn.execute(FINISHED_BY_QUEUE).fetchall():
         excess = min(int(count) - keep, limit - removed)
         if excess > 0:
-            removed += int(conn.execute(PURGE_OLDEST_OF_QUEUE, (queue, excess)).rowcount)
+            sql = PURGE_FIRST_TO_EXPIRE_OF_QUEUE
+            removed += int(conn.execute(sql, (queue, excess)).rowcount)
     return removed
 
 

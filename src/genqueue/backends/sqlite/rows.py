@@ -43,6 +43,7 @@ JOB_COLUMNS = (
     "progress",
     "cost",
     "meta",
+    "expires_at",
 )
 SELECT_JOB = ", ".join(f"j.{c}" for c in JOB_COLUMNS)
 INSERT_JOB = (
@@ -108,6 +109,7 @@ def job_values(job: Job) -> tuple[Any, ...]:
         _json_or_none(job.progress.to_record() if job.progress else None),
         _json(job.cost),
         _json(job.meta),
+        job.expires_at,
     )
 
 
@@ -148,6 +150,7 @@ def row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         lease_expires_at=values["lease_expires_at"],
         started_at=values["started_at"],
         finished_at=values["finished_at"],
+        expires_at=values["expires_at"],
         remote_job_id=values["remote_job_id"],
         data_error=data_error,
         **extras,

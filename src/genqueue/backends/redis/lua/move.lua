@@ -5,10 +5,12 @@
 -- ARGV: [1] clock, [2] the moves as one JSON array (one argument, so that the client does
 --       not encode thousands of arguments); each move is an array of 16 strings: id,
 --       expected state, expected token (attempts), require expired lease ('1' or ''), new
---       state, attempts, lease, started, updated, owner, run_at, finished_at ('' for
---       none), idempotency key (''), body (JSON text), entry (JSON text, '' unless the
+--       state, attempts, lease, started, updated, owner, run_at, expiry of a finished
+--       job ('' for none), idempotency key (''), body (JSON text; '' for a finished job
+--       that expires as it finishes: it is deleted), entry (JSON text, '' unless the
 --       new state is dead), data digest ('' without a key). The ids of one call are
---       distinct.
+--       distinct. A finished job's hot record keeps no ready member and no start time
+--       (its body has it): a finished job never runs again.
 -- Returns: {now, ok1, ok2, ...}: 1 where the move was applied, 0 where the stored job
 --       was not in the expected state/token (or its lease is live, or another pending
 --       job holds its idempotency key).
@@ -43,11 +45,18 @@ for j, id in ipairs(ids) do
     unindex(ops, id, state, seqm, cm, state == 'dead' and redis.call('HGET', K_DLQ, id))
     op(ops.rem, 'HDEL', K_PROG, id)
     op(ops.rem, 'HDEL', K_PATCH, id)
-    op(ops.add, 'HSET', K_BODY, id, m[14])
-    op(ops.add, 'HSET', K_HOT, id,
-      pack_hot(new_state, m[6], lease, m[8], m[9], seqm, cm, m[10]))
-    index(ops, id, new_state, seqm, cm, m[11], lease ~= '' and lease or now_s,
-      finished ~= '' and finished or now_s)
+    local started = m[8]
+    if new_state == 'completed' or new_state == 'cancelled' then seqm, started = '', '' end
+    if m[14] == '' then
+      op(ops.rem, 'HDEL', K_BODY, id)
+      op(ops.rem, 'HDEL', K_HOT, id)
+    else
+      op(ops.add, 'HSET', K_BODY, id, m[14])
+      op(ops.add, 'HSET', K_HOT, id,
+        pack_hot(new_state, m[6], lease, started, m[9], seqm, cm, m[10]))
+      index(ops, id, new_state, seqm, cm, m[11], lease ~= '' and lease or now_s,
+        finished ~= '' and finished or now_s)
+    end
     if new_state == 'dead' then add_entry(ops, id, m[15]) end
     if key ~= '' then
       if not is_terminal(new_state) then

@@ -1,0 +1,3 @@
+-- 0006: reserved for the dead letter storage branch (its 0006 replaces this file when
+-- both are merged; numbers must run without gaps).
+SELECT 1;
