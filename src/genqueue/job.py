@@ -207,6 +207,20 @@ class Job:
     def is_terminal(self) -> bool:
         return self.state in TERMINAL_STATES
 
+    def history_records(self) -> list[dict[str, Any]]:
+        """The stored history. A completed/cancelled job's last attempt leaves out the
+        times it shares with the job (its start and end), which never change again (an
+        unfinished job's ``started_at`` changes with its next fetch); see
+        ``attempts_from_records``."""
+        out = [a.to_record() for a in self.history]
+        if out and self.state in EXPIRING_STATES:
+            last = out[-1]
+            if last["started_at"] == self.started_at:
+                del last["started_at"]
+            if last["finished_at"] == self.finished_at:
+                del last["finished_at"]
+        return out
+
     def to_record(self) -> dict[str, Any]:
         """The stored form: every field but those that hold their default (``from_record``
         restores them), so a finished no-op job stores a few hundred bytes, not a page."""
@@ -238,7 +252,7 @@ class Job:
             "lease_owner": self.lease_owner,
             "lease_expires_at": self.lease_expires_at,
             "last_error": self.last_error.to_dict() if self.last_error else None,
-            "history": [a.to_record() for a in self.history],
+            "history": self.history_records(),
             "remote_job_id": self.remote_job_id,
             "result": self.result,
             "progress": self.progress.to_record() if self.progress else None,
@@ -272,7 +286,9 @@ class Job:
             lease_owner=raw.get("lease_owner"),
             lease_expires_at=raw.get("lease_expires_at"),
             last_error=ClassifiedError.from_dict(last_error) if last_error else None,
-            history=[Attempt.from_record(a) for a in raw.get("history") or []],
+            history=attempts_from_records(
+                raw.get("history") or [], raw.get("started_at"), raw.get("finished_at")
+            ),
             remote_job_id=raw.get("remote_job_id"),
             result=raw.get("result"),
             progress=Progress.from_record(raw.get("progress")),
@@ -301,6 +317,15 @@ class Job:
         if self.progress:
             out["progress"]["updated_at"] = iso(self.progress.updated_at)
         return out
+
+
+def attempts_from_records(
+    raw: list[Mapping[str, Any]], started_at: float | None, finished_at: float | None
+) -> list[Attempt]:
+    """The history ``Job.history_records`` stored, given the job's start and end times."""
+    if raw and ("started_at" not in raw[-1] or "finished_at" not in raw[-1]):
+        raw = [*raw[:-1], {"started_at": started_at, "finished_at": finished_at, **raw[-1]}]
+    return [Attempt.from_record(a) for a in raw]
 
 
 #: Fields ``to_record`` leaves out when they hold these values (``from_record``'s defaults).

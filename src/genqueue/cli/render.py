@@ -157,6 +157,7 @@ def _job_rows(job: Job) -> list[tuple[str, object]]:
         ("remote job", job.remote_job_id, job.remote_job_id),
         ("cost", job.cost, amounts(job.cost)),
         ("finished", job.finished_at, iso(job.finished_at)),
+        ("expires", job.expires_at, iso(job.expires_at)),
         ("last error", job.last_error, job.last_error and _error(job)),
         ("data error", job.data_error, Text(job.data_error or "", style="red")),
     ]

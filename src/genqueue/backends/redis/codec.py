@@ -18,7 +18,7 @@ from genqueue.backends.base import Move, RunningUpdate, gone_at_finish
 from genqueue.backends.redis.keys import created_member, time_key, value_prefix
 from genqueue.backends.redis.scripts import Stored
 from genqueue.entry import DeadLetter
-from genqueue.job import Job, JobState
+from genqueue.job import EXPIRING_STATES, Job, JobState
 from genqueue.serialization import data_digest
 
 
@@ -83,7 +83,7 @@ def move_args(move: Move) -> tuple[str, ...]:
         num(job.updated_at),
         job.lease_owner or "",
         num(job.run_at),
-        num(job.expires_at if job.expires_at is not None else job.finished_at),
+        num(job.expires_at) if job.state in EXPIRING_STATES else "",
         job.idempotency_key or "",
         "" if gone_at_finish(job) else body(job).decode(),
         entry,

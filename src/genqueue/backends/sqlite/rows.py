@@ -14,7 +14,7 @@ import orjson
 
 from genqueue.classify import ClassifiedError
 from genqueue.entry import DeadLetter
-from genqueue.job import Attempt, Job, JobState, Progress
+from genqueue.job import Job, JobState, Progress, attempts_from_records
 
 JOB_COLUMNS = (
     "id",
@@ -103,7 +103,7 @@ def job_values(job: Job) -> tuple[Any, ...]:
         job.started_at,
         job.finished_at,
         _json_or_none(job.last_error.to_dict() if job.last_error else None),
-        _json([a.to_record() for a in job.history]),
+        _json(job.history_records()),
         job.remote_job_id,
         _json_or_none(job.result),
         _json_or_none(job.progress.to_record() if job.progress else None),
@@ -161,7 +161,9 @@ def _decode_extras(values: dict[str, Any]) -> dict[str, Any]:
     last_error = _load(values["last_error"])
     return {
         "last_error": ClassifiedError.from_dict(last_error) if last_error else None,
-        "history": [Attempt.from_record(a) for a in _load(values["history"], [])],
+        "history": attempts_from_records(
+            _load(values["history"], []), values["started_at"], values["finished_at"]
+        ),
         "result": _load(values["result"]),
         "progress": Progress.from_record(_load(values["progress"])),
         "cost": dict(_load(values["cost"], {})),

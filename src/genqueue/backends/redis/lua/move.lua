@@ -6,8 +6,9 @@
 --       not encode thousands of arguments); each move is an array of 16 strings: id,
 --       expected state, expected token (attempts), require expired lease ('1' or ''), new
 --       state, attempts, lease, started, updated, owner, run_at, expiry of a finished
---       job ('' for none), idempotency key (''), body (JSON text; '' for a finished job
---       that expires as it finishes: it is deleted), entry (JSON text, '' unless the
+--       job ('' for none: then it is indexed by now and keeps its seqm, as jobs stored
+--       before expiries were), idempotency key (''), body (JSON text; '' for a finished
+--       job that expires as it finishes: it is deleted), entry (JSON text, '' unless the
 --       new state is dead), data digest ('' without a key). The ids of one call are
 --       distinct. A finished job's hot record keeps no ready member and no start time
 --       (its body has it): a finished job never runs again.
@@ -46,7 +47,7 @@ for j, id in ipairs(ids) do
     op(ops.rem, 'HDEL', K_PROG, id)
     op(ops.rem, 'HDEL', K_PATCH, id)
     local started = m[8]
-    if new_state == 'completed' or new_state == 'cancelled' then seqm, started = '', '' end
+    if finished ~= '' then seqm, started = '', '' end
     if m[14] == '' then
       op(ops.rem, 'HDEL', K_BODY, id)
       op(ops.rem, 'HDEL', K_HOT, id)
