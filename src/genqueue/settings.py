@@ -39,7 +39,9 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
 class Retention:
     """How long finished work is kept."""
 
-    #: Completed and cancelled jobs are deleted this long after they finished.
+    #: Completed and cancelled jobs are deleted this long after they finished (unless their
+    #: task says otherwise: ``@app.task(keep_finished=...)``). Each job's expiry is fixed
+    #: as it finishes (``Job.expires_at``): a new value applies to jobs finishing after.
     finished_jobs: float = DAY
     #: ...and each queue keeps at most this many of them, the newest (None: no cap). At a
     #: sustained 1,000 jobs/s a day of finished jobs is 86 million; the cap bounds storage
