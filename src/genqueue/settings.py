@@ -43,7 +43,8 @@ class Retention:
     #: task says otherwise: ``@app.task(keep_finished=...)``). Each job's expiry is fixed
     #: as it finishes (``Job.expires_at``): a new value applies to jobs finishing after.
     finished_jobs: float = DAY
-    #: ...and each queue keeps at most this many of them, the newest (None: no cap). At a
+    #: ...and each queue keeps at most this many of them, those that expire last (the
+    #: newest, where its tasks keep theirs equally long; None: no cap). At a
     #: sustained 1,000 jobs/s a day of finished jobs is 86 million; the cap bounds storage
     #: whatever the rate (BullMQ's ``removeOnComplete: {count}``). Enforced by the sweeper,
     #: so a queue may exceed it by what finishes within one sweep interval.
