@@ -400,8 +400,11 @@ class PostgresBackend(Backend):
                 )
             if keep is None:
                 return removed
-            for queue, count in await fetch_all(conn, self.q.finished_by_queue):
-                excess = min(int(count) - keep, limit - removed)
+            for (queue,) in await fetch_all(conn, self.q.queues_with_finished):
+                if removed >= limit:
+                    break
+                rows = await fetch_all(conn, self.q.finished_of_queue_up_to, (queue, keep + limit))
+                excess = min(int(rows[0][0]) - keep, limit - removed)
                 if excess > 0:
                     removed += await execute(conn, self.q.purge_oldest_of_queue, (queue, excess))
             return removed

@@ -168,9 +168,24 @@ DELETE FROM {s}.jobs WHERE seq IN (
     ORDER BY finished_at LIMIT %s FOR UPDATE SKIP LOCKED
 )
 """
-FINISHED_BY_QUEUE = (
-    "SELECT queue, count(*) FROM {s}.jobs WHERE state IN ('completed', 'cancelled') GROUP BY queue"
+# The queues that have finished jobs, one index seek each (a loose index scan), and how
+# many each has counted no further than ``keep + limit`` (not every finished job of a big
+# queue for each batch of a purge).
+QUEUES_WITH_FINISHED = """
+WITH RECURSIVE q(name) AS (
+    SELECT (SELECT min(queue) FROM {s}.jobs WHERE state IN ('completed', 'cancelled'))
+    UNION ALL
+    SELECT (SELECT min(queue) FROM {s}.jobs
+            WHERE state IN ('completed', 'cancelled') AND queue > q.name)
+    FROM q WHERE q.name IS NOT NULL
 )
+SELECT name FROM q WHERE name IS NOT NULL
+"""
+FINISHED_OF_QUEUE_UP_TO = """
+SELECT count(*) FROM (
+    SELECT 1 FROM {s}.jobs WHERE queue = %s AND state IN ('completed', 'cancelled') LIMIT %s
+) AS capped
+"""
 PURGE_OLDEST_OF_QUEUE = """
 DELETE FROM {s}.jobs WHERE seq IN (
     SELECT seq FROM {s}.jobs WHERE queue = %s AND state IN ('completed', 'cancelled')
@@ -236,7 +251,8 @@ class Queries:
     expired: str
     purge_expired: str
     purge_unexpiring: str
-    finished_by_queue: str
+    queues_with_finished: str
+    finished_of_queue_up_to: str
     purge_oldest_of_queue: str
 
 
@@ -259,6 +275,7 @@ _TEMPLATES = {
     "expired": EXPIRED,
     "purge_expired": PURGE_EXPIRED,
     "purge_unexpiring": PURGE_UNEXPIRING,
-    "finished_by_queue": FINISHED_BY_QUEUE,
+    "queues_with_finished": QUEUES_WITH_FINISHED,
+    "finished_of_queue_up_to": FINISHED_OF_QUEUE_UP_TO,
     "purge_oldest_of_queue": PURGE_OLDEST_OF_QUEUE,
 }

@@ -88,8 +88,24 @@ DELETE FROM jobs WHERE seq IN (
         AND finished_at < ? LIMIT ?
 )
 """
-FINISHED_BY_QUEUE = """
-SELECT queue, COUNT(*) FROM jobs WHERE state IN ('completed', 'cancelled') GROUP BY queue
+# The queues that have finished jobs, one index seek each (a skip scan), and how many
+# each has counted no further than ``keep + limit``: counting every finished job of a big
+# queue for each batch of a purge held the write lock for seconds (bench/soak.py).
+QUEUES_WITH_FINISHED = """
+WITH RECURSIVE q(name) AS (
+    SELECT (SELECT MIN(queue) FROM jobs INDEXED BY jobs_expiring_queue
+            WHERE state IN ('completed', 'cancelled'))
+    UNION ALL
+    SELECT (SELECT MIN(queue) FROM jobs INDEXED BY jobs_expiring_queue
+            WHERE state IN ('completed', 'cancelled') AND queue > q.name)
+    FROM q WHERE q.name IS NOT NULL
+)
+SELECT name FROM q WHERE name IS NOT NULL
+"""
+FINISHED_OF_QUEUE_UP_TO = """
+SELECT COUNT(*) FROM (
+    SELECT 1 FROM jobs WHERE queue = ? AND state IN ('completed', 'cancelled') LIMIT ?
+)
 """
 PURGE_FIRST_TO_EXPIRE_OF_QUEUE = """
 DELETE FROM jobs WHERE seq IN (
@@ -110,7 +126,10 @@ def purge_finished(
         removed += int(conn.execute(PURGE_UNEXPIRING, (finished_before, limit - removed)).rowcount)
     if keep is None:
         return removed
-    for queue, count in conn.execute(FINISHED_BY_QUEUE).fetchall():
+    for (queue,) in conn.execute(QUEUES_WITH_FINISHED).fetchall():
+        if removed >= limit:
+            break
+        count = conn.execute(FINISHED_OF_QUEUE_UP_TO, (queue, keep + limit)).fetchone()[0]
         excess = min(int(count) - keep, limit - removed)
         if excess > 0:
             sql = PURGE_FIRST_TO_EXPIRE_OF_QUEUE
