@@ -73,7 +73,9 @@ def _slot(queue: str) -> int:
     return key_slot(KeySchema(PREFIX).queue(queue)["ready"].encode())
 
 
-def _apps(url: str, runs: list[tuple[str, str, float, float]]) -> list[App]:
+def _apps(url: str, runs: list[tuple[str, str, float, float]], running: Counter[str]) -> list[App]:
+    """Two apps whose task records each run (``runs``) and counts the runs going on per
+    queue (``running``)."""
     apps = []
     rng = random.Random(3)
     for _ in range(2):
@@ -82,7 +84,11 @@ def _apps(url: str, runs: list[tuple[str, str, float, float]]) -> list[App]:
         @app.task("t")
         async def t(ctx: Any) -> None:
             started = time.monotonic()
-            await asyncio.sleep(rng.uniform(0.005, 0.03))  # many in flight at the kill
+            running[ctx.job.queue] += 1
+            try:
+                await asyncio.sleep(rng.uniform(0.005, 0.03))  # many in flight at the kill
+            finally:
+                running[ctx.job.queue] -= 1
             runs.append((ctx.id, ctx.job.queue, started, time.monotonic()))
 
         apps.append(app)
@@ -95,7 +101,8 @@ async def test_master_killed_mid_run_loses_nothing_acknowledged(
 ) -> None:
     url = cluster.url(PREFIX, retry_for="40", wait_replicas=str(wait_replicas), wait_timeout="0.2")
     runs: list[tuple[str, str, float, float]] = []
-    producer_app, other = _apps(url, runs)
+    running: Counter[str] = Counter()
+    producer_app, other = _apps(url, runs, running)
     acked: dict[str, tuple[str, float]] = {}  # id -> (queue, when acknowledged)
     unsure = 0
 
@@ -119,8 +126,12 @@ async def test_master_killed_mid_run_loses_nothing_acknowledged(
         workers = [Worker(app, queues=QUEUES, settings=SETTINGS) for app in (producer_app, other)]
         runners = [asyncio.create_task(w.run()) for w in workers]
         producer = asyncio.create_task(produce())
-        while len(acked) < N * 0.4:
-            await asyncio.sleep(0.01)
+        # Kill at 40 % with a job of the shard running (on a busy machine the workers may
+        # be idle between the producer's batches at that moment).
+        deadline = time.monotonic() + 60
+        while len(acked) < N * 0.4 or not any(running[q] for q in shard):
+            assert time.monotonic() < deadline, "no job of the shard ran after 40 % was acked"
+            await asyncio.sleep(0.001)
         # WAIT ran on the shard's primary, and with a healthy replica each one confirmed.
         waits = _waits(victim.port)
         unconfirmed_until_kill = _unconfirmed(producer_app, other)
