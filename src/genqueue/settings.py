@@ -47,7 +47,7 @@ class Retention:
     #: newest, where its tasks keep theirs equally long; None: no cap). At a
     #: sustained 1,000 jobs/s a day of finished jobs is 86 million; the cap bounds storage
     #: whatever the rate (BullMQ's ``removeOnComplete: {count}``). Enforced by the sweeper,
-    #: so a queue may exceed it by what finishes within one sweep interval.
+    #: so a queue may exceed it by what finishes within one sweep interval (10 s).
     finished_per_queue: int | None = 10_000
     #: Dead letter entries (and their dead jobs) are deleted this long after they failed.
     dead_letters: float = 7 * DAY
@@ -84,8 +84,10 @@ class WorkerSettings:
     shutdown_grace: float = 30.0
     #: How often expired leases are reclaimed.
     reclaim_interval: float | None = None
-    #: How often retention (finished jobs, dead letters) is enforced.
-    sweep_interval: float = 60.0
+    #: How often retention (finished jobs, dead letters) is enforced, each worker at its
+    #: own moment (+-20 %). Short, so that the finished jobs above a queue's count cap are
+    #: deleted a few thousand at a time instead of a minute's worth at once (bench/soak.py).
+    sweep_interval: float = 10.0
     #: Check the storage for damage before starting (SQLite: ``PRAGMA quick_check``).
     integrity_check: bool = True
     #: Warn (``loop_blocked``) when the event loop does not run for this long: an async

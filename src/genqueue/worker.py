@@ -22,6 +22,7 @@ import contextlib
 import functools
 import logging
 import os
+import random
 import secrets
 import signal
 import socket
@@ -414,10 +415,13 @@ class Worker:
 
     # -- side tasks -----------------------------------------------------------------------
 
-    async def _every(self, interval: float, step: Callable[[], Awaitable[object]]) -> None:
+    async def _every(
+        self, interval: float, step: Callable[[], Awaitable[object]], jitter: float = 0.0
+    ) -> None:
         while not self._stop.is_set():
+            pause = interval * random.uniform(1 - jitter, 1 + jitter)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), interval)
+                await asyncio.wait_for(self._stop.wait(), pause)
             if self._stop.is_set():
                 return
             try:
@@ -489,7 +493,8 @@ class Worker:
         return await maintenance.reclaim(self.app, functools.partial(self._finish, reclaim=True))
 
     async def _sweep_loop(self) -> None:
-        await self._every(self.settings.sweep_interval, self.sweep)
+        # Jittered: workers started together would otherwise all sweep at once.
+        await self._every(self.settings.sweep_interval, self.sweep, jitter=0.2)
 
     async def sweep(self) -> None:
         """Enforce retention: old finished jobs and expired dead letters are deleted."""

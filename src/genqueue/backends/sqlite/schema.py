@@ -19,6 +19,9 @@ from genqueue.backends.migrations import numbered_migrations
 SYNCHRONOUS = ("off", "normal", "full", "extra")
 
 
+WAL_SIZE_LIMIT = 64 * 2**20
+
+
 def connect(
     path: str, *, busy_timeout_ms: int = 5000, synchronous: str = "normal"
 ) -> sqlite3.Connection:
@@ -35,6 +38,9 @@ def connect(
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute("PRAGMA foreign_keys = OFF")
+    # A WAL that grew while readers held back checkpoints is cut back to this size once a
+    # checkpoint resets it, instead of keeping its peak size on disk for good.
+    conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
     return conn
 
 
