@@ -2,7 +2,7 @@
 
 Scripts work on one queue, but some calls name only a job id (heartbeat, get, DLQ
 delete). Jobs never change queue, so the queue of each job this process has seen is
-remembered, the newest 20,000 (a worker that ran a million jobs must not hold a million
+remembered, the newest 5,000 (a worker that ran a million jobs must not hold a million
 ids); other ids are looked up in every queue of the registry, a set
 outside any queue that enqueue and fetch keep current (re-adding their queues now and
 then, in case Redis lost it in a restart without persistence).
@@ -19,9 +19,10 @@ from genqueue.backends.redis.keys import KeySchema
 
 #: Queues are re-added to the registry this often (seconds).
 REGISTER_EVERY = 30.0
-#: Job ids whose queue is remembered (~150 bytes each), the newest; a job forgotten is
-#: found again with one pipelined probe.
-REMEMBER_MAX = 20_000
+#: Job ids whose queue is remembered (~240 bytes each), the newest; a job forgotten is
+#: found again with one pipelined probe. The soak (bench/soak.py) saw each 20,000 ids
+#: add ~5 MiB to a worker's RSS.
+REMEMBER_MAX = 5_000
 
 
 class QueueRegistry:
