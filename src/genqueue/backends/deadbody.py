@@ -132,8 +132,8 @@ def join_stacks(record: dict[str, Any], stacks: Mapping[str, str]) -> None:
             error["stack"] = stacks.get(key, f"(stack {key} is missing)")
 
 
-def pack(record: Mapping[str, Any]) -> bytes:
-    """``MARKER`` + raw deflate (with the preset dictionary) of the record's JSON."""
+def pack(record: Any) -> bytes:
+    """``MARKER`` + raw deflate (with the preset dictionary) of a JSON value."""
     compressor = zlib.compressobj(_LEVEL, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
     return MARKER + compressor.compress(orjson.dumps(record)) + compressor.flush()
 
