@@ -151,7 +151,7 @@ class RedisBackend(SharedStateMixin, Backend):
             for job_id, item in zip(ids, stored, strict=True):
                 if item is not None:
                     job = codec.decode_job(job_id, queue, item)
-                    out[job_id] = (job, codec.decode_entry(job_id, queue, item))
+                    out[job_id] = (job, codec.decode_entry(job_id, queue, item, job))
         return out
 
     # -- producers ----------------------------------------------------------------------

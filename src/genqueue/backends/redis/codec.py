@@ -207,11 +207,14 @@ def fetched_job(
     return job
 
 
-def decode_entry(job_id: str, queue: str, stored: Stored) -> DeadLetter | None:
+def decode_entry(
+    job_id: str, queue: str, stored: Stored, job: Job | None = None
+) -> DeadLetter | None:
+    """The entry of a stored job (``job``: the job, if decoded already)."""
     if stored.entry is None:
         return None
     record = entry_record(stored.entry, job_id, queue)
-    return DeadLetter.from_records(record, decode_job(job_id, queue, stored))
+    return DeadLetter.from_records(record, job or decode_job(job_id, queue, stored))
 
 
 def entry_record(raw: bytes, job_id: str, queue: str) -> dict[str, Any]:

@@ -119,17 +119,24 @@ def job_values(job: Job) -> tuple[Any, ...]:
 
 def dead_job_values(job: Job) -> tuple[tuple[Any, ...], dict[str, str]]:
     """A dead job's column values, compact, and the stacks they refer to by key."""
-    parts = {
+    parts: dict[str, Any] = {
         "last_error": job.last_error.to_dict() if job.last_error else None,
         "history": [a.to_record() for a in job.history],
     }
     stacks = deadbody.split_stacks(parts)
     values = list(job_values(job))
-    values[JOB_COLUMNS.index("last_error")] = _json_or_none(parts["last_error"])
+    last, history = parts["last_error"], parts["history"]
+    if last is not None and history and history[-1].get("error") == last:
+        # The error it died of is its last attempt's: kept once, with the message that
+        # text search reads.
+        last = {"message": last.get("message"), _SAME_AS: "history"}
+    values[JOB_COLUMNS.index("last_error")] = _json_or_none(last)
     values[JOB_COLUMNS.index("history")] = deadbody.pack(parts["history"])
     return tuple(values), stacks
 
 
+#: Marks a dead job's last error stored as "the error of its last attempt".
+_SAME_AS = "$same_as"
 #: A move's job column values, entry values (to DEAD) and the stacks they refer to.
 MoveValues = tuple[Move, tuple[Any, ...], tuple[Any, ...] | None, dict[str, str]]
 
@@ -189,6 +196,9 @@ def row_to_job(row: sqlite3.Row | tuple[Any, ...], stacks: Stacks | None = None)
 
 def _decode_extras(values: dict[str, Any], stacks: Stacks | None) -> dict[str, Any]:
     parts = {"last_error": _load(values["last_error"]), "history": _load(values["history"], [])}
+    last = parts["last_error"]
+    if isinstance(last, dict) and last.get(_SAME_AS) == "history" and parts["history"]:
+        parts["last_error"] = parts["history"][-1].get("error")
     refs = deadbody.stack_refs(parts)
     if refs:
         deadbody.join_stacks(parts, stacks(refs) if stacks is not None else {})
