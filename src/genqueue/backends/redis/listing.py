@@ -175,18 +175,25 @@ def dlq_sources(
 async def _entries(
     conn: Connection, keys: KeySchema, items: Sequence[tuple[str, str]]
 ) -> list[bytes | None]:
-    """The stored entries of (queue, id) items, in order (None where gone)."""
-    if not items:
+    """The stored entries of (queue, id) items, in order (None where gone): one HMGET
+    per queue."""
+    by_queue: dict[str, list[int]] = {}
+    for index, (queue, _) in enumerate(items):
+        by_queue.setdefault(queue, []).append(index)
+    if not by_queue:
         return []
 
-    async def read() -> list[bytes | None]:
+    async def read() -> list[list[bytes | None]]:
         pipe = conn.redis.pipeline(transaction=False)
-        for queue, job_id in items:
-            pipe.hget(keys.queue(queue)["dlq"], job_id)
+        for queue, indexes in by_queue.items():
+            pipe.hmget(keys.queue(queue)["dlq"], [items[i][1] for i in indexes])
         return list(await pipe.execute())
 
-    found: list[bytes | None] = await conn.call("HGET", read)
-    return found
+    out: list[bytes | None] = [None] * len(items)
+    for indexes, found in zip(by_queue.values(), await conn.call("HMGET", read), strict=True):
+        for index, raw in zip(indexes, found, strict=True):
+            out[index] = raw
+    return out
 
 
 async def _matching(
