@@ -143,10 +143,12 @@ def _dead(job: Any, i: int, now: float, rng: random.Random, keep: float) -> Move
 
 
 async def fill(app: App, n: int, seed: int = 7) -> list[str]:
-    """N dead jobs, one second apart (the newest now), in batches like a busy worker."""
+    """N dead jobs, newest now, in batches like a busy worker: one second apart, or closer
+    so that all of them are within the last five days (none expires while measured)."""
     rng = random.Random(seed)
     backend = app.backend
-    start = await backend.time() - n
+    step = min(1.0, 5 * 86400 / n)
+    start = await backend.time() - n * step
     ids: list[str] = []
     began = time.monotonic()
     for at in range(0, n, BATCH):
@@ -169,7 +171,7 @@ async def fill(app: App, n: int, seed: int = 7) -> list[str]:
         claimed = await backend.fetch([QUEUE], "worker-a1b2c3", size, 300)
         claimed.sort(key=lambda j: j.created_at)
         moves = [
-            _dead(job, at + i, start + at + i, rng, app.retention.dead_letters)
+            _dead(job, at + i, start + (at + i) * step, rng, app.retention.dead_letters)
             for i, job in enumerate(claimed)
         ]
         assert all(await backend.move(moves)), "a move was refused"
