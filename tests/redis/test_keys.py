@@ -129,6 +129,7 @@ async def exercise_every_script(app: App, clock: FakeClock) -> None:
     await app.dlq.delete(ids[0])
     assert await app.dlq.count(DLQFilter(user_id="u1")) == 2
     assert (await app.dlq.stats()).total == 2
+    assert await backend.upgrade_dlq("dlqtest") == 0  # nothing stored before counters
     clock.advance(8 * 24 * 3600)
     assert sorted(await backend.dlq_expire(10)) == sorted(ids[1:])
     await backend.state_put("cooldown:x", {"until": 1}, expect_version=0, ttl=5)

@@ -16,6 +16,7 @@ caller's transaction: the jobs exist if and only if that transaction commits.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -32,7 +33,7 @@ from genqueue.backends.base import (
     check_same_data,
     gone_at_finish,
 )
-from genqueue.backends.postgres import dlq, schema, state
+from genqueue.backends.postgres import counted, dlq, schema, state
 from genqueue.backends.postgres.connection import (
     Conn,
     Database,
@@ -86,6 +87,7 @@ class PostgresBackend(Backend):
         self.schema = options.schema
         self.q = Queries(options.schema)
         self.dq = dlq.DLQQueries(self.q.s)
+        self.cq = counted.CountQueries(self.q.s)
         self.sq = state.StateQueries(self.q.s)
         self._db: Database | None = None
         self.listener = Listener(options.conninfo, options.schema, self.q.any_ready)
@@ -431,6 +433,10 @@ class PostgresBackend(Backend):
         return await self.db.run("dlq_count", lambda conn: dlq.count(conn, self.dq, clause, params))
 
     async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
+        if replace(filter, queue=None).is_empty:  # the counters answer
+            return await self.db.run(
+                "dlq_stats", lambda conn: counted.stats(conn, self.cq, filter.queue, top)
+            )
         clause, params = dlq.where(filter, None)
         return await self.db.run(
             "dlq_stats", lambda conn: dlq.stats(conn, self.dq, clause, params, top)
@@ -443,7 +449,12 @@ class PostgresBackend(Backend):
 
     async def dlq_expire(self, limit: int) -> list[str]:
         now = self._now()
-        return await self.db.run("dlq_expire", lambda conn: dlq.expire(conn, self.dq, now, limit))
+        expired = await self.db.run(
+            "dlq_expire", lambda conn: dlq.expire(conn, self.dq, now, limit)
+        )
+        # Retention runs often: fold the counters' pending changes while they are few.
+        await self.db.run("dlq_rollup", lambda conn: fetch_all(conn, self.cq.rollup, ()))
+        return expired
 
     # -- shared state -----------------------------------------------------------------------
 

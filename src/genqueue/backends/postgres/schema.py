@@ -18,7 +18,16 @@ from genqueue.backends.postgres.connection import Conn, execute, fetch_all, fetc
 from genqueue.errors import ConfigError, StorageCorrupt
 
 #: Tables genqueue's queries need (the integrity check looks for each).
-TABLES = ("jobs", "dead_letters", "shared_state", "slots", "tallies")
+TABLES = (
+    "jobs",
+    "dead_letters",
+    "shared_state",
+    "slots",
+    "tallies",
+    "dlq_counts",
+    "dlq_count_deltas",
+    "dlq_entry_costs",
+)
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -151,7 +151,7 @@ class RedisBackend(SharedStateMixin, Backend):
             for job_id, item in zip(ids, stored, strict=True):
                 if item is not None:
                     job = codec.decode_job(job_id, queue, item)
-                    out[job_id] = (job, codec.decode_entry(job_id, queue, item))
+                    out[job_id] = (job, codec.decode_entry(job_id, queue, item, job))
         return out
 
     # -- producers ----------------------------------------------------------------------
@@ -423,15 +423,20 @@ class RedisBackend(SharedStateMixin, Backend):
 
     async def dlq_count(self, filter: DLQFilter) -> int:
         queues = await self._dlq_queues(filter)
-        return await listing.dlq_count(self.conn, self.keys, queues, filter, self._load)
+        return await listing.dlq_count(self.conn, self.keys, queues, filter)
 
     async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
         if not replace(filter, queue=None).is_empty:
             return await super().dlq_stats(filter, top)  # a scan of the matching entries
         queues = await self._dlq_queues(filter)
-        return await stats.index_stats(
+        return await stats.counter_stats(
             self.conn, self.keys, self._clock(), queues, top=top, load_entry=self._dlq_entry
         )
+
+    async def upgrade_dlq(self, queue: str) -> int:
+        """Rewrite the queue's dead letter entries stored before counters existed (stats
+        does it once by itself); return how many were rewritten."""
+        return await stats.CounterStats(self.conn, self.keys, self._clock()).upgrade(queue)
 
     async def _dlq_entry(self, queue: str, job_id: str) -> DeadLetter | None:
         found = await self._load([(queue, job_id)])

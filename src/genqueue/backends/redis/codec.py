@@ -6,6 +6,10 @@ attempts, lease, started/updated times, owner), plus running updates (progress, 
 patches with remote id, meta and cost) written while it runs. ``decode_job`` overlays
 them on the body. A body that is not valid JSON still becomes a ``Job`` (with
 ``data_error`` set), so the worker dead-letters it instead of crashing on it.
+
+A dead job's body is stored compact (``deadbody``: stacks apart, the rest compressed)
+and its entry as version 2 JSON (see ``lua/lib/prelude.lua``); both formats stored before
+are read too.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from typing import Any
 
 import orjson
 
+from genqueue.backends import deadbody
 from genqueue.backends.base import Move, RunningUpdate, gone_at_finish
-from genqueue.backends.redis.keys import created_member, time_key, value_prefix
+from genqueue.backends.redis.keys import created_member, time_key
 from genqueue.backends.redis.scripts import Stored
 from genqueue.entry import DeadLetter
 from genqueue.job import EXPIRING_STATES, Job, JobState
@@ -36,12 +41,17 @@ def _opt_float(text: str) -> float | None:
 _NOT_IN_BODY = ("id", "queue", "state", "attempts", "lease_owner", "lease_expires_at", "updated_at")
 
 
-def body(job: Job) -> bytes:
-    """The stored body: the job's compact record without what is stored elsewhere."""
+def body_record(job: Job) -> dict[str, Any]:
+    """The record of the stored body: the job's compact record without what is stored
+    elsewhere."""
     record = job.to_record()
     for name in _NOT_IN_BODY:
         record.pop(name, None)
-    return orjson.dumps(record)
+    return record
+
+
+def body(job: Job) -> bytes:
+    return orjson.dumps(body_record(job))
 
 
 def enqueue_args(job: Job) -> tuple[Any, ...]:
@@ -63,14 +73,22 @@ def _digest(job: Job) -> str:
     return data_digest(job.data) if job.idempotency_key else ""
 
 
-def move_args(move: Move) -> tuple[str, ...]:
-    """The 16 strings of one move (see ``lua/move.lua``); sent JSON-encoded in one batch.
-    A finished job is indexed by its expiry; one that expires as it finishes is sent
+def move_args(move: Move) -> tuple[str | bytes, ...]:
+    """The 17 values of one move (see ``lua/move.lua``): strings, except a dead job's
+    compact body, bytes (``scripts.move`` sends those as arguments of their own). A
+    finished job is indexed by its expiry; one that expires as it finishes is sent
     without a body: the script deletes it."""
     job = move.job
     if job.state is JobState.DEAD and move.entry is None:
         raise ValueError("a move to DEAD needs its entry")
-    entry = encode_entry(move.entry).decode() if job.state is JobState.DEAD and move.entry else ""
+    record = body_record(job)
+    body: str | bytes = "" if gone_at_finish(job) else orjson.dumps(record).decode()
+    entry, stacks = "", ""
+    if job.state is JobState.DEAD and move.entry:
+        found = deadbody.split_stacks(record)
+        body = deadbody.pack(record)
+        entry = encode_entry(move.entry, sorted(found)).decode()
+        stacks = orjson.dumps(sorted(found.items())).decode() if found else ""
     return (
         job.id,
         move.expect_state.value,
@@ -85,28 +103,32 @@ def move_args(move: Move) -> tuple[str, ...]:
         num(job.run_at),
         num(job.expires_at) if job.state in EXPIRING_STATES else "",
         job.idempotency_key or "",
-        "" if gone_at_finish(job) else body(job).decode(),
+        body,
         entry,
         _digest(job),
+        stacks,
     )
 
 
-def encode_entry(entry: DeadLetter) -> bytes:
-    """The stored entry: its record, its index members, its expiry and its cost."""
-    record = entry.index_record()
-    tail = time_key(entry.failed_at) + entry.job_id
-    user = record["user_id"]
-    fingerprint = value_prefix(entry.fingerprint)
-    members = [
-        tail,
-        value_prefix(user) + tail if user is not None else "",
-        value_prefix(entry.error_kind.value) + tail,
-        value_prefix(entry.task) + tail,
-        fingerprint + tail,
-        fingerprint + value_prefix(entry.task) + tail,
-    ]
+def encode_entry(entry: DeadLetter, stacks: list[str]) -> bytes:
+    """The stored entry (version 2): what it is filtered and counted on, its expiry, the
+    keys of its job's stacks and its cost. Lua builds its index members."""
     cost = [[unit, num(amount), num(-amount)] for unit, amount in sorted(entry.job.cost.items())]
-    return orjson.dumps({"r": record, "m": members, "x": num(entry.expires_at), "c": cost})
+    return orjson.dumps(
+        {
+            "v": 2,
+            "u": entry.user_id,
+            "t": entry.task,
+            "k": entry.error_kind.value,
+            "f": entry.fingerprint,
+            "r": entry.reason,
+            "a": num(entry.failed_at),
+            "tk": time_key(entry.failed_at),
+            "x": num(entry.expires_at),
+            "s": stacks,
+            "c": cost,
+        }
+    )
 
 
 def running_patch(update: RunningUpdate) -> bytes:
@@ -129,10 +151,10 @@ def parse_hot(raw: bytes) -> list[str]:
 def decode_job(job_id: str, queue: str, stored: Stored) -> Job:
     state, attempts, lease, started, updated, _, _, owner = parse_hot(stored.hot)
     try:
-        record = orjson.loads(stored.body)
+        record = deadbody.unpack(stored.body)
         if not isinstance(record, dict):
             raise TypeError("the job record is not an object")
-    except (orjson.JSONDecodeError, TypeError) as exc:
+    except (ValueError, TypeError) as exc:
         return _undecodable(
             job_id, queue, stored.body, state=state, attempts=int(attempts), error=str(exc)
         )
@@ -144,6 +166,7 @@ def decode_job(job_id: str, queue: str, stored: Stored) -> Job:
     record["started_at"] = _opt_float(started) if started else record.get("started_at")
     record["updated_at"] = _opt_float(updated) or record.get("updated_at")
     record["lease_owner"] = owner or None
+    deadbody.join_stacks(record, stored.stacks or {})
     if stored.prog:
         record["progress"] = orjson.loads(stored.prog)
     if stored.patch:
@@ -207,13 +230,30 @@ def fetched_job(
     return job
 
 
-def decode_entry(job_id: str, queue: str, stored: Stored) -> DeadLetter | None:
+def decode_entry(
+    job_id: str, queue: str, stored: Stored, job: Job | None = None
+) -> DeadLetter | None:
+    """The entry of a stored job (``job``: the job, if decoded already)."""
     if stored.entry is None:
         return None
-    record = orjson.loads(stored.entry)["r"]
-    return DeadLetter.from_records(record, decode_job(job_id, queue, stored))
+    record = entry_record(stored.entry, job_id, queue)
+    return DeadLetter.from_records(record, job or decode_job(job_id, queue, stored))
 
 
-def entry_record(raw: bytes) -> dict[str, Any]:
-    record: dict[str, Any] = orjson.loads(raw)["r"]
-    return record
+def entry_record(raw: bytes, job_id: str, queue: str) -> dict[str, Any]:
+    """An entry's ``DeadLetter.index_record()`` from its stored form (either version)."""
+    stored = orjson.loads(raw)
+    if stored.get("v") != 2:
+        record: dict[str, Any] = stored["r"]
+        return record
+    return {
+        "job_id": job_id,
+        "queue": queue,
+        "user_id": stored["u"],
+        "task": stored["t"],
+        "reason": stored["r"],
+        "error_kind": stored["k"],
+        "failed_at": float(stored["a"]),
+        "fingerprint": stored["f"],
+        "expires_at": float(stored["x"]),
+    }

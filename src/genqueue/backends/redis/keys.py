@@ -28,13 +28,26 @@ Per queue (``T`` is the tag)::
     T:seq       STRING enqueue counter
     T:jobs:<s>  ZSET  (lex) cm = time_key(created_at) + id, one per state: listing
                       newest first with exact cursors, and counts (ZCARD)
-    T:dlq       HASH  id -> dead letter entry (JSON: record, index members, cost)
-    T:dlq:all   ZSET  (lex) time_key(failed_at) + id
-    T:dlq:user|kind|task|fp  ZSET (lex) value_prefix(value) + time_key(failed_at) + id
-    T:dlq:fptask ZSET (lex) value_prefix(fingerprint) + value_prefix(task) + time_key + id
-                      (which tasks share a fingerprint, for stats)
+    T:dlq       HASH  id -> dead letter entry (JSON: user, task, kind, fingerprint, reason,
+                      failed_at and its time_key, expiry, the stack keys of its job, cost)
+    T:dlq:kind|user|task|fp  ZSET (lex) value_prefix(value) + time_key(failed_at) + id;
+                      ``dlq:kind`` is also the time index (every entry has a kind): the
+                      whole DLQ newest first is a merge of its kinds' ranges
     T:dlq:expires ZSET id -> expires_at
     T:dlq:cost  HASH  unit -> cost lost in the queue's entries (for stats)
+    T:dlq:counts HASH counters kept with every entry added or dropped (for stats): ``n``
+                      entries, ``k:<kind>``, ``t:<task>``, ``u:<user>`` (``u`` without
+                      a user), ``f:<fingerprint>``, ``ft:<value_prefix(fp)><task>``,
+                      ``d:<UTC day number>``; ``exact`` is set once they count every entry
+                      (entries stored before counters existed are counted by
+                      ``dlq_upgrade.lua``, which stats runs once)
+    T:dlq:stacks HASH ``s:<key>`` -> a stack trace, ``r:<key>`` -> how many entries refer
+                      to it: the dead jobs' stacks, each kept once (see backends/deadbody)
+    T:dlq:all, T:dlq:fptask  ZSET (lex), no longer written: entries stored before the
+                      counters existed are still in them until dropped or upgraded
+
+A dead job's body is stored compact (``deadbody.pack``: its stacks by key, the rest
+compressed); Lua never parses a body, and readers accept plain JSON bodies as well.
 
 Lex indexes hold every member at score 0 and sort by bytes: ``time_key`` maps a float to
 16 hex digits that sort like the number, and ``value_prefix`` makes each value's range
@@ -73,10 +86,11 @@ QUEUE_KEYS = (
     "dlq:cost",
     *(f"jobs:{state}" for state in STATES),
     "dlq:fptask",
+    "dlq:counts",
+    "dlq:stacks",
 )
 
-#: DLQ value indexes, in the order of an entry's members (after ``dlq:all``) and of
-#: the ``index`` argument of ``dlq_groups.lua``.
+#: DLQ value indexes, in the order of an entry's members (after ``dlq:all``).
 DLQ_VALUE_INDEXES = ("dlq:user", "dlq:kind", "dlq:task", "dlq:fp", "dlq:fptask")
 
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")

@@ -5,7 +5,10 @@ k-way merge: one source per (queue, index), each read newest first in chunks wit
 ZREVRANGEBYLEX, merged on the member tail ``time_key + id``. That tail is a total order
 (time, then id), so a page's cursor is simply the last (time, id) shown, the same cursor
 every backend uses, and each source resumes strictly below it. Filters without an index
-(a job's task or user; a second DLQ field) are applied to the loaded records.
+(a job's task or user) are applied to the loaded records. A second DLQ field is matched
+on the small stored entries first (``Entries``), and only the jobs of the page are
+loaded: a filter that keeps one candidate in ten reads ten entries, not ten jobs.
+The whole DLQ, newest first, is the merge of ``dlq:kind``'s range of each error kind.
 """
 
 from __future__ import annotations
@@ -15,13 +18,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from genqueue.backends.base import JobQuery
+from genqueue.backends.redis.codec import entry_record
 from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.keys import STATES, KeySchema, lex_range, member_id, value_prefix
+from genqueue.classify import ErrorKind
 from genqueue.entry import DeadLetter, DLQFilter, Page, decode_cursor, encode_cursor
 from genqueue.job import Job
 
 #: Loads jobs (with entries) by (queue, id); missing ones are left out.
 Loader = Callable[[Sequence[tuple[str, str]]], Awaitable[dict[str, tuple[Job, DeadLetter | None]]]]
+#: Candidates whose entries are read at once when a second field is filtered on.
+SCAN_BATCH = 500
 
 
 @dataclass
@@ -135,8 +142,9 @@ async def list_jobs(
 _VALUE_FIELDS = (("dlq:fp", "fingerprint"), ("dlq:user", "user_id"), ("dlq:task", "task"))
 
 
-def _index_for(filter: DLQFilter) -> tuple[str, str, int]:
-    """(index name, member prefix, number of value filters) for a filter."""
+def _index_for(filter: DLQFilter) -> tuple[str, list[str], int]:
+    """(index name, member prefixes, number of value filters) for a filter: the prefixes
+    of one value, or of every error kind for the whole DLQ."""
     values: list[tuple[str, str]] = []
     for name, attr in _VALUE_FIELDS:
         value = getattr(filter, attr)
@@ -145,9 +153,9 @@ def _index_for(filter: DLQFilter) -> tuple[str, str, int]:
     if filter.error_kind is not None:
         values.append(("dlq:kind", filter.error_kind.value))
     if not values:
-        return "dlq:all", "", 0
+        return "dlq:kind", [value_prefix(kind.value) for kind in ErrorKind], 0
     name, value = values[0]  # the most selective index first (fingerprint, user, task, kind)
-    return name, value_prefix(value), len(values)
+    return name, [value_prefix(value)], len(values)
 
 
 def dlq_sources(
@@ -156,9 +164,65 @@ def dlq_sources(
     filter: DLQFilter,
     after: tuple[float, str] | None,
 ) -> tuple[list[LexSource], int]:
-    name, prefix, values = _index_for(filter)
-    high, low = lex_range(prefix, filter.since, filter.until, after)
-    return [LexSource(q, keys.queue(q)[name], prefix, high, low) for q in queues], values
+    name, prefixes, values = _index_for(filter)
+    sources = []
+    for prefix in prefixes:
+        high, low = lex_range(prefix, filter.since, filter.until, after)
+        sources += [LexSource(q, keys.queue(q)[name], prefix, high, low) for q in queues]
+    return sources, values
+
+
+async def _entries(
+    conn: Connection, keys: KeySchema, items: Sequence[tuple[str, str]]
+) -> list[bytes | None]:
+    """The stored entries of (queue, id) items, in order (None where gone): one HMGET
+    per queue."""
+    by_queue: dict[str, list[int]] = {}
+    for index, (queue, _) in enumerate(items):
+        by_queue.setdefault(queue, []).append(index)
+    if not by_queue:
+        return []
+
+    async def read() -> list[list[bytes | None]]:
+        pipe = conn.redis.pipeline(transaction=False)
+        for queue, indexes in by_queue.items():
+            pipe.hmget(keys.queue(queue)["dlq"], [items[i][1] for i in indexes])
+        return list(await pipe.execute())
+
+    out: list[bytes | None] = [None] * len(items)
+    for indexes, found in zip(by_queue.values(), await conn.call("HMGET", read), strict=True):
+        for index, raw in zip(indexes, found, strict=True):
+            out[index] = raw
+    return out
+
+
+async def _matching(
+    conn: Connection,
+    keys: KeySchema,
+    candidates: AsyncIterator[tuple[str, str]],
+    filter: DLQFilter,
+    want: int | None,
+) -> AsyncIterator[tuple[str, str]]:
+    """The candidates whose stored entries match ``filter`` (at most ``want``)."""
+    pending: list[tuple[str, str]] = []
+    kept = 0
+    async for candidate in candidates:
+        pending.append(candidate)
+        if len(pending) < SCAN_BATCH:
+            continue
+        for item, raw in zip(pending, await _entries(conn, keys, pending), strict=True):
+            if raw is not None and filter.matches_record(entry_record(raw, item[1], item[0])):
+                yield item
+                kept += 1
+                if want is not None and kept >= want:
+                    return
+        pending = []
+    for item, raw in zip(pending, await _entries(conn, keys, pending), strict=True):
+        if raw is not None and filter.matches_record(entry_record(raw, item[1], item[0])):
+            yield item
+            kept += 1
+            if want is not None and kept >= want:
+                return
 
 
 async def dlq_list(
@@ -171,13 +235,16 @@ async def dlq_list(
     limit: int,
     load: Loader,
 ) -> Page[DeadLetter]:
-    sources, _ = dlq_sources(keys, queues, filter, decode_cursor(cursor))
+    sources, values = dlq_sources(keys, queues, filter, decode_cursor(cursor))
+    batch = limit + 1
+    candidates = merged(conn, sources, batch)
+    if values > 1:  # the index answers one field: match the others on the entries
+        candidates = _matching(conn, keys, merged(conn, sources, SCAN_BATCH), filter, batch)
 
     def keep(_: Job, entry: DeadLetter | None) -> bool:
         return entry is not None and filter.matches(entry)
 
-    batch = limit + 1
-    found = await _collect(merged(conn, sources, batch), load, keep, limit + 1, batch)
+    found = await _collect(candidates, load, keep, limit + 1, batch)
     entries = [entry for _, entry in found[:limit] if entry is not None]
     more = len(found) > limit
     last = entries[-1] if entries else None
@@ -185,7 +252,7 @@ async def dlq_list(
 
 
 async def dlq_count(
-    conn: Connection, keys: KeySchema, queues: Sequence[str], filter: DLQFilter, load: Loader
+    conn: Connection, keys: KeySchema, queues: Sequence[str], filter: DLQFilter
 ) -> int:
     sources, values = dlq_sources(keys, queues, filter, None)
     if values <= 1:
@@ -198,20 +265,6 @@ async def dlq_count(
 
         return sum(await conn.call("ZLEXCOUNT", count))
     total = 0
-    batch = 500
-    pending: list[tuple[str, str]] = []
-    async for candidate in merged(conn, sources, batch):
-        pending.append(candidate)
-        if len(pending) >= batch:
-            total += await _count_matching(pending, filter, load)
-            pending = []
-    if pending:
-        total += await _count_matching(pending, filter, load)
+    async for _ in _matching(conn, keys, merged(conn, sources, SCAN_BATCH), filter, None):
+        total += 1
     return total
-
-
-async def _count_matching(
-    pending: Sequence[tuple[str, str]], filter: DLQFilter, load: Loader
-) -> int:
-    found = await load(pending)
-    return sum(1 for _, entry in found.values() if entry is not None and filter.matches(entry))

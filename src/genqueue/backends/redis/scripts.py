@@ -64,7 +64,7 @@ SCRIPTS = load_scripts()
 #: The same scripts for Redis Cluster: wake-ups use sharded pub/sub (see wake.py).
 CLUSTER_SCRIPTS = load_scripts("SPUBLISH")
 #: Scripts that never write; no WAIT follows them (see Connection.evaluate).
-READ_ONLY = frozenset({"read_jobs", "dlq_groups", "state_get", "slot_count", "slot_holders"})
+READ_ONLY = frozenset({"read_jobs", "state_get", "slot_count", "slot_holders"})
 
 
 class Evaluator(Protocol):
@@ -98,6 +98,8 @@ class Stored(NamedTuple):
     prog: bytes | None
     patch: bytes | None
     entry: bytes | None = None
+    #: The stacks its dead job's compact body refers to, by key (``deadbody``).
+    stacks: dict[str, str] | None = None
 
 
 class EnqueueReply(NamedTuple):
@@ -133,6 +135,13 @@ class PurgeReply(NamedTuple):
     n: int
     #: Jobs looked at: deleted, or (stored before expiries were) given their expiry.
     examined: int
+
+
+class UpgradeReply(NamedTuple):
+    now: float
+    #: Where the pass goes on ('0' when it is done).
+    cursor: str
+    rewritten: int
 
 
 class ReadReply(NamedTuple):
@@ -211,8 +220,18 @@ async def update_running(
 async def move(
     run: Evaluator, keys: QueueKeys, clock: str, moves: Sequence[Sequence[Any]]
 ) -> FlagsReply:
-    """``moves``: the 16 strings per move listed in ``lua/move.lua``."""
-    reply = await run(SCRIPTS["move"], keys.names, [clock, orjson.dumps(moves)])
+    """``moves``: the 17 values per move listed in ``lua/move.lua``. A body given as bytes
+    (a compact dead body, not text) goes as an argument of its own, binary-safe, and the
+    move names it ``@<ARGV index>``."""
+    rows: list[Sequence[Any]] = []
+    bodies: list[bytes] = []
+    for move in moves:
+        if isinstance(move[13], bytes):
+            bodies.append(move[13])
+            rows.append((*move[:13], f"@{2 + len(bodies)}", *move[14:]))
+        else:
+            rows.append(move)
+    reply = await run(SCRIPTS["move"], keys.names, [clock, orjson.dumps(rows), *bodies])
     return FlagsReply(_now(reply), [bool(x) for x in reply[1:]])
 
 
@@ -257,11 +276,26 @@ async def read_jobs(
     run: Evaluator, keys: QueueKeys, clock: str, job_ids: Sequence[str]
 ) -> ReadReply:
     reply = await run(SCRIPTS["read_jobs"], keys.names, [clock, *job_ids])
+    end = 1 + 5 * len(job_ids)
+    stacks = {
+        _text(reply[i]): _text(reply[i + 1])
+        for i in range(end, len(reply), 2)
+        if reply[i + 1] is not None
+    }
     jobs: list[Stored | None] = []
-    for i in range(1, len(reply), 5):
+    for i in range(1, end, 5):
         body, hot, prog, patch, entry = reply[i : i + 5]
-        jobs.append(Stored(body, hot, prog, patch, entry) if body is not None else None)
+        found = Stored(body, hot, prog, patch, entry, stacks) if body is not None else None
+        jobs.append(found)
     return ReadReply(_now(reply), jobs)
+
+
+@_wrapper
+async def dlq_upgrade(
+    run: Evaluator, keys: QueueKeys, clock: str, *, cursor: str, count: int
+) -> UpgradeReply:
+    reply = await run(SCRIPTS["dlq_upgrade"], keys.names, [clock, cursor, count])
+    return UpgradeReply(_now(reply), _text(reply[1]), int(reply[2]))
 
 
 # -- shared state (one key each, outside any queue) ----------------------------------------
@@ -315,27 +349,3 @@ async def slot_count(run: Evaluator, key: str, clock: str) -> CountReply:
 async def slot_holders(run: Evaluator, key: str, clock: str) -> IdsReply:
     reply = await run(SCRIPTS["slot_holders"], [key], [clock])
     return IdsReply(_now(reply), [_text(holder) for holder in reply[1:]])
-
-
-class GroupsReply(NamedTuple):
-    now: float
-    #: Lex bound to resume from, or "" when every group was returned.
-    resume: str
-    groups: list[tuple[str, int]]
-
-
-@_wrapper
-async def dlq_groups(
-    run: Evaluator,
-    keys: QueueKeys,
-    clock: str,
-    *,
-    index: int,
-    resume: str,
-    limit: int,
-    within: str,
-) -> GroupsReply:
-    """``index``: 1-based position in ``keys.DLQ_VALUE_INDEXES``."""
-    reply = await run(SCRIPTS["dlq_groups"], keys.names, [clock, index, resume, limit, within])
-    groups = [(_text(reply[i]), int(reply[i + 1])) for i in range(2, len(reply), 2)]
-    return GroupsReply(_now(reply), _text(reply[1]), groups)

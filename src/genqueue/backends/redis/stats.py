@@ -1,19 +1,20 @@
-"""DLQ statistics from the indexes, without reading the entries.
+"""DLQ statistics from counters, without reading the entries.
 
-For the whole DLQ (or one queue of it) every figure comes from index sizes: totals from
-ZCARD, per-day counts from ZLEXCOUNT over day ranges of ``dlq:all``, per-user/kind/task/
-fingerprint counts from a bounded skip scan of each value index (``dlq_groups.lua``),
-the tasks of a fingerprint from ``dlq:fptask``, and cost from the running ``dlq:cost``
-sums. Only the sample entry of each top fingerprint is read. Filtered statistics are a
-scan of the matching entries (``Backend.dlq_stats``), which the indexes already narrow.
+Every entry added to or dropped from a queue's DLQ changes that queue's counters
+(``dlq:counts``, see ``keys``) in the same script, so the figures of the whole DLQ (or
+one queue of it) are one HGETALL per queue: totals, per kind/task/user/fingerprint/day,
+and the tasks of each fingerprint; cost comes from the running ``dlq:cost`` sums. Only
+the sample entry of each top fingerprint is read (the newest, from ``dlq:fp``). Counters
+of a queue whose entries were stored before counters existed are made exact first, once
+(``dlq_upgrade.lua``). Filtered statistics are a scan of the matching entries
+(``Backend.dlq_stats``), which the indexes already narrow.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio.client import Pipeline
@@ -22,54 +23,68 @@ from redis.asyncio.cluster import ClusterPipeline
 from genqueue.backends.base import day_of
 from genqueue.backends.redis import scripts
 from genqueue.backends.redis.connection import Connection
-from genqueue.backends.redis.keys import (
-    DLQ_VALUE_INDEXES,
-    KeySchema,
-    member_id,
-    split_prefixes,
-    time_from_key,
-    time_key,
-    value_prefix,
-)
+from genqueue.backends.redis.keys import KeySchema, member_id, value_prefix
 from genqueue.entry import DeadLetter, DLQStats, FingerprintGroup
 
-GROUPS_PER_CALL = 500
+#: Entries rewritten per call of ``dlq_upgrade.lua`` (a bounded script time).
+UPGRADE_BATCH = 500
 EntryLoader = Callable[[str, str], Awaitable[DeadLetter | None]]
 #: One server's pipeline, or a cluster's (split per node: every command has one key).
 AnyPipeline = Pipeline | ClusterPipeline
 
 
-class IndexStats:
+class Counts:
+    """The counters of several queues, added up in the order the indexes list values
+    (queue by queue, values in index order), so that ties rank as they always did."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.values: dict[str, Counter[str]] = defaultdict(Counter)
+        self.fp_tasks: dict[str, set[str]] = defaultdict(set)
+        self.days: Counter[int] = Counter()
+
+    def add(self, fields: dict[bytes, bytes]) -> None:
+        by_kind: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for raw_name, raw_count in fields.items():
+            name, number = raw_name.decode(), int(raw_count)
+            if name == "n":
+                self.total += number
+            elif name == "u":
+                by_kind["none"].append(("", number))
+            elif ":" in name:
+                prefix, _, rest = name.partition(":")
+                by_kind[prefix].append((rest, number))
+        for prefix, found in by_kind.items():
+            found.sort(key=lambda item: value_prefix(item[0]).encode())
+            for value, count in found:
+                self._one(prefix, value, count)
+
+    def _one(self, prefix: str, value: str, count: int) -> None:
+        if prefix == "d":
+            self.days[int(value)] += count
+        elif prefix == "ft":
+            fingerprint, task = _split_first(value)
+            self.fp_tasks[fingerprint].add(task)
+        elif prefix != "none":
+            self.values[prefix][value] += count
+
+
+def _hgetall(key: str) -> Callable[[AnyPipeline], object]:
+    return lambda pipe: pipe.hgetall(key)
+
+
+def _split_first(group: str) -> tuple[str, str]:
+    """The value of the first ``value_prefix`` part of ``group``, and what follows it."""
+    raw = group.encode()
+    size = int(raw[:4])
+    return raw[4 : 4 + size].decode(), raw[4 + size :].decode()
+
+
+class CounterStats:
     def __init__(self, conn: Connection, keys: KeySchema, clock: str) -> None:
         self.conn = conn
         self.keys = keys
         self.clock = clock
-
-    async def groups(self, queue: str, index: str, within: str = "") -> Counter[str]:
-        """Entries per group of one value index of one queue."""
-        out: Counter[str] = Counter()
-        resume = ""
-        while True:
-            reply = await scripts.dlq_groups(
-                self.conn.evaluate,
-                self.keys.queue(queue),
-                self.clock,
-                index=DLQ_VALUE_INDEXES.index(index) + 1,
-                resume=resume,
-                limit=GROUPS_PER_CALL,
-                within=within,
-            )
-            out.update(dict(reply.groups))
-            if not reply.resume:
-                return out
-            resume = reply.resume
-
-    async def values(self, queues: Sequence[str], index: str) -> Counter[str]:
-        out: Counter[str] = Counter()
-        for queue in queues:
-            for group, count in (await self.groups(queue, index)).items():
-                out[split_prefixes(group)[0]] += count
-        return out
 
     async def _each(self, what: str, build: Callable[[AnyPipeline], object]) -> list[Any]:
         async def run() -> list[Any]:
@@ -79,47 +94,40 @@ class IndexStats:
 
         return await self.conn.call(what, run)
 
-    async def totals(self, queues: Sequence[str]) -> int:
-        keys = [self.keys.queue(q)["dlq:all"] for q in queues]
-        found = await self._each("ZCARD", lambda p: [p.zcard(k) for k in keys])
-        return sum(int(n) for n in found)
+    async def counters(self, queues: Sequence[str]) -> list[dict[bytes, bytes]]:
+        """Each queue's counters, made exact first where they are not yet."""
+        keys = [self.keys.queue(q)["dlq:counts"] for q in queues]
 
-    async def by_day(self, queues: Sequence[str]) -> dict[str, int]:
-        keys = [self.keys.queue(q)["dlq:all"] for q in queues]
+        def read(p: AnyPipeline) -> None:
+            for queue, key in zip(queues, keys, strict=True):
+                p.hgetall(key)
+                p.hlen(self.keys.queue(queue)["dlq"])
 
-        def ends(p: AnyPipeline) -> None:
-            for k in keys:
-                p.zrange(k, 0, 0)
-                p.zrange(k, -1, -1)
-
-        found = [m[0].decode() for m in await self._each("ZRANGE", ends) if m]
-        if not found:
-            return {}
-        times = [time_from_key(m[:16]) for m in found]
-        first = datetime.fromtimestamp(min(times), UTC).replace(
-            hour=0, minute=0, second=0, microsecond=0
-        )
-        days = []
-        while first.timestamp() <= max(times):
-            days.append(first)
-            first += timedelta(days=1)
-
-        def counts(p: AnyPipeline) -> None:
-            for day in days:
-                low, high = (
-                    time_key(day.timestamp()),
-                    time_key((day + timedelta(days=1)).timestamp()),
-                )
-                for k in keys:
-                    p.zlexcount(k, "[" + low, "(" + high)
-
-        found_counts = iter(await self._each("ZLEXCOUNT", counts))
-        out = {}
-        for day in days:
-            total = sum(int(next(found_counts)) for _ in keys)
-            if total:
-                out[day_of(day.timestamp())] = total
+        found = await self._each("HGETALL", read)
+        out: list[dict[bytes, bytes]] = []
+        for i, queue in enumerate(queues):
+            fields, size = found[2 * i], int(found[2 * i + 1])
+            if size and b"exact" not in fields:
+                await self.upgrade(queue)
+                [fields] = await self._each("HGETALL", _hgetall(keys[i]))
+            out.append(fields)
         return out
+
+    async def upgrade(self, queue: str) -> int:
+        """Rewrite the queue's entries stored before counters existed; how many."""
+        cursor, rewritten = "0", 0
+        while True:
+            reply = await scripts.dlq_upgrade(
+                self.conn.evaluate,
+                self.keys.queue(queue),
+                self.clock,
+                cursor=cursor,
+                count=UPGRADE_BATCH,
+            )
+            rewritten += reply.rewritten
+            cursor = reply.cursor
+            if cursor == "0":
+                return rewritten
 
     async def cost(self, queues: Sequence[str]) -> dict[str, float]:
         keys = [self.keys.queue(q)["dlq:cost"] for q in queues]
@@ -131,11 +139,9 @@ class IndexStats:
                 out[name] = out.get(name, 0.0) + float(amount)
         return {k: round(v, 6) for k, v in out.items() if not math.isclose(v, 0, abs_tol=1e-9)}
 
-    async def newest(
-        self, queues: Sequence[str], index: str, prefix: str
-    ) -> tuple[str, str] | None:
-        """(queue, job id) of the newest entry under ``prefix`` in an index."""
-        keys = [self.keys.queue(q)[index] for q in queues]
+    async def newest(self, queues: Sequence[str], prefix: str) -> tuple[str, str] | None:
+        """(queue, job id) of the newest entry under ``prefix`` in ``dlq:fp``."""
+        keys = [self.keys.queue(q)["dlq:fp"] for q in queues]
         found = await self._each(
             "ZREVRANGEBYLEX",
             lambda p: [p.zrevrangebylex(k, "(" + prefix + "g", "[" + prefix, 0, 1) for k in keys],
@@ -149,7 +155,7 @@ class IndexStats:
         return (best[1], best[2]) if best else None
 
 
-async def index_stats(
+async def counter_stats(
     conn: Connection,
     keys: KeySchema,
     clock: str,
@@ -158,37 +164,39 @@ async def index_stats(
     top: int,
     load_entry: EntryLoader,
 ) -> DLQStats:
-    """Statistics of every entry in ``queues``, from the indexes."""
-    ix = IndexStats(conn, keys, clock)
-    total = await ix.totals(queues)
-    users = await ix.values(queues, "dlq:user")
-    none = total - sum(users.values())
+    """Statistics of every entry in ``queues``, from the counters."""
+    cs = CounterStats(conn, keys, clock)
+    counts = Counts()
+    for fields in await cs.counters(queues):
+        counts.add(fields)
+    users = counts.values["u"]
+    none = counts.total - sum(users.values())
     if none:
         users["(none)"] = none
-    prints = await ix.values(queues, "dlq:fp")
+    prints = counts.values["f"]
     groups = []
     for fingerprint, count in sorted(prints.items(), key=lambda kv: (-kv[1], kv[0]))[:top]:
-        groups.append(await _group(ix, queues, fingerprint, count, load_entry))
+        tasks = sorted(counts.fp_tasks[fingerprint])
+        groups.append(await _group(cs, queues, (fingerprint, count, tasks), load_entry))
     return DLQStats(
-        total=total,
-        by_kind=dict((await ix.values(queues, "dlq:kind")).most_common()),
-        by_task=dict((await ix.values(queues, "dlq:task")).most_common()),
+        total=counts.total,
+        by_kind=dict(counts.values["k"].most_common()),
+        by_task=dict(counts.values["t"].most_common()),
         by_user=dict(users.most_common()),
-        by_day=await ix.by_day(queues),
+        by_day={day_of(day * 86400): n for day, n in sorted(counts.days.items()) if n},
         top_fingerprints=groups,
-        cost_lost=await ix.cost(queues),
+        cost_lost=await cs.cost(queues),
     )
 
 
 async def _group(
-    ix: IndexStats, queues: Sequence[str], fingerprint: str, count: int, load_entry: EntryLoader
+    cs: CounterStats,
+    queues: Sequence[str],
+    found: tuple[str, int, list[str]],
+    load_entry: EntryLoader,
 ) -> FingerprintGroup:
-    prefix = value_prefix(fingerprint)
-    tasks: set[str] = set()
-    for queue in queues:
-        for group in await ix.groups(queue, "dlq:fptask", within=prefix):
-            tasks.add(split_prefixes(group)[1])
-    where = await ix.newest(queues, "dlq:fp", prefix)
+    fingerprint, count, tasks = found
+    where = await cs.newest(queues, value_prefix(fingerprint))
     sample = await load_entry(*where) if where else None
     error = sample.job.last_error if sample else None
     return FingerprintGroup(
@@ -197,5 +205,5 @@ async def _group(
         error_kind=sample.error_kind.value if sample else "",
         error_type=error.type if error else "",
         sample_message=error.message if error else (sample.reason if sample else ""),
-        tasks=sorted(tasks),
+        tasks=tasks,
     )

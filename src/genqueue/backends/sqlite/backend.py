@@ -36,11 +36,12 @@ from genqueue.backends.sqlite import queries as q
 from genqueue.backends.sqlite.grouped import GroupedWrites
 from genqueue.backends.sqlite.rows import (
     UPDATE_JOB,
-    UPSERT_ENTRY,
-    entry_values,
+    MoveValues,
     job_values,
+    move_values,
     row_to_entry,
     row_to_job,
+    stacks_of,
 )
 from genqueue.backends.sqlite.schema import connect, migrate
 from genqueue.clock import SYSTEM_CLOCK, Clock
@@ -234,13 +235,20 @@ class SQLiteBackend(Backend):
         return stored
 
     async def get(self, job_id: str) -> Job | None:
-        row = await self._read(lambda conn: conn.execute(q.JOB_BY_ID, (job_id,)).fetchone())
-        return row_to_job(row) if row else None
+        def read(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(q.JOB_BY_ID, (job_id,)).fetchone()
+            return row_to_job(row, stacks_of(conn)) if row else None
+
+        return await self._read(read)
 
     async def list_jobs(self, query: JobQuery) -> Page[Job]:
         sql, params = q.list_jobs(query, decode_cursor(query.cursor))
-        rows = await self._read(lambda conn: conn.execute(sql, params).fetchall())
-        jobs = [row_to_job(r) for r in rows[: query.limit]]
+
+        def read(conn: sqlite3.Connection) -> tuple[list[Any], list[Job]]:
+            rows = conn.execute(sql, params).fetchall()
+            return rows, [row_to_job(r, stacks_of(conn)) for r in rows[: query.limit]]
+
+        rows, jobs = await self._read(read)
         more = len(rows) > query.limit
         return Page(
             jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more and jobs else None
@@ -337,22 +345,19 @@ class SQLiteBackend(Backend):
         return await self._write(lambda conn: conn.execute(q.UPDATE_RUNNING, params).rowcount == 1)
 
     async def move(self, moves: Sequence[Move]) -> list[bool]:
-        prepared = [
-            (m, job_values(m.job), entry_values(m.entry) if m.entry else None) for m in moves
-        ]
+        prepared = [move_values(m) for m in moves]
         now = self.clock.now()
-        applied = await self._write(lambda conn: [self._move_one(conn, *p, now) for p in prepared])
+        applied = await self._write(lambda conn: [self._move_one(conn, p, now) for p in prepared])
         self._local_work.set()
         return applied
 
     def _move_one(
         self,
         conn: sqlite3.Connection,
-        move: Move,
-        values: tuple[Any, ...],
-        entry: tuple[Any, ...] | None,
+        prepared: MoveValues,
         now: float,
     ) -> bool:
+        move, values, entry, stacks = prepared
         sql = UPDATE_JOB + q.MOVE_WHERE + (q.MOVE_EXPIRED if move.require_expired_lease else "")
         params: tuple[Any, ...] = (
             *values[1:],
@@ -370,7 +375,9 @@ class SQLiteBackend(Backend):
         if move.job.state is JobState.DEAD:
             if entry is None:
                 raise ValueError("a move to DEAD needs its entry")
-            conn.execute(UPSERT_ENTRY, entry)
+            conn.executemany(q.ADD_STACK, sorted(stacks.items()))
+            conn.execute(q.DELETE_ENTRY, (move.job.id,))  # a stale one leaves its counts
+            conn.execute(q.INSERT_ENTRY, (*entry, orjson.dumps(sorted(stacks)).decode()))
         elif move.expect_state is JobState.DEAD:
             conn.execute(q.DELETE_ENTRY, (move.job.id,))
         if gone_at_finish(move.job):
@@ -396,15 +403,22 @@ class SQLiteBackend(Backend):
     # -- dead letter queue ----------------------------------------------------------------
 
     async def dlq_get(self, job_id: str) -> DeadLetter | None:
-        row = await self._read(lambda conn: conn.execute(q.ENTRY_BY_ID, (job_id,)).fetchone())
-        return row_to_entry(row) if row else None
+        def read(conn: sqlite3.Connection) -> DeadLetter | None:
+            row = conn.execute(q.ENTRY_BY_ID, (job_id,)).fetchone()
+            return row_to_entry(row, stacks_of(conn)) if row else None
+
+        return await self._read(read)
 
     async def dlq_list(self, filter: DLQFilter, cursor: str | None, limit: int) -> Page[DeadLetter]:
         where, params = q.dlq_where(filter, decode_cursor(cursor))
         sql = q.LIST_ENTRIES.format(where=where)
-        rows = await self._read(lambda conn: conn.execute(sql, (*params, limit + 1)).fetchall())
-        entries = [row_to_entry(r) for r in rows[:limit]]
-        more = len(rows) > limit
+
+        def read(conn: sqlite3.Connection) -> tuple[int, list[DeadLetter]]:
+            rows = conn.execute(sql, (*params, limit + 1)).fetchall()
+            return len(rows), [row_to_entry(r, stacks_of(conn)) for r in rows[:limit]]
+
+        found, entries = await self._read(read)
+        more = found > limit
         last = entries[-1] if entries else None
         return Page(entries, encode_cursor(last.failed_at, last.job_id) if more and last else None)
 

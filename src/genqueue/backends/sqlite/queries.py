@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
 
 from genqueue.backends.base import JobQuery, check_same_data
+from genqueue.backends.sqlite.counted import counted_stats
 from genqueue.backends.sqlite.rows import (
+    ENTRY_COLUMNS,
     INSERT_JOB,
     JOB_COLUMNS,
     SELECT_ENTRY,
     SELECT_JOB,
     row_to_entry,
     row_to_job,
+    stacks_of,
 )
 from genqueue.entry import (
     DeadLetter,
@@ -147,6 +151,13 @@ SELECT {SELECT_ENTRY}, {SELECT_JOB} FROM dead_letters d JOIN jobs j ON j.id = d.
 """
 COUNT_ENTRIES = "SELECT COUNT(*) FROM dead_letters d {where}"
 DELETE_ENTRY = "DELETE FROM dead_letters WHERE job_id = ?"
+#: A new entry with its stacks' keys (the triggers of 0006 count it and its stacks).
+INSERT_ENTRY = (
+    f"INSERT INTO dead_letters ({', '.join(ENTRY_COLUMNS)}, stacks) "
+    f"VALUES ({', '.join('?' for _ in ENTRY_COLUMNS)}, ?)"
+)
+#: A stack a new entry refers to (its count is raised by the entry's insert trigger).
+ADD_STACK = "INSERT OR IGNORE INTO dlq_stacks (key, stack, refs) VALUES (?, ?, 0)"
 DELETE_DEAD_JOB = "DELETE FROM jobs WHERE id = ? AND state = 'dead'"
 EXPIRED_ENTRIES = (
     "SELECT job_id FROM dead_letters WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"
@@ -312,6 +323,8 @@ def groups_query(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> tuple
 
 def dlq_groups(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> list[FingerprintGroup]:
     """The ``top`` most frequent fingerprints, with their tasks, in one query."""
+    if replace(filter, queue=None).is_empty:
+        return counted_stats(conn, filter.queue, top).top_fingerprints
     sql, params = groups_query(conn, filter, top)
     groups = []
     rows = conn.execute(sql, params).fetchall()
@@ -332,6 +345,8 @@ def dlq_groups(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> list[Fi
 
 
 def dlq_stats(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> DLQStats:
+    if replace(filter, queue=None).is_empty:
+        return counted_stats(conn, filter.queue, top)
     where, params = dlq_where(filter, None)
     total = conn.execute(f"SELECT COUNT(*) FROM dead_letters d {where}", params).fetchone()[0]
     # The UTC day of each entry (day_of), counted by SQLite.
@@ -402,4 +417,4 @@ def dlq_search(
 
 def _entry(conn: sqlite3.Connection, job_id: str) -> DeadLetter | None:
     row = conn.execute(ENTRY_BY_ID, (job_id,)).fetchone()
-    return row_to_entry(row) if row else None
+    return row_to_entry(row, stacks_of(conn)) if row else None

@@ -3,15 +3,17 @@
 -- or removes its dead letter entry (and the entry's indexes) in the same step.
 -- KEYS: the queue's keys (see lib/prelude.lua).
 -- ARGV: [1] clock, [2] the moves as one JSON array (one argument, so that the client does
---       not encode thousands of arguments); each move is an array of 16 strings: id,
+--       not encode thousands of arguments); each move is an array of 17 strings: id,
 --       expected state, expected token (attempts), require expired lease ('1' or ''), new
 --       state, attempts, lease, started, updated, owner, run_at, expiry of a finished
 --       job ('' for none: then it is indexed by now and keeps its seqm, as jobs stored
---       before expiries were), idempotency key (''), body (JSON text; '' for a finished
---       job that expires as it finishes: it is deleted), entry (JSON text, '' unless the
---       new state is dead), data digest ('' without a key). The ids of one call are
---       distinct. A finished job's hot record keeps no ready member and no start time
---       (its body has it): a finished job never runs again.
+--       before expiries were), idempotency key (''), body (JSON text, or '@<n>': the body
+--       is ARGV[n], binary: a dead job's compact body; '' for a finished job that expires
+--       as it finishes: it is deleted), entry (JSON text, '' unless the new state is
+--       dead), data digest ('' without a key), the entry's stacks (JSON [[key, text],
+--       ...], '' for none; see add_entry). The ids of one call are distinct. A finished
+--       job's hot record keeps no ready member and no start time (its body has it): a
+--       finished job never runs again.
 -- Returns: {now, ok1, ok2, ...}: 1 where the move was applied, 0 where the stored job
 --       was not in the expected state/token (or its lease is live, or another pending
 --       job holds its idempotency key).
@@ -48,17 +50,19 @@ for j, id in ipairs(ids) do
     op(ops.rem, 'HDEL', K_PATCH, id)
     local started = m[8]
     if finished ~= '' then seqm, started = '', '' end
-    if m[14] == '' then
+    local body = m[14]
+    if string.sub(body, 1, 1) == '@' then body = ARGV[tonumber(string.sub(body, 2))] end
+    if body == '' then
       op(ops.rem, 'HDEL', K_BODY, id)
       op(ops.rem, 'HDEL', K_HOT, id)
     else
-      op(ops.add, 'HSET', K_BODY, id, m[14])
+      op(ops.add, 'HSET', K_BODY, id, body)
       op(ops.add, 'HSET', K_HOT, id,
         pack_hot(new_state, m[6], lease, started, m[9], seqm, cm, m[10]))
       index(ops, id, new_state, seqm, cm, m[11], lease ~= '' and lease or now_s,
         finished ~= '' and finished or now_s)
     end
-    if new_state == 'dead' then add_entry(ops, id, m[15]) end
+    if new_state == 'dead' then add_entry(ops, id, m[15], m[17]) end
     if key ~= '' then
       if not is_terminal(new_state) then
         -- At once, not with the batched writes: a later move of this call (a second dead

@@ -1,15 +1,34 @@
 -- read_jobs: read jobs of one queue (and their dead letter entries) atomically. Read-only.
 -- KEYS: the queue's keys (see lib/prelude.lua).
 -- ARGV: [1] clock, then job ids.
--- Returns: {now, body1, hot1, prog1, patch1, entry1, body2, ...}: five values per id,
---       nil where absent (no body: no such job in this queue).
+-- Returns: {now, body1, hot1, prog1, patch1, entry1, body2, ..., key1, stack1, ...}: five
+--       values per id, nil where absent (no body: no such job in this queue), then each
+--       stack the entries refer to (version 2 entries list their stacks' keys), once.
 local now_s = clock_now()
 local ids = {}
 for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
 local parts = {hmget(K_BODY, ids), hmget(K_HOT, ids), hmget(K_PROG, ids), hmget(K_PATCH, ids),
   hmget(K_DLQ, ids)}
 local out = {now_s}
+local wanted, seen = {}, {}
 for i = 1, #ids do
   for p = 1, 5 do out[#out + 1] = parts[p][i] end
+  local entry = parts[5][i]
+  if entry then
+    local e = cjson.decode(entry)
+    for _, key in ipairs(e.s or {}) do
+      if not seen[key] then
+        seen[key] = true
+        wanted[#wanted + 1] = 's:' .. key
+      end
+    end
+  end
+end
+if #wanted > 0 then
+  local texts = hmget(K_DLQ_STACKS, wanted)
+  for i, field in ipairs(wanted) do
+    out[#out + 1] = string.sub(field, 3)
+    out[#out + 1] = texts[i]
+  end
 end
 return out

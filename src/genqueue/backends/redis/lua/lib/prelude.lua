@@ -6,7 +6,7 @@
 --   1 body  2 hot  3 prog  4 patch  5 ready  6 delayed  7 leases  8 finished  9 idem
 --   10 seq  11 dlq  12 dlq:all  13 dlq:user  14 dlq:kind  15 dlq:task  16 dlq:fp
 --   17 dlq:expires  18 dlq:cost  19-25 jobs:<state> (queued scheduled active retrying
---   completed dead cancelled)  26 dlq:fptask
+--   completed dead cancelled)  26 dlq:fptask  27 dlq:counts  28 dlq:stacks
 -- ARGV[1] is always the clock: '' for Redis TIME, or epoch seconds (a test FakeClock).
 -- Every reply starts with the time the script used, so the client can track the offset
 -- between its clock and the server's for free.
@@ -30,6 +30,7 @@ local K_READY, K_DELAYED, K_LEASES, K_FINISHED = KEYS[5], KEYS[6], KEYS[7], KEYS
 local K_IDEM, K_SEQ, K_DLQ, K_DLQ_ALL = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local K_DLQ_VALUES = {KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[26]}
 local K_DLQ_EXPIRES, K_DLQ_COST = KEYS[17], KEYS[18]
+local K_DLQ_COUNTS, K_DLQ_STACKS = KEYS[27], KEYS[28]
 local K_JOBS = {
   queued = KEYS[19], scheduled = KEYS[20], active = KEYS[21], retrying = KEYS[22],
   completed = KEYS[23], dead = KEYS[24], cancelled = KEYS[25],
@@ -80,7 +81,7 @@ local function hmget(key, fields)
 end
 
 local function new_ops()
-  return {rem = {}, add = {}, dropped = false, readied = false}
+  return {rem = {}, add = {}, counts = {}, dropped = false, readied = false}
 end
 
 -- Collect one write: group is ops.rem (ZREM, HDEL) or ops.add (ZADD, HSET).
@@ -98,8 +99,15 @@ local function flush(ops)
   for key, g in pairs(ops.rem) do call_chunked(g.cmd, key, g.args) end
   for key, g in pairs(ops.add) do call_chunked(g.cmd, key, g.args) end
   ops.rem, ops.add = {}, {}
+  for name, delta in pairs(ops.counts) do
+    if delta ~= 0 and redis.call('HINCRBY', K_DLQ_COUNTS, name, delta) <= 0 then
+      redis.call('HDEL', K_DLQ_COUNTS, name)
+    end
+  end
+  ops.counts = {}
   if ops.dropped and redis.call('HLEN', K_DLQ) == 0 then
-    redis.call('DEL', K_DLQ_COST) -- no entries left: drop the float drift too
+    -- No entries left: drop the float drift of the cost sums, and count afresh.
+    redis.call('DEL', K_DLQ_COST, K_DLQ_COUNTS, K_DLQ_STACKS)
   end
   ops.dropped = false
   if ops.readied then
@@ -109,28 +117,79 @@ local function flush(ops)
   end
 end
 
--- A dead letter entry (JSON: r record, m index members, x expiry, c cost) joins or
--- leaves its indexes. Cost is rare and per unit, so it is written at once.
-local function add_entry(ops, id, raw)
+-- A value as a member prefix (keys.value_prefix): its byte length in 4 digits, then it.
+local function vp(value)
+  return string.format('%04d', #value) .. value
+end
+
+-- A dead letter entry is JSON. Version 2 (e.v == 2): u user (null for none), t task,
+-- k kind, f fingerprint, r reason, a failed_at, tk time_key(failed_at), x expiry,
+-- s the keys of its job's stacks, c cost ([unit, amount, -amount]); its index members
+-- are built here. An entry stored before (no v) lists its members in m and is not in
+-- the counters until dlq_upgrade.lua rewrites it as version 2.
+-- Members in keys.DLQ_VALUE_INDEXES order, after dlq:all's ('' where there is none).
+local function entry_members(id, e)
+  if e.v ~= 2 then return e.m end
+  local tail = e.tk .. id
+  local user = type(e.u) == 'string' and (vp(e.u) .. tail) or ''
+  return {'', user, vp(e.k) .. tail, vp(e.t) .. tail, vp(e.f) .. tail, ''}
+end
+
+-- Add (sign 1) or take away (-1) a version 2 entry from the counters.
+local function count_entry(ops, e, sign)
+  local day = string.format('%d', math.floor(tonumber(e.a) / 86400))
+  local names = {'n', 'k:' .. e.k, 't:' .. e.t, 'f:' .. e.f, 'ft:' .. vp(e.f) .. e.t, 'd:' .. day}
+  names[#names + 1] = type(e.u) == 'string' and ('u:' .. e.u) or 'u'
+  for _, name in ipairs(names) do ops.counts[name] = (ops.counts[name] or 0) + sign end
+end
+
+-- A dead letter entry joins or leaves its indexes and counters. Cost is rare and per
+-- unit, and stacks are shared between entries, so both are written at once (a drop and
+-- an add of one call may share a stack). stacks: JSON [[key, text], ...] of the stacks
+-- the entry refers to ('' for none); each is stored with its first entry.
+local function add_entry(ops, id, raw, stacks)
   local e = cjson.decode(raw)
+  local m = entry_members(id, e)
   op(ops.add, 'HSET', K_DLQ, id, raw)
-  op(ops.add, 'ZADD', K_DLQ_ALL, 0, e.m[1])
+  if m[1] ~= '' then op(ops.add, 'ZADD', K_DLQ_ALL, 0, m[1]) end
   for i = 1, #K_DLQ_VALUES do
-    if e.m[i + 1] and e.m[i + 1] ~= '' then op(ops.add, 'ZADD', K_DLQ_VALUES[i], 0, e.m[i + 1]) end
+    if m[i + 1] and m[i + 1] ~= '' then op(ops.add, 'ZADD', K_DLQ_VALUES[i], 0, m[i + 1]) end
   end
   op(ops.add, 'ZADD', K_DLQ_EXPIRES, e.x, id)
   for _, c in ipairs(e.c) do redis.call('HINCRBYFLOAT', K_DLQ_COST, c[1], c[2]) end
+  if e.v == 2 then
+    if redis.call('HLEN', K_DLQ) == 0 then
+      redis.call('HSET', K_DLQ_COUNTS, 'exact', '1') -- counting from an empty DLQ
+    end
+    count_entry(ops, e, 1)
+  end
+  if stacks and stacks ~= '' then
+    for _, s in ipairs(cjson.decode(stacks)) do
+      if redis.call('HINCRBY', K_DLQ_STACKS, 'r:' .. s[1], 1) == 1 then
+        redis.call('HSET', K_DLQ_STACKS, 's:' .. s[1], s[2])
+      end
+    end
+  end
 end
 
 local function drop_entry(ops, id, raw)
   local e = cjson.decode(raw)
-  op(ops.rem, 'ZREM', K_DLQ_ALL, e.m[1])
+  local m = entry_members(id, e)
+  if m[1] ~= '' then op(ops.rem, 'ZREM', K_DLQ_ALL, m[1]) end
   for i = 1, #K_DLQ_VALUES do
-    if e.m[i + 1] and e.m[i + 1] ~= '' then op(ops.rem, 'ZREM', K_DLQ_VALUES[i], e.m[i + 1]) end
+    if m[i + 1] and m[i + 1] ~= '' then op(ops.rem, 'ZREM', K_DLQ_VALUES[i], m[i + 1]) end
   end
   op(ops.rem, 'ZREM', K_DLQ_EXPIRES, id)
   op(ops.rem, 'HDEL', K_DLQ, id)
   for _, c in ipairs(e.c) do redis.call('HINCRBYFLOAT', K_DLQ_COST, c[1], c[3]) end
+  if e.v == 2 then
+    count_entry(ops, e, -1)
+    for _, key in ipairs(e.s) do
+      if redis.call('HINCRBY', K_DLQ_STACKS, 'r:' .. key, -1) <= 0 then
+        redis.call('HDEL', K_DLQ_STACKS, 'r:' .. key, 's:' .. key)
+      end
+    end
+  end
   ops.dropped = true
 end
 

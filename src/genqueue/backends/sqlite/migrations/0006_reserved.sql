@@ -1,3 +1,0 @@
--- 0006: reserved for the dead letter storage branch (its 0006 replaces this file when
--- both are merged; numbers must run without gaps).
-SELECT 1;
