@@ -1,7 +1,7 @@
 """Every Lua script call must touch keys of one Redis Cluster slot: checked while tests run.
 
-``SlotGuard`` wraps ``Connection.evaluate`` (the one way the Redis backend runs a
-script) and records each call whose KEYS hash to more than one slot. The conformance
+``SlotGuard`` wraps ``Connection.evaluate`` and ``evaluate_many`` (the ways the Redis
+backend runs a script) and records each call whose KEYS hash to more than one slot. The conformance
 suite and the model test import the fixtures below in their conftest files: they run on
 every backend (``backend_kind``) with the guard around every test, standalone Redis
 included: a standalone server accepts a script that spans slots, so without this a new
@@ -53,7 +53,17 @@ def guarded(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlotGuard]:
         guard.check(script.name, keys)
         return await original(self, script, keys, args)
 
+    original_many = Connection.evaluate_many
+
+    async def evaluate_many(
+        self: Connection, calls: Sequence[tuple[scripts.Script, Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
+        for script, keys, _ in calls:
+            guard.check(script.name, keys)
+        return await original_many(self, calls)
+
     monkeypatch.setattr(Connection, "evaluate", evaluate)
+    monkeypatch.setattr(Connection, "evaluate_many", evaluate_many)
     yield guard
     guard.assert_clean()
 

@@ -123,7 +123,9 @@ class Model:
 
     # -- workers --------------------------------------------------------------------------
 
-    def fetch(self, claimed: list[str], queues: list[str], limit: int, now: float) -> None:
+    def fetch(
+        self, claimed: list[str], queues: list[str], limit: int, now: float, *, oldest_first: bool
+    ) -> None:
         """Check that a fetch claimed an allowed set of jobs, then record the claim."""
         due = {j.id: j for j in self.jobs.values() if j.queue in queues and j.due(now)}
         assert len(set(claimed)) == len(claimed), f"claimed twice: {claimed}"
@@ -135,7 +137,7 @@ class Model:
             left = [j.run_at for i, j in due.items() if i not in claimed and j.queue == queue]
             if mine and left:
                 assert max(mine) <= min(left), f"{queue}: claimed {mine}, left older {left}"
-        if claimed:
+        if claimed and oldest_first:
             # Across queues only the oldest due job is promised (Redis fills a batch from
             # the queue with the oldest head first, then the next).
             oldest = min(j.run_at for j in due.values())

@@ -191,7 +191,8 @@ class Backend(ABC):
         """Claim up to ``limit`` due jobs, oldest due first, under a lease.
 
         Across several queues only the oldest due job is sure to be among those claimed:
-        a backend may fill the batch queue by queue (Redis: oldest head first).
+        a backend may fill the batch queue by queue (Redis: oldest head first, as far as
+        its estimates go, and a queue kept waiting first: roughly, see redis/fanin.py).
 
         Promotes due scheduled/retrying jobs first. Each claimed job becomes ACTIVE with
         ``attempts + 1``, ``lease_owner = worker_id``, ``started_at = now`` and

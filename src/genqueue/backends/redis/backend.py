@@ -8,6 +8,9 @@ tests stands in for the server clock so they can move time; any other clock is i
 
 Calls that name only a job id find its queue through ``registry``.
 
+A worker on many queues fetches only from those with work due (``fanin.DueBoard``, fed by
+the fetch replies, the wake-up messages and periodic sweeps), not from every queue.
+
 The same code serves one server and Redis Cluster: ``Connection`` holds either client
 (and on a cluster runs the scripts' SPUBLISH twins), and wake-ups are ``WakeUps`` or
 ``ShardedWakeUps`` (see ``cluster`` and ``wake``).
@@ -23,9 +26,9 @@ from dataclasses import replace
 import orjson
 
 from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
-from genqueue.backends.redis import codec, listing, scripts, stats
+from genqueue.backends.redis import codec, fanin, listing, scripts, stats
 from genqueue.backends.redis.connection import Connection
-from genqueue.backends.redis.keys import KeySchema
+from genqueue.backends.redis.keys import KeySchema, QueueKeys
 from genqueue.backends.redis.options import RedisOptions, safe_url
 from genqueue.backends.redis.registry import QueueRegistry
 from genqueue.backends.redis.shared import SharedStateMixin
@@ -34,6 +37,9 @@ from genqueue.clock import Clock, FakeClock
 from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page
 from genqueue.errors import BackendError, InvalidInput
 from genqueue.job import Job, JobState
+
+#: States in which a job waits in a queue's ready or delayed set.
+PENDING = frozenset({JobState.QUEUED, JobState.SCHEDULED, JobState.RETRYING})
 
 #: Most items one script call handles, so no script runs long on a big queue.
 CHUNK = 500
@@ -45,6 +51,11 @@ FETCH_MAX = 1000
 PROMOTE_PER_FETCH = 200
 #: Ask Redis for its time when no script reply has refreshed the estimate for this long.
 CLOCK_MAX_AGE = 30.0
+#: A wake-up message for work due this soon (seconds) wakes idle workers (more than the
+#: error of two processes' estimates of the server clock; a spurious wake-up costs a fetch).
+WAKE_AHEAD = 0.25
+#: The shortest wait for the next delayed job.
+MIN_WAIT = 0.01
 
 
 class RedisBackend(SharedStateMixin, Backend):
@@ -71,8 +82,9 @@ class RedisBackend(SharedStateMixin, Backend):
         self.server_version: str | None = None
         self._conn: Connection | None = None
         self.registry = QueueRegistry(self.keys, lambda: self.conn)
+        self.board = fanin.DueBoard()
         self.wakeups = wake_ups(
-            self.options, lambda: self.conn, lambda q: self.keys.queue(q)["ready"]
+            self.options, lambda: self.conn, lambda q: self.keys.queue(q)["ready"], self._heard
         )
 
     @classmethod
@@ -176,6 +188,7 @@ class RedisBackend(SharedStateMixin, Backend):
                     holder_id = codec.parse_hot(holder.hot)[6][-32:]
                     out[index] = codec.decode_job(holder_id, queue, holder)
                 self.registry.remember(out[index].id, queue)
+            self.board.heard(queue, min(jobs[i].run_at for i in indexes))
         return out
 
     async def get(self, job_id: str) -> Job | None:
@@ -235,7 +248,17 @@ class RedisBackend(SharedStateMixin, Backend):
 
     # -- workers ------------------------------------------------------------------------
 
+    def _heard(self, queue: str, due: float) -> bool:
+        """A wake-up message: note it; wake idle workers if the work is due (about) now."""
+        self.board.heard(queue, due)
+        now = self.test_clock.now() if self.test_clock is not None else self.conn.clock.now()
+        return now is None or due <= now + WAKE_AHEAD
+
     async def wait_for_work(self, queues: Sequence[str], timeout: float) -> None:
+        if len(queues) > 1:
+            # Wake when the next delayed job we know of is due, not a poll interval later.
+            due_in = self.board.next_due(queues) - await self.time()
+            timeout = max(min(timeout, due_in), MIN_WAIT)
         await self.wakeups.wait(queues, timeout)
 
     async def fetch(
@@ -244,18 +267,29 @@ class RedisBackend(SharedStateMixin, Backend):
         if limit <= 0 or not queues:
             return []
         await self.registry.register(queues)
-        order = list(queues) if len(queues) == 1 else await self._due_first(queues)
-        claimed: list[Job] = []
-        for queue in order:
-            reply = await scripts.fetch(
-                self.conn.evaluate,
-                self.keys.queue(queue),
-                self._clock(),
+        clock, limit = self._clock(), min(limit, FETCH_MAX)
+
+        def call(keys: QueueKeys, n: int) -> scripts.Call:
+            return scripts.fetch_call(
+                keys,
+                clock,
                 worker_id=worker_id,
-                limit=min(limit - len(claimed), FETCH_MAX),
+                limit=n,
                 lease_seconds=lease_seconds,
                 promote_limit=PROMOTE_PER_FETCH,
+                want_next=len(queues) > 1,  # only the board needs what is left
             )
+
+        if len(queues) > 1:
+            order = await self._fetch_order(queues)
+            replies = await fanin.fetch_many(
+                self.conn, self.keys, self.board, order, limit, call=call
+            )
+        else:
+            raw = await self.conn.evaluate(*call(self.keys.queue(queues[0]), limit))
+            replies = [(queues[0], scripts.fetch_reply(raw))]
+        claimed: list[Job] = []
+        for queue, reply in replies:
             for job_id, body, attempts in reply.claimed:
                 job = codec.fetched_job(
                     job_id,
@@ -268,30 +302,15 @@ class RedisBackend(SharedStateMixin, Backend):
                 )
                 claimed.append(job)
                 self.registry.remember(job_id, queue)
-            if len(claimed) >= min(limit, FETCH_MAX):
-                break
         return claimed
 
-    async def _due_first(self, queues: Sequence[str]) -> list[str]:
-        """Queues with work due, the one with the oldest due job first."""
-        now = await self.time()
-
-        async def heads() -> list[list[tuple[bytes, float]]]:
-            pipe = self.conn.redis.pipeline(transaction=False)
-            for queue in queues:
-                keys = self.keys.queue(queue)
-                pipe.zrange(keys["ready"], 0, 0, withscores=True)
-                pipe.zrange(keys["delayed"], 0, 0, withscores=True)
-            return list(await pipe.execute())
-
-        found = await self.conn.call("ZRANGE", heads)
-        due: list[tuple[float, int, str]] = []
-        for index, queue in enumerate(queues):
-            scores = [s for _, s in found[2 * index]]
-            scores += [s for _, s in found[2 * index + 1] if s <= now]
-            if scores:
-                due.append((min(scores), index, queue))
-        return [queue for _, _, queue in sorted(due)]
+    async def _fetch_order(self, queues: Sequence[str]) -> list[str]:
+        """The queues with work due (as the board knows), in the order to fetch from."""
+        wakeups = self.wakeups
+        await wakeups.watch(queues)  # a busy worker never waits, but hears all the same
+        if self.board.needs_sweep(queues, wakeups.live, wakeups.generation):
+            await fanin.sweep(self.conn, self.keys, self.board, queues, wakeups.generation)
+        return self.board.order(queues, await self.time())
 
     async def heartbeat(self, leases: Sequence[Lease], lease_seconds: float) -> list[str]:
         if not leases:
@@ -336,16 +355,23 @@ class RedisBackend(SharedStateMixin, Backend):
         for index, item in enumerate(moves):
             by_queue[item.job.queue].append(index)
         results = [False] * len(moves)
-        for queue, indexes in by_queue.items():
-            for chunk in _distinct_chunks(indexes, [m.job.id for m in moves]):
-                reply = await scripts.move(
-                    self.conn.evaluate,
-                    self.keys.queue(queue),
-                    self._clock(),
-                    [encoded[i] for i in chunk],
-                )
-                for index, applied in zip(chunk, reply.flags, strict=True):
-                    results[index] = applied
+        chunks = [
+            (queue, chunk)
+            for queue, indexes in by_queue.items()
+            for chunk in _distinct_chunks(indexes, [m.job.id for m in moves])
+        ]
+        # One pipeline for every queue's chunks (a batch of outcomes spans many queues);
+        # chunks of one queue run in order, so a second move of a job sees the first.
+        calls = [
+            scripts.move_call(self.keys.queue(q), self._clock(), [encoded[i] for i in chunk])
+            for q, chunk in chunks
+        ]
+        for (_, chunk), raw in zip(chunks, await self.conn.evaluate_many(calls), strict=True):
+            for index, applied in zip(chunk, scripts.move_reply(raw).flags, strict=True):
+                results[index] = applied
+                job = moves[index].job
+                if applied and job.state in PENDING:
+                    self.board.heard(job.queue, job.run_at)
         return results
 
     async def expired(self, limit: int) -> list[Job]:
@@ -371,7 +397,7 @@ class RedisBackend(SharedStateMixin, Backend):
 
     async def promote(self, limit: int) -> int:
         moved = 0
-        for queue in await self.queues():
+        for queue in await fanin.delayed_due(self.conn, self.keys, await self.queues(), self):
             while moved < limit:
                 size = min(CHUNK, limit - moved)
                 reply = await scripts.promote(

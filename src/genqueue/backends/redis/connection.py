@@ -182,6 +182,36 @@ class Connection:
 
         return await self.call(script.name, attempt)
 
+    async def evaluate_many(
+        self, calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]]
+    ) -> list[Any]:
+        """Several scripts (each on its own queue) in one pipeline: one round trip per node
+        instead of one per script. Like ``evaluate`` each script is atomic on its own; the
+        calls are not atomic together. The first error is raised after all ran (re-sending
+        is safe, see the module docstring). With ``wait_replicas`` they run one by one (each
+        with its WAIT)."""
+        if len(calls) == 1 or self.options.wait_replicas > 0:
+            return [await self.evaluate(script, keys, args) for script, keys, args in calls]
+        named = [(self.scripts[script.name], keys, args) for script, keys, args in calls]
+
+        async def attempt() -> list[Any]:
+            sent = time.monotonic()
+            pipe = self.redis.pipeline(transaction=False)
+            for script, keys, args in named:
+                # execute_command: a cluster pipeline refuses its evalsha() method.
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            replies = list(await pipe.execute(raise_on_error=False))
+            for index, reply in enumerate(replies):
+                if isinstance(reply, rex.NoScriptError):
+                    replies[index] = await self._run(*named[index])
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+            self.clock.observe(float(replies[-1][0]), sent, time.monotonic())
+            return replies
+
+        return await self.call(calls[0][0].name, attempt)
+
     async def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
             return await self.redis.evalsha(script.sha, len(keys), *keys, *args)

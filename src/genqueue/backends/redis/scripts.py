@@ -112,6 +112,10 @@ class FetchReply(NamedTuple):
     now: float
     #: (id, body, attempts) of each claimed job, in claim order.
     claimed: list[tuple[str, bytes, int]]
+    #: When the queue's next job is due (inf: none; see fetch.lua), if asked for.
+    next_due: float | None = None
+    #: How many jobs are left in the queue's ready set, if asked for.
+    left: int | None = None
 
 
 class IdsReply(NamedTuple):
@@ -176,12 +180,43 @@ async def fetch(
     limit: int,
     lease_seconds: float,
     promote_limit: int,
+    want_next: bool = False,
 ) -> FetchReply:
-    reply = await run(
-        SCRIPTS["fetch"], keys.names, [clock, worker_id, limit, lease_seconds, promote_limit]
+    call = fetch_call(
+        keys,
+        clock,
+        worker_id=worker_id,
+        limit=limit,
+        lease_seconds=lease_seconds,
+        promote_limit=promote_limit,
+        want_next=want_next,
     )
-    claimed = [(_text(reply[i]), reply[i + 1], int(reply[i + 2])) for i in range(1, len(reply), 3)]
-    return FetchReply(_now(reply), claimed)
+    return fetch_reply(await run(*call))
+
+
+Call = tuple[Script, Sequence[str], Sequence[Any]]
+
+
+def fetch_call(
+    keys: QueueKeys,
+    clock: str,
+    *,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    promote_limit: int,
+    want_next: bool,
+) -> Call:
+    """``fetch``'s script call, to run with others (``Connection.evaluate_many``)."""
+    args = [clock, worker_id, limit, lease_seconds, promote_limit, "1" if want_next else ""]
+    return SCRIPTS["fetch"], keys.names, args
+
+
+def fetch_reply(reply: Sequence[Any]) -> FetchReply:
+    claimed = [(_text(reply[i]), reply[i + 1], int(reply[i + 2])) for i in range(3, len(reply), 3)]
+    if reply[1] in (b"", ""):
+        return FetchReply(_now(reply), claimed)
+    return FetchReply(_now(reply), claimed, float(reply[1]), int(reply[2]))
 
 
 @_wrapper
@@ -220,9 +255,14 @@ async def update_running(
 async def move(
     run: Evaluator, keys: QueueKeys, clock: str, moves: Sequence[Sequence[Any]]
 ) -> FlagsReply:
-    """``moves``: the 17 values per move listed in ``lua/move.lua``. A body given as bytes
-    (a compact dead body, not text) goes as an argument of its own, binary-safe, and the
-    move names it ``@<ARGV index>``."""
+    """``moves``: the 17 values per move listed in ``lua/move.lua``."""
+    return move_reply(await run(*move_call(keys, clock, moves)))
+
+
+def move_call(keys: QueueKeys, clock: str, moves: Sequence[Sequence[Any]]) -> Call:
+    """``move``'s script call, to run with others (``Connection.evaluate_many``). A body
+    given as bytes (a compact dead body, not text) goes as an argument of its own,
+    binary-safe, and the move names it ``@<ARGV index>``."""
     rows: list[Sequence[Any]] = []
     bodies: list[bytes] = []
     for move in moves:
@@ -231,7 +271,10 @@ async def move(
             rows.append((*move[:13], f"@{2 + len(bodies)}", *move[14:]))
         else:
             rows.append(move)
-    reply = await run(SCRIPTS["move"], keys.names, [clock, orjson.dumps(rows), *bodies])
+    return SCRIPTS["move"], keys.names, [clock, orjson.dumps(rows), *bodies]
+
+
+def move_reply(reply: Sequence[Any]) -> FlagsReply:
     return FlagsReply(_now(reply), [bool(x) for x in reply[1:]])
 
 

@@ -16,6 +16,13 @@ connection per node. When a node fails, or a queue's slot moves (the node then s
 on the nodes it names by then; until that works, waiting is polling. A subscription may
 end up on a replica of the queue's shard (a node that was the queue's primary and came
 back as a replica); sharded messages reach the shard's replicas too, so it still wakes.
+
+A message carries the earliest due time the script added (ready or delayed jobs). Each is
+handed to ``heard(queue, due)``, which says whether it is worth waking for (work due now,
+not a retry due in a minute) and lets the backend note which queues have work (see
+``fanin``). ``live`` says whether every wanted channel is subscribed right now, and
+``generation`` grows each time a subscription is confirmed: messages sent before that
+were missed, so the backend sweeps its queues then.
 """
 
 from __future__ import annotations
@@ -40,14 +47,26 @@ log = logging.getLogger("genqueue.redis")
 READ_SLICE = 1.0
 
 
+#: ``heard(queue, due)``: note a message; True if it should wake idle workers.
+Heard = Callable[[str, float], bool]
+
+
 class Waiter(Protocol):
+    live: bool
+    generation: int
+
+    async def watch(self, queues: Sequence[str]) -> None: ...
+
     async def wait(self, queues: Sequence[str], timeout: float) -> None: ...
 
     async def close(self) -> None: ...
 
 
 def wake_ups(
-    options: RedisOptions, conn: Callable[[], Connection], channel: Callable[[str], str]
+    options: RedisOptions,
+    conn: Callable[[], Connection],
+    channel: Callable[[str], str],
+    heard: Heard = lambda queue, due: True,
 ) -> Waiter:
     """The wake-ups for a backend: ``WakeUps`` on one server, ``ShardedWakeUps`` on a
     cluster (``conn`` gives the backend's open connection; ``channel`` a queue's)."""
@@ -68,45 +87,90 @@ def wake_ups(
             await topology.refresh()
 
     if not options.cluster:
-        return WakeUps(server, channel)
+        return WakeUps(server, channel, heard)
     return ShardedWakeUps(
-        owner_of, lambda host, port: node_client(options, host, port), channel, refresh
+        owner_of, lambda host, port: node_client(options, host, port), channel, refresh, heard
     )
 
 
-class WakeUps:
-    def __init__(self, client: Callable[[], Redis], channel: Callable[[str], str]) -> None:
-        self._client = client
+class _Hearing:
+    """What both kinds share: the wanted channels, the wake event, the message hook."""
+
+    def __init__(self, channel: Callable[[str], str], heard: Heard) -> None:
         self._channel = channel
+        self._heard = heard
+        self._queues: dict[str, str] = {}  # channel -> queue
         self._wanted: set[str] = set()
         self._ready = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
-        self._pubsub: PubSub | None = None
+        #: Every wanted channel is subscribed (as far as we know) right now.
+        self.live = False
+        #: Grows with each confirmed subscription (messages sent before it were missed).
+        self.generation = 0
 
-    async def wait(self, queues: Sequence[str], timeout: float) -> None:
-        channels = {self._channel(q) for q in queues}
-        if not channels <= self._wanted:
-            self._wanted |= channels
-            if self._pubsub is not None:
-                with contextlib.suppress(Exception):
-                    await self._pubsub.subscribe(*channels)
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._read(), name="genqueue-redis-wakeups")
+    def _new_channels(self, queues: Sequence[str]) -> set[str]:
+        channels = set()
+        for queue in queues:
+            name = self._channel(queue)
+            if name not in self._wanted:
+                self._queues[name] = queue
+                channels.add(name)
+        self._wanted |= channels
+        return channels
+
+    def _message(self, channel: bytes | str, data: bytes | str) -> None:
+        queue = self._queues.get(_text(channel))
+        try:
+            due = float(data)
+        except ValueError:  # not a due time: work, due now
+            due = float("-inf")
+        if queue is None or self._heard(queue, due):
+            self._ready.set()
+
+    def _confirmed(self) -> None:
+        self.live = True
+        self.generation += 1
+
+    async def _wait_ready(self, timeout: float) -> None:
         if not self._ready.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), timeout)
         self._ready.clear()
 
+
+class WakeUps(_Hearing):
+    def __init__(
+        self,
+        client: Callable[[], Redis],
+        channel: Callable[[str], str],
+        heard: Heard = lambda queue, due: True,
+    ) -> None:
+        super().__init__(channel, heard)
+        self._client = client
+        self._pubsub: PubSub | None = None
+
+    async def watch(self, queues: Sequence[str]) -> None:
+        """Subscribe to the queues' channels (from now on, in the background)."""
+        channels = self._new_channels(queues)
+        if channels and self._pubsub is not None:
+            self.live = False  # until the server confirms the new channels
+            with contextlib.suppress(Exception):
+                await self._pubsub.subscribe(*channels)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read(), name="genqueue-redis-wakeups")
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        await self.watch(queues)
+        await self._wait_ready(timeout)
+
     async def _read(self) -> None:
         delay = 0.1
         while True:
             try:
-                self._pubsub = self._client().pubsub(ignore_subscribe_messages=True)
-                await self._pubsub.subscribe(*self._wanted)
+                self._pubsub = pubsub = self._client().pubsub()
+                await pubsub.subscribe(*self._wanted)
                 delay = 0.1
-                async for message in self._pubsub.listen():
-                    if message and message.get("type") == "message":
-                        self._ready.set()
+                await self._listen(pubsub)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -115,7 +179,21 @@ class WakeUps:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _listen(self, pubsub: PubSub) -> None:
+        me = asyncio.current_task()
+        while True:
+            message = await pubsub.get_message(timeout=READ_SLICE)
+            if me is not None and me.cancelling():
+                # redis-py's timed read can swallow a cancellation; honour it here.
+                raise asyncio.CancelledError
+            kind = _text(message["type"]) if message else ""
+            if kind == "message":
+                self._message(message["channel"], message["data"])
+            elif kind == "subscribe" and int(message["data"]) >= len(self._wanted):
+                self._confirmed()  # the server holds every wanted channel now
+
     async def _drop(self) -> None:
+        self.live = False
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(Exception):
@@ -130,7 +208,7 @@ class WakeUps:
         await self._drop()
 
 
-class ShardedWakeUps:
+class ShardedWakeUps(_Hearing):
     """Redis Cluster: SSUBSCRIBE to each queue's channel on the node that holds it."""
 
     def __init__(
@@ -139,27 +217,26 @@ class ShardedWakeUps:
         connect: Callable[[str, int], Redis],
         channel: Callable[[str], str],
         refresh: Callable[[], Awaitable[None]],
+        heard: Heard = lambda queue, due: True,
     ) -> None:
+        super().__init__(channel, heard)
         self._owner = owner
         self._connect = connect
-        self._channel = channel
         self._refresh = refresh
-        self._wanted: set[str] = set()
-        self._ready = asyncio.Event()
         self._changed = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
+        self._pending = 0  # channels of this round not yet confirmed
 
-    async def wait(self, queues: Sequence[str], timeout: float) -> None:
-        channels = {self._channel(q) for q in queues}
-        if not channels <= self._wanted:
-            self._wanted |= channels
+    async def watch(self, queues: Sequence[str]) -> None:
+        """Subscribe to the queues' channels (from now on, in the background)."""
+        if self._new_channels(queues):
+            self.live = False
             self._changed.set()  # subscribe again, new channels included
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read(), name="genqueue-redis-wakeups")
-        if not self._ready.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), timeout)
-        self._ready.clear()
+
+    async def wait(self, queues: Sequence[str], timeout: float) -> None:
+        await self.watch(queues)
+        await self._wait_ready(timeout)
 
     async def _read(self) -> None:
         delay = 0.1
@@ -170,6 +247,7 @@ class ShardedWakeUps:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.live = False
                 log.debug("Redis wake-up subscription lost (%s); polling until it is back", exc)
                 # A failed node may have handed its slots over: ask the cluster again
                 # (an idle worker sends nothing else that would find out).
@@ -182,6 +260,8 @@ class ShardedWakeUps:
         """Listen on every node until the wanted channels change (returns) or a node's
         subscription ends (raises)."""
         self._changed.clear()
+        self.live = False
+        self._pending = len(self._wanted)
         by_node: dict[tuple[str, int], list[str]] = defaultdict(list)
         for channel in sorted(self._wanted):
             by_node[self._owner(channel)].append(channel)
@@ -212,7 +292,11 @@ class ShardedWakeUps:
                     raise asyncio.CancelledError
                 kind = _text(message["type"]) if message else ""
                 if kind == "smessage":
-                    self._ready.set()
+                    self._message(message["channel"], message["data"])
+                elif kind == "ssubscribe":
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._confirmed()  # every node holds its channels now
                 elif kind == "sunsubscribe":
                     return  # the node no longer holds this slot (failover, resharding)
         finally:
@@ -222,6 +306,7 @@ class ShardedWakeUps:
                 await client.aclose()
 
     async def close(self) -> None:
+        self.live = False
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.cancel()

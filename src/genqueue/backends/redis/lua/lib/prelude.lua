@@ -14,8 +14,11 @@
 -- Hot record: "state|attempts|lease|started|updated|seqm|cm|owner" (owner last: it may
 -- contain '|'). Times are stored as the exact strings they were computed as ('%.17g').
 --
--- Wake-ups: a script that makes jobs ready (queued) publishes on a channel named like the
--- queue's ready key, so idle workers subscribed to it fetch at once instead of polling.
+-- Wake-ups: a script that adds jobs to the queue's ready or delayed set publishes on a
+-- channel named like the queue's ready key, once per flush, the earliest due time it added
+-- (as text). Idle workers subscribed to it fetch at once instead of polling, and a worker on
+-- many queues fetches only from those it heard of (see fanin.py; a lost message costs it
+-- latency, never a job).
 -- WAKE is PUBLISH; scripts.py loads a second set of the scripts for Redis Cluster, where
 -- it is SPUBLISH (sharded: the channel is in the queue's slot, see wake.py).
 --
@@ -81,7 +84,7 @@ local function hmget(key, fields)
 end
 
 local function new_ops()
-  return {rem = {}, add = {}, counts = {}, dropped = false, readied = false}
+  return {rem = {}, add = {}, counts = {}, dropped = false, wake = false}
 end
 
 -- Collect one write: group is ops.rem (ZREM, HDEL) or ops.add (ZADD, HSET).
@@ -93,6 +96,12 @@ local function op(group, cmd, key, a, b)
   end
   g.args[#g.args + 1] = a
   if b ~= nil then g.args[#g.args + 1] = b end
+end
+
+-- Note that work is due at run_at (a number or its text): flush publishes the earliest.
+local function due_at(ops, run_at)
+  local t = tonumber(run_at)
+  if not ops.wake or t < ops.wake then ops.wake = t end
 end
 
 local function flush(ops)
@@ -110,10 +119,10 @@ local function flush(ops)
     redis.call('DEL', K_DLQ_COST, K_DLQ_COUNTS, K_DLQ_STACKS)
   end
   ops.dropped = false
-  if ops.readied then
+  if ops.wake then
     -- Wake idle workers of this queue (they subscribe to a channel named like the key).
-    redis.call(WAKE, K_READY, '1')
-    ops.readied = false
+    redis.call(WAKE, K_READY, fmt(ops.wake))
+    ops.wake = false
   end
 end
 
@@ -213,9 +222,10 @@ end
 local function index(ops, id, state, seqm, cm, run_at, lease, finished)
   if state == 'queued' then
     op(ops.add, 'ZADD', K_READY, run_at, seqm)
-    ops.readied = true
+    due_at(ops, run_at)
   elseif state == 'scheduled' or state == 'retrying' then
     op(ops.add, 'ZADD', K_DELAYED, run_at, id)
+    due_at(ops, run_at)
   elseif state == 'active' then
     op(ops.add, 'ZADD', K_LEASES, lease, id)
   elseif state == 'completed' or state == 'cancelled' then
@@ -263,7 +273,7 @@ local function promote(now_s, limit)
       local state, attempts, lease, started, _, seqm, cm, owner = parse_hot(hots[i])
       op(ops.add, 'HSET', K_HOT, id, pack_hot('queued', attempts, lease, started, now_s, seqm, cm, owner))
       op(ops.add, 'ZADD', K_READY, due[2 * i], seqm)
-      ops.readied = true
+      due_at(ops, due[2 * i])
       op(ops.rem, 'ZREM', K_JOBS[state], cm)
       op(ops.add, 'ZADD', K_JOBS.queued, 0, cm)
     end
