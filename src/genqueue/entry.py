@@ -256,6 +256,21 @@ class FingerprintGroup:
     sample_message: str
     tasks: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_sample(
+        cls, fingerprint: str, count: int, tasks: list[str], sample: DeadLetter | None
+    ) -> FingerprintGroup:
+        """The group described by one of its entries (the newest, as backends pick it)."""
+        error = sample.job.last_error if sample else None
+        return cls(
+            fingerprint=fingerprint,
+            count=count,
+            error_kind=sample.error_kind.value if sample else "",
+            error_type=error.type if error else "",
+            sample_message=error.message if error else (sample.reason if sample else ""),
+            tasks=tasks,
+        )
+
 
 @dataclass(slots=True)
 class DLQStats:

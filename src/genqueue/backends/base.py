@@ -378,18 +378,8 @@ class _StatsBuilder:
     def build(self, top: int) -> DLQStats:
         groups = []
         for fp, count in self.prints.most_common(top):
-            sample = self.samples[fp]
-            error = sample.job.last_error
-            groups.append(
-                FingerprintGroup(
-                    fingerprint=fp,
-                    count=count,
-                    error_kind=sample.error_kind.value,
-                    error_type=error.type if error else "",
-                    sample_message=error.message if error else sample.reason,
-                    tasks=sorted(self.print_tasks[fp]),
-                )
-            )
+            tasks = sorted(self.print_tasks[fp])
+            groups.append(FingerprintGroup.from_sample(fp, count, tasks, self.samples[fp]))
         return DLQStats(
             total=self.total,
             by_kind=dict(self.kinds.most_common()),

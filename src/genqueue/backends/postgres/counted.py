@@ -11,11 +11,7 @@ queries over the matching entries.
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
-
-import orjson
-
+from genqueue.backends import dlqcounts
 from genqueue.backends.base import day_of
 from genqueue.backends.postgres.connection import Conn, fetch_all, fetch_one
 from genqueue.backends.postgres.queries import SELECT_ENTRY, SELECT_JOB
@@ -34,53 +30,14 @@ class CountQueries:
         )
 
 
-def _ranked(counts: dict[str | None, float]) -> dict[str, int]:
-    """Most first, ties by value with None (no user) last, like ORDER BY c DESC, 1."""
-    items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
-    return {("(none)" if k is None else k): int(v) for k, v in items}
-
-
 async def stats(conn: Conn, q: CountQueries, queue: str | None, top: int) -> DLQStats:
     await fetch_all(conn, q.rollup, ())
     where, params = ("WHERE queue = %s", [queue]) if queue is not None else ("", [])
-    groups: dict[str, dict[str | None, float]] = defaultdict(dict)
-    fp_tasks: dict[str, set[str]] = defaultdict(set)
-    total = 0
-    for raw_name, raw_value in await fetch_all(conn, q.counts.format(where=where), params):
-        name, value = str(raw_name), float(raw_value)
-        if name == "n":
-            total = int(value)
-        elif name == "u":
-            groups["u"][None] = value
-        elif name.startswith("ft:"):
-            fingerprint, task = orjson.loads(name[3:])
-            if value > 0.5:
-                fp_tasks[fingerprint].add(task)
-        else:
-            prefix, _, rest = name.partition(":")
-            groups[prefix][rest] = value
-    prints = sorted(((str(k), int(v)) for k, v in groups["f"].items()), key=_by_count)
-    top_groups = [
-        await _group(conn, q, queue, (fp, n, sorted(fp_tasks[fp]))) for fp, n in prints[:top]
-    ]
-    days = sorted((int(k), int(v)) for k, v in groups["d"].items() if k is not None)
-    return DLQStats(
-        total=total,
-        by_kind=_ranked(groups["k"]),
-        by_task=_ranked(groups["t"]),
-        by_user=_ranked(groups["u"]),
-        by_day={day_of(day * 86400): n for day, n in days},
-        top_fingerprints=top_groups,
-        cost_lost={
-            str(k): round(v, 6)
-            for k, v in groups["c"].items()
-            if not math.isclose(v, 0, abs_tol=1e-9)
-        },
+    counters = dlqcounts.fold(await fetch_all(conn, q.counts.format(where=where), params))
+    groups = [await _group(conn, q, queue, found) for found in counters.top_fingerprints(top)]
+    return dlqcounts.to_stats(
+        counters, groups, day=lambda key: day_of(int(key) * 86400), none_first=False
     )
-
-
-def _by_count(item: tuple[str, int]) -> tuple[int, str]:
-    return -item[1], item[0]
 
 
 async def _group(
@@ -90,12 +47,4 @@ async def _group(
     sql = q.newest.format(queue="AND d.queue = %s" if queue is not None else "")
     row = await fetch_one(conn, sql, [fingerprint] if queue is None else [fingerprint, queue])
     sample = row_to_entry(row) if row else None
-    error = sample.job.last_error if sample else None
-    return FingerprintGroup(
-        fingerprint=fingerprint,
-        count=count,
-        error_kind=sample.error_kind.value if sample else "",
-        error_type=error.type if error else "",
-        sample_message=error.message if error else (sample.reason if sample else ""),
-        tasks=tasks,
-    )
+    return FingerprintGroup.from_sample(fingerprint, count, tasks, sample)

@@ -158,15 +158,6 @@ async def _top(
     groups = []
     for fingerprint, n, sample_id, tasks in await fetch_all(conn, sql, (*params, top)):
         sample = await get(conn, q, str(sample_id))
-        error = sample.job.last_error if sample else None
-        groups.append(
-            FingerprintGroup(
-                fingerprint=str(fingerprint),
-                count=int(n),
-                error_kind=sample.error_kind.value if sample else "",
-                error_type=error.type if error else "",
-                sample_message=error.message if error else (sample.reason if sample else ""),
-                tasks=[str(t) for t in tasks],
-            )
-        )
+        tasks_of = [str(t) for t in tasks]
+        groups.append(FingerprintGroup.from_sample(str(fingerprint), int(n), tasks_of, sample))
     return groups

@@ -198,12 +198,4 @@ async def _group(
     fingerprint, count, tasks = found
     where = await cs.newest(queues, value_prefix(fingerprint))
     sample = await load_entry(*where) if where else None
-    error = sample.job.last_error if sample else None
-    return FingerprintGroup(
-        fingerprint=fingerprint,
-        count=count,
-        error_kind=sample.error_kind.value if sample else "",
-        error_type=error.type if error else "",
-        sample_message=error.message if error else (sample.reason if sample else ""),
-        tasks=tasks,
-    )
+    return FingerprintGroup.from_sample(fingerprint, count, tasks, sample)

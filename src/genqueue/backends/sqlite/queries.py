@@ -330,16 +330,8 @@ def dlq_groups(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> list[Fi
     rows = conn.execute(sql, params).fetchall()
     for fingerprint, count, sample_id, tasks in rows:
         sample = _entry(conn, sample_id)
-        error = sample.job.last_error if sample else None
         groups.append(
-            FingerprintGroup(
-                fingerprint=fingerprint,
-                count=count,
-                error_kind=sample.error_kind.value if sample else "",
-                error_type=error.type if error else "",
-                sample_message=error.message if error else (sample.reason if sample else ""),
-                tasks=sorted(orjson.loads(tasks)),
-            )
+            FingerprintGroup.from_sample(fingerprint, count, sorted(orjson.loads(tasks)), sample)
         )
     return groups
 
