@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shutil
-import socket
 import statistics
-import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -37,44 +35,25 @@ from typing import Any
 import redis
 from genqueue import App, JobRequest, Worker, WorkerSettings
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.redis_server import RedisServer
 
 
 class Server:
-    """A private redis-server; nothing persisted."""
+    """A private redis-server (the tests' own, nothing persisted) and a client to count
+    its commands."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port)]
-        argv += ["--dir", str(workdir), "--save", "", "--appendonly", "no"]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, start_new_session=True)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.client = redis.Redis(port=self.port, decode_responses=True)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.server = RedisServer(directory=workdir).start()
+        self.url = self.server.url()
+        self.client = redis.Redis(port=self.server.port, decode_responses=True)
 
     def calls(self) -> Counter[str]:
         stats = self.client.info("commandstats")
         return Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()})
 
     def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.shutdown(nosave=True)
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.server.close()
 
 
 async def drain(server: Server, queues: int, n: int, concurrency: int) -> dict[str, Any]:

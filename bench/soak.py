@@ -44,7 +44,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -64,12 +63,6 @@ WARM_SHARE = 0.02
 
 def log(message: str) -> None:
     print(f"[soak {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- stores ------------------------------------------------------------------------------------
@@ -100,32 +93,18 @@ class RedisStore(Store):
     def __init__(self, workdir: Path) -> None:
         import redis
 
-        port = free_port()
-        argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir)]
-        argv += ["--save", "", "--appendonly", "no", "--logfile", str(workdir / "redis.log")]
-        self.proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL)
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.client = redis.Redis(host="127.0.0.1", port=port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests.redis_server import RedisServer  # the tests' private server, no persistence
+
+        self.server = RedisServer(directory=workdir).start()
+        self.url = self.server.url()
+        self.client = redis.Redis(host="127.0.0.1", port=self.server.port)
 
     def size(self) -> int:
         return int(self.client.info("memory")["used_memory"])
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.shutdown(nosave=True)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(5)
-        if self.proc.poll() is None:
-            self.proc.kill()
+        self.server.close()
 
 
 class PostgresStore(Store):
