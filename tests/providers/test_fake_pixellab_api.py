@@ -81,6 +81,29 @@ def test_missing_unknown_and_revoked_tokens_get_401(fake: FakePixelLab) -> None:
     assert stats["charges"] == 0
 
 
+def test_a_request_authenticated_before_a_revocation_is_not_billed_after_it(
+    fake: FakePixelLab,
+) -> None:
+    # The bill re-checks the token under the lock that charges: a request already past
+    # authentication when its key is revoked answers 401 and charges nothing.
+    from genqueue.providers.fake_pixellab.routes import ROUTES_BY_OPERATION
+    from genqueue.providers.fake_pixellab.state import Submit, TokenRevoked
+
+    state = fake.app.state
+    label = state.label_of(TOKEN)
+    assert label is not None
+    fake.revoke_token(TOKEN)
+    spec = ImageSpec(description="x", seed=1, width=32, height=32, transparent=False)
+    route = ROUTES_BY_OPERATION["generate-image-v2"]
+    with pytest.raises(TokenRevoked):
+        state.accept_async(Submit(label, route, [spec], None))
+    with pytest.raises(TokenRevoked):
+        state.charge_sync(label, ROUTES_BY_OPERATION["create-image-pixflux"], None)
+    assert fake.stats()["charges"] == 0
+    fake.restore_token(TOKEN)
+    assert state.accept_async(Submit(label, route, [spec], None)).charge.usd > 0
+
+
 # -- sync routes -----------------------------------------------------------------------------
 
 

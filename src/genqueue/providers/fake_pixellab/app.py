@@ -31,6 +31,7 @@ from genqueue.providers.fake_pixellab.state import (
     InsufficientCredits,
     Submit,
     SyncOverload,
+    TokenRevoked,
     TooManyJobs,
 )
 
@@ -241,6 +242,8 @@ class FakeApp:
                 image = image_payload(spec, 0, self.options.image_encoding)
         except SyncOverload:
             return self._limited(529, "Rate limit exceeded")
+        except TokenRevoked:
+            return detail(401, "Invalid API token")
         except InsufficientCredits:
             return detail(402, "Insufficient credits")
         return json_response(200, {"image": image, "usage": self.state.usage_of(route)})
@@ -249,6 +252,8 @@ class FakeApp:
         route = submit.route
         try:
             accepted = self.state.accept_async(submit)
+        except TokenRevoked:
+            return detail(401, "Invalid API token")
         except InsufficientCredits:
             return detail(402, "Insufficient credits")
         except TooManyJobs:

@@ -30,6 +30,14 @@ class InsufficientCredits(Exception):
     """The balance does not cover the cost (answer 402)."""
 
 
+class TokenRevoked(Exception):
+    """The token was revoked after the request was authenticated (answer 401).
+
+    Checked again under the lock that bills, so a request in flight when a test revokes
+    its key is never charged after the revocation (as a real server bills at one instant).
+    """
+
+
 class TooManyJobs(Exception):
     """The token already has the maximum number of jobs in flight (answer 429)."""
 
@@ -163,6 +171,10 @@ class FakeState:
                 raise KeyError(label)
             (self._revoked.add if revoked else self._revoked.discard)(label)
 
+    def _check_active(self, label: str) -> None:
+        if label in self._revoked:
+            raise TokenRevoked
+
     def label_for_token(self, token: str) -> str:
         """The label of a configured token (revoked or not); KeyError if unknown."""
         with self.lock:
@@ -215,6 +227,7 @@ class FakeState:
     def charge_sync(self, label: str, route: Route, client_job_id: str | None) -> Charge:
         """Bill an accepted sync call; raises :class:`InsufficientCredits`."""
         with self.lock:
+            self._check_active(label)
             return self._charge(label, route, (), client_job_id)
 
     def set_balance(self, usd: float) -> None:
@@ -262,6 +275,7 @@ class FakeState:
         """
         label, route = submit.label, submit.route
         with self.lock:
+            self._check_active(label)
             if self.balance + 1e-9 < self.cost_of(route):
                 raise InsufficientCredits
             self._admit(label)
