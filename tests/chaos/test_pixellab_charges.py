@@ -113,4 +113,28 @@ def test_killed_workers_and_accept_then_fail_never_charge_a_job_twice(
     assert states.count(JobState.COMPLETED) >= 0.8 * len(ids)
     # What PixelLab charged is on the jobs' costs or counted as charged for a lost submit.
     unattributed = ledger["unexplained"].get("usd", 0.0) - ledger["attributed"].get("usd", 0.0)
-    assert spend["spent"]["usd"] + unattributed == pytest.approx(stats["total_charged_usd"])
+    assert spend["spent"]["usd"] + unattributed == pytest.approx(stats["total_charged_usd"]), (
+        mismatches(stats, jobs, ledger)
+    )
+
+
+def mismatches(stats: dict[str, Any], jobs: list[Any], ledger: dict[str, Any]) -> str:
+    """What to look at when spend and the fake's ledger disagree: each job whose charges at
+    the fake differ from the cost it carries, with its history, and the submit ledger."""
+    charged: dict[str, float] = {}
+    for charge in stats["ledger"]:
+        key = str(charge["client_job_id"])
+        charged[key] = charged.get(key, 0.0) + charge["usd"]
+    lines = []
+    for job in jobs:
+        on_job = job.cost.get("usd", 0.0)
+        if abs(charged.get(job.id, 0.0) - on_job) > 1e-9:
+            history = [
+                (a.number, a.outcome.value, a.error.kind.value if a.error else None, a.details)
+                for a in job.history
+            ]
+            lines.append(
+                f"{job.id} {job.state.value} fake charged {charged.get(job.id, 0.0)} job cost "
+                f"{on_job} meta={job.meta} remote={job.remote_job_id} history={history}"
+            )
+    return "\n".join([*lines, f"ledger={ledger}"])
