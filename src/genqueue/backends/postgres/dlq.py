@@ -15,7 +15,7 @@ from typing import Any
 
 from genqueue.backends.base import day_of
 from genqueue.backends.postgres.connection import Conn, fetch_all, fetch_one
-from genqueue.backends.postgres.queries import NOW, SELECT_ENTRY, SELECT_JOB
+from genqueue.backends.postgres.queries import NOW, SELECT_ENTRY, SELECT_JOB, window
 from genqueue.backends.sqlite.rows import row_to_entry
 from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup
 
@@ -68,15 +68,7 @@ def where(filter: DLQFilter, after: tuple[float, str] | None) -> tuple[str, list
         if value is not None:
             clauses.append(f"d.{column} = %s")
             params.append(value)
-    if filter.since is not None:
-        clauses.append("d.failed_at >= %s")
-        params.append(float(filter.since))
-    if filter.until is not None:
-        clauses.append("d.failed_at < %s")
-        params.append(float(filter.until))
-    if after is not None:
-        clauses.append("(d.failed_at, d.job_id) < (%s::float8, %s::text)")
-        params.extend(after)
+    window(clauses, params, ("d.failed_at", "d.job_id"), (filter.since, filter.until), after)
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 

@@ -194,6 +194,28 @@ DELETE FROM {s}.jobs WHERE seq IN (
 """
 
 
+def window(
+    clauses: list[str],
+    params: list[Any],
+    columns: tuple[str, str],
+    span: tuple[float | None, float | None],
+    after: tuple[float, str] | None,
+) -> None:
+    """Add the clauses of a newest-first page over ``columns`` (time, id): the time
+    ``span`` [since, until) and the cursor (the last row of the page before)."""
+    at, ident = columns
+    since, until = span
+    if since is not None:
+        clauses.append(f"{at} >= %s::float8")
+        params.append(float(since))
+    if until is not None:
+        clauses.append(f"{at} < %s::float8")
+        params.append(float(until))
+    if after is not None:
+        clauses.append(f"({at}, {ident}) < (%s::float8, %s::text)")
+        params.extend(after)
+
+
 def list_jobs_sql(
     s: str, query: JobQuery, after: tuple[float, str] | None
 ) -> tuple[str, list[Any]]:
@@ -207,15 +229,7 @@ def list_jobs_sql(
     if query.states is not None:
         clauses.append("j.state = ANY(%s)")
         params.append(sorted(state.value for state in query.states))
-    if query.since is not None:
-        clauses.append("j.created_at >= %s::float8")
-        params.append(float(query.since))
-    if query.until is not None:
-        clauses.append("j.created_at < %s::float8")
-        params.append(float(query.until))
-    if after is not None:
-        clauses.append("(j.created_at, j.id) < (%s::float8, %s::text)")
-        params.extend(after)
+    window(clauses, params, ("j.created_at", "j.id"), (query.since, query.until), after)
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     sql = (
         f"SELECT {SELECT_JOB} FROM {s}.jobs j {where} "
