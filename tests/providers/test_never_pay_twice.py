@@ -240,6 +240,34 @@ async def test_a_redrive_of_an_uncertain_job_sends_it_again_once(
     assert fake.stats()["submits_by_client_job"] == {job_id: 2}
 
 
+async def test_a_submit_left_uncertain_by_a_cancelled_job_is_still_decided(
+    setup: tuple[App, PixelLab], fake: FakePixelLab
+) -> None:
+    # No job waits for its verdict and no other submit comes: the workers' periodic
+    # tending of the ledger must decide it, or spend stays short of the account's charge.
+    app, _ = setup
+    fake.add_fault(SYNC[2], accept_then_fail(status=500), times=1)
+    [job_id] = await enqueue(app, SYNC[0], SYNC[1])
+
+    async def reconciling() -> bool:
+        job = await app.get(job_id)
+        return job.state is JobState.SCHEDULED and fake.stats()["charges"] == 1
+
+    await run_until(app, reconciling)
+    await app.cancel(job_id)
+
+    async def decided() -> bool:
+        ledger = (await all_guard_states(app))[0]["ledger"]
+        return ledger["undecided"] == 0 and ledger["charged"] == 1
+
+    await run_until(app, decided)
+    ledger = (await all_guard_states(app))[0]["ledger"]
+    spent = (await spend_report(app))["spent"].get("usd", 0.0)
+    unattributed = ledger["unexplained"]["usd"] - ledger["attributed"].get("usd", 0.0)
+    assert spent + unattributed == pytest.approx(fake.stats()["total_charged_usd"])
+    assert fake.stats()["charges_by_client_job"] == {job_id: 1}
+
+
 async def test_a_connection_never_made_is_retried_as_a_network_error(
     fake: FakePixelLab, tmp_path: Path
 ) -> None:

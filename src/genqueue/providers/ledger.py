@@ -267,6 +267,17 @@ def unproven(rec: Record) -> list[str]:
     return [*rec["inflight"], *uncertain, *rec["verdicts"]]
 
 
+def unsettled(rec: Record) -> bool:
+    """Is anything left to decide: a submit in flight or uncertain, a window not yet
+    evaluated, a barrier up?"""
+    return bool(
+        rec["barrier"] is not None
+        or rec["inflight"]
+        or rec["closed"]
+        or any(window["uncertain"] for window in _windows(rec))
+    )
+
+
 def abandon(rec: Record, job_id: str, now: float, *, on_job: bool = False) -> Record:
     """The job of an accepted, unpriced submit ended without pricing it (see the module
     docstring): price it at its operation's last price, as charged on no job (``on_job``:

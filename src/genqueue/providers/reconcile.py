@@ -138,6 +138,16 @@ class Reconciler:
         found = ledger.verdict(record, submit_id)
         return found if found is not None else delay
 
+    async def tend(self) -> None:
+        """Move the reconciliation on if anything is left to decide. Jobs waiting for a
+        verdict and submits held by the barrier do this themselves; but a submit whose job
+        ended without waiting (cancelled, or dead-lettered by lost workers) would otherwise
+        stay undecided, and spend short of what the account was charged, until the
+        account's next submit. Every worker calls this periodically (``App.periodic``)."""
+        record, _ = await self._load()
+        if ledger.unsettled(record):
+            await self.advance()
+
     async def advance(self) -> float:
         """Move the reconciliation on; return a sensible wait before looking again."""
         settings = self.settings

@@ -29,6 +29,7 @@ from typing import Any
 from genqueue.app import App
 from genqueue.classify import ErrorKind
 from genqueue.context import JobContext
+from genqueue.errors import InvalidInput
 from genqueue.events import EventName
 from genqueue.providers.base import Completed, ProviderError, RemoteRef
 from genqueue.providers.guard import ProviderGuard, account_id, release_jitter
@@ -57,6 +58,18 @@ class PixelLab:
         self.app.task(TASK, queue=self.settings.queue, max_retries=self.settings.max_retries)(
             self.generate
         )
+        if self.settings.reconcile:
+            lag = min(self.settings.ledger.reconcile_after, self.settings.ledger.settlement_lag)
+            self.app.periodic("pixellab-ledger", min(30.0, max(1.0, lag / 2)), self.tend_ledger)
+
+    async def tend_ledger(self) -> None:
+        """Move the account's submit ledger on (see ``Reconciler.tend``)."""
+        try:
+            ledger = self.ledger
+        except InvalidInput:
+            return  # no API key in this process: it sends nothing, so it has nothing to decide
+        if ledger is not None:
+            await ledger.tend()
 
     @property
     def client(self) -> PixelLabClient:
