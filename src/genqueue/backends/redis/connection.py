@@ -38,7 +38,6 @@ from redis.backoff import NoBackoff
 from genqueue.backends.redis import scripts
 from genqueue.backends.redis.checks import check_cluster, check_server, inspect_server
 from genqueue.backends.redis.cluster import Topology, inspect_nodes, make_cluster_client
-from genqueue.backends.redis.lean import lean_class
 from genqueue.backends.redis.options import RedisOptions, safe_url
 from genqueue.backends.redis.scripts import Script
 from genqueue.backends.remote import Outages, ServerClock
@@ -71,7 +70,6 @@ UNCONFIRMED_LOG_EVERY = 60.0
 def make_client(options: RedisOptions) -> Redis:
     pool = BlockingConnectionPool.from_url(
         options.url,
-        connection_class=lean_class(options.url),
         max_connections=options.max_connections,
         timeout=options.socket_timeout + options.connect_timeout,
         socket_timeout=options.socket_timeout,
