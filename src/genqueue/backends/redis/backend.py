@@ -18,7 +18,6 @@ The same code serves one server and Redis Cluster: ``Connection`` holds either c
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -30,6 +29,7 @@ from genqueue.backends.redis import codec, fanin, listing, scripts, stats
 from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.keys import KeySchema, QueueKeys
 from genqueue.backends.redis.options import RedisOptions, safe_url
+from genqueue.backends.redis.reads import Reader
 from genqueue.backends.redis.registry import QueueRegistry
 from genqueue.backends.redis.shared import SharedStateMixin
 from genqueue.backends.redis.wake import wake_ups
@@ -82,6 +82,7 @@ class RedisBackend(SharedStateMixin, Backend):
         self.server_version: str | None = None
         self._conn: Connection | None = None
         self.registry = QueueRegistry(self.keys, lambda: self.conn)
+        self.reader = Reader(lambda: self.conn, self.keys, self.registry, self._clock)
         self.board = fanin.DueBoard()
         self.wakeups = wake_ups(
             self.options, lambda: self.conn, lambda q: self.keys.queue(q)["ready"], self._heard
@@ -140,32 +141,6 @@ class RedisBackend(SharedStateMixin, Backend):
         """Every queue that has ever had a job (the registry)."""
         return await self.registry.queues()
 
-    async def _read(self, queue: str, job_ids: Sequence[str]) -> list[scripts.Stored | None]:
-        out: list[scripts.Stored | None] = []
-        for start in range(0, len(job_ids), CHUNK):
-            chunk = job_ids[start : start + CHUNK]
-            reply = await scripts.read_jobs(
-                self.conn.evaluate, self.keys.queue(queue), self._clock(), chunk
-            )
-            out += reply.jobs
-        return out
-
-    async def _load(
-        self, items: Sequence[tuple[str, str]]
-    ) -> dict[str, tuple[Job, DeadLetter | None]]:
-        """Jobs and their entries by (queue, id), read one queue at a time."""
-        by_queue: dict[str, list[str]] = defaultdict(list)
-        for queue, job_id in items:
-            by_queue[queue].append(job_id)
-        replies = await asyncio.gather(*(self._read(q, ids) for q, ids in by_queue.items()))
-        out: dict[str, tuple[Job, DeadLetter | None]] = {}
-        for (queue, ids), stored in zip(by_queue.items(), replies, strict=True):
-            for job_id, item in zip(ids, stored, strict=True):
-                if item is not None:
-                    job = codec.decode_job(job_id, queue, item)
-                    out[job_id] = (job, codec.decode_entry(job_id, queue, item, job))
-        return out
-
     # -- producers ----------------------------------------------------------------------
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
@@ -192,15 +167,12 @@ class RedisBackend(SharedStateMixin, Backend):
         return out
 
     async def get(self, job_id: str) -> Job | None:
-        where = await self.registry.locate([job_id])
-        if job_id not in where:
-            return None
-        found = await self._load([(where[job_id], job_id)])
-        return found[job_id][0] if job_id in found else None
+        found = await self.reader.find(job_id)
+        return found[0] if found is not None else None
 
     async def list_jobs(self, query: JobQuery) -> Page[Job]:
         queues = [query.queue] if query.queue is not None else await self.queues()
-        return await listing.list_jobs(self.conn, self.keys, queues, query, self._load)
+        return await listing.list_jobs(self.conn, self.keys, queues, query, self.reader.load)
 
     async def job_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
         conn, found = self.conn, set()
@@ -392,7 +364,7 @@ class RedisBackend(SharedStateMixin, Backend):
             for queue, items in zip(queues, found, strict=True)
             for member, score in items
         )[:limit]
-        loaded = await self._load([(queue, job_id) for _, queue, job_id in candidates])
+        loaded = await self.reader.load([(queue, job_id) for _, queue, job_id in candidates])
         return [loaded[job_id][0] for _, _, job_id in candidates if job_id in loaded]
 
     async def promote(self, limit: int) -> int:
@@ -432,11 +404,8 @@ class RedisBackend(SharedStateMixin, Backend):
     # -- dead letter queue ----------------------------------------------------------------
 
     async def dlq_get(self, job_id: str) -> DeadLetter | None:
-        where = await self.registry.locate([job_id])
-        if job_id not in where:
-            return None
-        found = await self._load([(where[job_id], job_id)])
-        return found[job_id][1] if job_id in found else None
+        found = await self.reader.find(job_id)
+        return found[1] if found is not None else None
 
     async def _dlq_queues(self, filter: DLQFilter) -> list[str]:
         return [filter.queue] if filter.queue is not None else await self.queues()
@@ -444,7 +413,7 @@ class RedisBackend(SharedStateMixin, Backend):
     async def dlq_list(self, filter: DLQFilter, cursor: str | None, limit: int) -> Page[DeadLetter]:
         queues = await self._dlq_queues(filter)
         return await listing.dlq_list(
-            self.conn, self.keys, queues, filter, cursor=cursor, limit=limit, load=self._load
+            self.conn, self.keys, queues, filter, cursor=cursor, limit=limit, load=self.reader.load
         )
 
     async def dlq_count(self, filter: DLQFilter) -> int:
@@ -465,7 +434,7 @@ class RedisBackend(SharedStateMixin, Backend):
         return await stats.CounterStats(self.conn, self.keys, self._clock()).upgrade(queue)
 
     async def _dlq_entry(self, queue: str, job_id: str) -> DeadLetter | None:
-        found = await self._load([(queue, job_id)])
+        found = await self.reader.load([(queue, job_id)])
         return found[job_id][1] if job_id in found else None
 
     async def dlq_delete(self, job_ids: Sequence[str]) -> list[str]:

@@ -23,6 +23,9 @@ REGISTER_EVERY = 30.0
 #: found again with one pipelined probe. The soak (bench/soak.py) saw each 20,000 ids
 #: add ~5 MiB to a worker's RSS.
 REMEMBER_MAX = 5_000
+#: How long ``locate`` trusts the list of queues it read (seconds); a job not found in
+#: them is looked for again in a fresh list, so a new queue is never missed.
+QUEUES_TRUSTED_FOR = 5.0
 
 
 class QueueRegistry:
@@ -31,17 +34,31 @@ class QueueRegistry:
         self._conn = conn
         self._where: OrderedDict[str, str] = OrderedDict()
         self._registered: dict[str, float] = {}  # queue -> when it was last registered
+        self._known: tuple[float, list[str]] | None = None  # (when read, queues)
 
     def remember(self, job_id: str, queue: str) -> None:
         self._where[job_id] = queue
         if len(self._where) > REMEMBER_MAX:
             self._where.popitem(last=False)
 
+    def remembered(self, job_id: str) -> str | None:
+        return self._where.get(job_id)
+
     async def queues(self) -> list[str]:
         """Every queue that has ever had a job."""
         conn = self._conn()
         members = await conn.call("SMEMBERS", lambda: conn.redis.smembers(self.keys.queues_key))
-        return sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        found = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+        self._known = (time.monotonic(), found)
+        return found
+
+    async def recent_queues(self) -> tuple[list[str], bool]:
+        """(queues, fresh): the list read at most ``QUEUES_TRUSTED_FOR`` ago, else a new
+        one. ``fresh`` says whether it was just read (a miss in an older list must look
+        again)."""
+        if self._known is not None and time.monotonic() - self._known[0] < QUEUES_TRUSTED_FOR:
+            return self._known[1], False
+        return await self.queues(), True
 
     async def register(self, queues: Sequence[str]) -> None:
         now = time.monotonic()
@@ -59,9 +76,18 @@ class QueueRegistry:
         missing = [i for i in dict.fromkeys(job_ids) if i not in found]
         if not missing:
             return found
-        pairs = [(q, i) for i in missing for q in await self.queues()]
+        queues, fresh = await self.recent_queues()
+        found.update(await self._probe(missing, queues))
+        missing = [i for i in missing if i not in found]
+        if missing and not fresh:  # maybe in a queue made since the list was read
+            new = [q for q in await self.queues() if q not in queues]
+            found.update(await self._probe(missing, new))
+        return found
+
+    async def _probe(self, job_ids: Sequence[str], queues: Sequence[str]) -> dict[str, str]:
+        pairs = [(q, i) for i in job_ids for q in queues]
         if not pairs:
-            return found
+            return {}
         conn = self._conn()
 
         async def probe() -> list[int]:
@@ -70,6 +96,7 @@ class QueueRegistry:
                 pipe.hexists(self.keys.queue(queue)["hot"], job_id)
             return list(await pipe.execute())
 
+        found: dict[str, str] = {}
         for (queue, job_id), exists in zip(pairs, await conn.call("HEXISTS", probe), strict=True):
             if exists:
                 found[job_id] = queue

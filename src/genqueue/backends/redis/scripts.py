@@ -318,8 +318,16 @@ async def dlq_expire(run: Evaluator, keys: QueueKeys, clock: str, limit: int) ->
 async def read_jobs(
     run: Evaluator, keys: QueueKeys, clock: str, job_ids: Sequence[str]
 ) -> ReadReply:
-    reply = await run(SCRIPTS["read_jobs"], keys.names, [clock, *job_ids])
-    end = 1 + 5 * len(job_ids)
+    return read_reply(await run(*read_call(keys, clock, job_ids)), len(job_ids))
+
+
+def read_call(keys: QueueKeys, clock: str, job_ids: Sequence[str]) -> Call:
+    """``read_jobs``'s script call, to run with others (``Connection.evaluate_many``)."""
+    return SCRIPTS["read_jobs"], keys.names, [clock, *job_ids]
+
+
+def read_reply(reply: Sequence[Any], count: int) -> ReadReply:
+    end = 1 + 5 * count
     stacks = {
         _text(reply[i]): _text(reply[i + 1])
         for i in range(end, len(reply), 2)
