@@ -129,10 +129,13 @@ class ClassifiedError:
 
 def _kind_or_unknown(value: Any) -> ErrorKind:
     try:
-        return ErrorKind(value)
-    except ValueError:
+        return _KINDS.get(value, ErrorKind.UNKNOWN)
+    except TypeError:  # unhashable
         return ErrorKind.UNKNOWN
 
+
+#: Lookup by value (calling the enum class is slow, and pages decode thousands).
+_KINDS: dict[Any, ErrorKind] = {kind.value: kind for kind in ErrorKind}
 
 _NORMALISERS = [
     (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I), "<uuid>"),

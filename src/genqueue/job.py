@@ -63,6 +63,16 @@ class AttemptOutcome(StrEnum):
     INTERRUPTED = "interrupted"  # released back to the queue by a graceful shutdown
 
 
+# Lookups by value: calling an enum class is slow, and a page of jobs decodes thousands.
+_STATES: Mapping[Any, JobState] = {state.value: state for state in JobState}
+_OUTCOMES: Mapping[Any, AttemptOutcome] = {outcome.value: outcome for outcome in AttemptOutcome}
+
+
+def _state(value: Any) -> JobState:
+    found = _STATES.get(value) if isinstance(value, str) else None
+    return found if found is not None else JobState(value)  # raises on an unknown state
+
+
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -137,10 +147,7 @@ class Attempt:
     @classmethod
     def from_record(cls, raw: Mapping[str, Any]) -> Attempt:
         error = raw.get("error")
-        try:
-            outcome = AttemptOutcome(str(raw.get("outcome")))
-        except ValueError:
-            outcome = AttemptOutcome.FAILED
+        outcome = _OUTCOMES.get(str(raw.get("outcome")), AttemptOutcome.FAILED)
         return cls(
             number=int(raw.get("number", 0)),
             started_at=float(raw.get("started_at", 0)),
@@ -274,7 +281,7 @@ class Job:
             data=raw.get("data"),
             user_id=raw.get("user_id"),
             idempotency_key=raw.get("idempotency_key"),
-            state=JobState(raw.get("state", "queued")),
+            state=_state(raw.get("state", "queued")),
             created_at=float(raw["created_at"]),
             updated_at=float(raw.get("updated_at") or raw["created_at"]),
             run_at=float(raw.get("run_at") or raw["created_at"]),
