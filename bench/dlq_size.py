@@ -32,9 +32,7 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -233,45 +231,19 @@ async def timings(app: App, ids: list[str], reps: int) -> dict[str, float]:
 # -- backends -------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class RedisRun:
     name = "redis"
 
     def __enter__(self) -> RedisRun:
-        self.dir = tempfile.mkdtemp(prefix="genqueue-dlqbench-")
-        self.port = _free_port()
-        self.proc = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
         import redis
 
-        client = redis.Redis(port=self.port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        self.client = client
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests.redis_server import RedisServer  # the tests' private server, no persistence
+
+        self.dir = tempfile.mkdtemp(prefix="genqueue-dlqbench-")
+        self.server = RedisServer(directory=Path(self.dir)).start()
+        self.client = redis.Redis(host="127.0.0.1", port=self.server.port)
+        self.url = self.server.url()
         return self
 
     def used(self) -> int:
@@ -287,8 +259,7 @@ class RedisRun:
         return out
 
     def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        self.proc.wait()
+        self.server.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
