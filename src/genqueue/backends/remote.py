@@ -1,6 +1,7 @@
 """What the networked backends (Redis, PostgreSQL) share about talking to a server: its
-clock estimated from round trips, and riding out an outage by retrying a call with
-backoff for a bounded time, logging the outage once when it starts and once when it ends.
+clock estimated from round trips, riding out an outage by retrying a call with backoff
+for a bounded time (logging the outage once when it starts and once when it ends), and
+keeping a wake-up subscription alive across reconnects.
 """
 
 from __future__ import annotations
@@ -18,6 +19,36 @@ T = TypeVar("T")
 #: First pause after a failed call; it doubles up to ``MAX_DELAY``.
 FIRST_DELAY = 0.02
 MAX_DELAY = 1.0
+
+
+#: Pauses between attempts to get a lost wake-up subscription back.
+RESUBSCRIBE_FIRST, RESUBSCRIBE_MAX = 0.1, 5.0
+
+
+async def keep_subscribed(
+    session: Callable[[Callable[[], None]], Awaitable[None]],
+    lost: Callable[[Exception], Awaitable[None]],
+) -> None:
+    """Run ``session(connected)`` again and again until cancelled. When it fails,
+    ``lost(exc)`` runs, then a pause of 0.1 s doubling to 5 s; ``connected()`` (called
+    by the session once it listens) and a session that returns start the pauses over.
+    Meanwhile workers poll: a lost subscription costs latency, never a job."""
+    delay = RESUBSCRIBE_FIRST
+
+    def connected() -> None:
+        nonlocal delay
+        delay = RESUBSCRIBE_FIRST
+
+    while True:
+        try:
+            await session(connected)
+            delay = RESUBSCRIBE_FIRST
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await lost(exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESUBSCRIBE_MAX)
 
 
 class ServerClock:

@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import psycopg
 from psycopg import sql
+
+from genqueue.backends.remote import keep_subscribed
 
 log = logging.getLogger("genqueue.postgres")
 
@@ -59,24 +61,25 @@ class Listener:
         self._ready.clear()
 
     async def _read(self) -> None:
-        delay = 0.1
         first = True
-        while True:
-            try:
-                await self._listen()
-                first, delay = False, 0.1
-                await self._receive()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self.listening or first:
-                    log.warning(
-                        "PostgreSQL wake-up connection lost (%s); polling until it is back", exc
-                    )
-                first = False
-                await self._drop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+
+        async def session(connected: Callable[[], None]) -> None:
+            nonlocal first
+            await self._listen()
+            first = False
+            connected()
+            await self._receive()
+
+        async def lost(exc: Exception) -> None:
+            nonlocal first
+            if self.listening or first:
+                log.warning(
+                    "PostgreSQL wake-up connection lost (%s); polling until it is back", exc
+                )
+            first = False
+            await self._drop()
+
+        await keep_subscribed(session, lost)
 
     async def _listen(self) -> None:
         self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)

@@ -41,6 +41,7 @@ from redis.asyncio.cluster import RedisCluster
 from genqueue.backends.redis.cluster import node_client, owner
 from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.options import RedisOptions
+from genqueue.backends.remote import keep_subscribed
 
 log = logging.getLogger("genqueue.redis")
 #: A node subscription reads for this long at a time (below any socket timeout).
@@ -164,20 +165,17 @@ class WakeUps(_Hearing):
         await self._wait_ready(timeout)
 
     async def _read(self) -> None:
-        delay = 0.1
-        while True:
-            try:
-                self._pubsub = pubsub = self._client().pubsub()
-                await pubsub.subscribe(*self._wanted)
-                delay = 0.1
-                await self._listen(pubsub)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("Redis wake-up subscription lost (%s); polling until it is back", exc)
-                await self._drop()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        async def session(connected: Callable[[], None]) -> None:
+            self._pubsub = pubsub = self._client().pubsub()
+            await pubsub.subscribe(*self._wanted)
+            connected()
+            await self._listen(pubsub)
+
+        async def lost(exc: Exception) -> None:
+            log.debug("Redis wake-up subscription lost (%s); polling until it is back", exc)
+            await self._drop()
+
+        await keep_subscribed(session, lost)
 
     async def _listen(self, pubsub: PubSub) -> None:
         me = asyncio.current_task()
@@ -239,22 +237,18 @@ class ShardedWakeUps(_Hearing):
         await self._wait_ready(timeout)
 
     async def _read(self) -> None:
-        delay = 0.1
-        while True:
-            try:
-                await self._subscribe_all()
-                delay = 0.1  # the wanted channels changed: subscribe again at once
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.live = False
-                log.debug("Redis wake-up subscription lost (%s); polling until it is back", exc)
-                # A failed node may have handed its slots over: ask the cluster again
-                # (an idle worker sends nothing else that would find out).
-                with contextlib.suppress(Exception):
-                    await self._refresh()
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        async def session(connected: Callable[[], None]) -> None:
+            await self._subscribe_all()  # returns when the wanted channels change
+
+        async def lost(exc: Exception) -> None:
+            self.live = False
+            log.debug("Redis wake-up subscription lost (%s); polling until it is back", exc)
+            # A failed node may have handed its slots over: ask the cluster again (an idle
+            # worker sends nothing else that would find out).
+            with contextlib.suppress(Exception):
+                await self._refresh()
+
+        await keep_subscribed(session, lost)
 
     async def _subscribe_all(self) -> None:
         """Listen on every node until the wanted channels change (returns) or a node's
