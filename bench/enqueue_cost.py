@@ -1,0 +1,111 @@
+"""Where the time of one single enqueue on Redis goes.
+
+Runs, in one process against a private ``redis-server`` (no persistence), interleaved
+rounds of: a redis-py ``PING`` (the round trip alone), an ``EVALSHA`` of a script that
+does nothing with the arguments of an enqueue (the round trip with the queue's keys), the
+enqueue script itself called directly, ``Backend.enqueue`` and ``App.enqueue``; each
+round times ``--n`` calls one at a time. Then it reads the enqueue script's own time in
+Redis from ``INFO commandstats``. Medians over the rounds, in microseconds per call.
+
+    python bench/enqueue_cost.py              # 8 rounds of 400 calls each
+    python bench/enqueue_cost.py --rounds 12 --n 1000 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from genqueue import App, JobRequest
+from genqueue.backends.redis import codec
+from genqueue.backends.redis.scripts import SCRIPTS
+
+
+async def measure(url: str, n: int, rounds: int) -> dict[str, Any]:
+    app = App(url)
+
+    @app.task("noop", queue="bench")
+    async def noop(ctx: Any) -> None:
+        pass
+
+    await app.open()
+    try:
+        for i in range(200):
+            await app.enqueue("noop", {"i": i})
+        backend: Any = app.backend
+        redis = backend.conn.redis
+        keys = backend.keys.queue("bench").names
+        nothing = await redis.script_load("return {1}")
+        sample = await app.enqueue("noop", {"i": 0})
+
+        def job() -> Any:
+            return app.queue.build(JobRequest("noop", {"i": 1}), time.time())
+
+        async def script() -> None:
+            await redis.evalsha(
+                SCRIPTS["enqueue"].sha, len(keys), *keys, "", *codec.enqueue_args(job())
+            )
+
+        calls: dict[str, Callable[[], Awaitable[Any]]] = {
+            "PING (the round trip)": redis.ping,
+            "EVALSHA of a script that does nothing, same arguments": lambda: redis.evalsha(
+                nothing, len(keys), *keys, "", *codec.enqueue_args(sample)
+            ),
+            "the enqueue script, called directly": script,
+            "Backend.enqueue([job])": lambda: backend.enqueue([job()]),
+            "App.enqueue(task, data)": lambda: app.enqueue("noop", {"i": 1}),
+        }
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        await redis.config_resetstat()
+        for _ in range(rounds):
+            for name, call in calls.items():
+                began = time.perf_counter()
+                for _ in range(n):
+                    await call()
+                times[name].append((time.perf_counter() - began) / n * 1e6)
+        stats = await redis.info("commandstats")
+        script_calls = stats["cmdstat_evalsha"]
+        out: dict[str, Any] = {name: round(statistics.median(v)) for name, v in times.items()}
+        out["EVALSHA time inside Redis, mean of all script calls"] = round(
+            script_calls["usec_per_call"]
+        )
+        return out
+    finally:
+        await app.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=400, help="calls per round (default 400)")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds (default 8)")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.redis_server import RedisServer  # the tests' private server, no persistence
+
+    server = RedisServer().start()
+    try:
+        results = asyncio.run(measure(server.url(), args.n, args.rounds))
+    finally:
+        server.close()
+    report = {
+        "settings": {"n": args.n, "rounds": args.rounds, "cpus": os.cpu_count()},
+        "load average": os.getloadavg(),
+        "microseconds per call (median of rounds)": results,
+    }
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
