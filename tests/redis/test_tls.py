@@ -13,15 +13,15 @@ from pathlib import Path
 import pytest
 import trustme
 
-from genqueue import App, BackendError, JobState
+from genqueue import App, BackendError, JobState, Worker
 from genqueue.cli.main import run
-from tests.conftest import drain
+from tests.conftest import FAST, drain
+from tests.redis_cluster import LocalCluster
 from tests.redis_server import RedisServer, free_port
 
 
-@pytest.fixture
-def tls(make_server: Callable[..., RedisServer], tmp_path: Path) -> tuple[int, Path, Path]:
-    """(TLS port, the CA that signed the server's certificate, an unrelated CA)."""
+def certificates(tmp_path: Path) -> dict[str, Path]:
+    """A CA, a certificate it signed for 127.0.0.1 (and its key), and an unrelated CA."""
     ca, other = trustme.CA(), trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     files = {name: tmp_path / f"{name}.pem" for name in ("ca", "other", "cert", "key")}
@@ -29,14 +29,25 @@ def tls(make_server: Callable[..., RedisServer], tmp_path: Path) -> tuple[int, P
     other.cert_pem.write_to_path(str(files["other"]))
     cert.cert_chain_pems[0].write_to_path(str(files["cert"]))
     cert.private_key_pem.write_to_path(str(files["key"]))
-    port = free_port()
-    make_server(extra=[
+    return files
+
+
+def tls_options(files: dict[str, Path], port: int) -> list[str]:
+    return [
         "--tls-port", str(port),
         "--tls-cert-file", str(files["cert"]),
         "--tls-key-file", str(files["key"]),
         "--tls-ca-cert-file", str(files["ca"]),
         "--tls-auth-clients", "no",
-    ])  # fmt: skip
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def tls(make_server: Callable[..., RedisServer], tmp_path: Path) -> tuple[int, Path, Path]:
+    """(TLS port, the CA that signed the server's certificate, an unrelated CA)."""
+    files = certificates(tmp_path)
+    port = free_port()
+    make_server(extra=tls_options(files, port))
     return port, files["ca"], files["other"]
 
 
@@ -82,3 +93,35 @@ def test_the_cli_says_so_in_one_line(
     err = capsys.readouterr().err
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "ssl_ca_certs" in err
+
+
+@pytest.mark.slow
+async def test_jobs_run_on_a_cluster_over_tls(tmp_path: Path) -> None:
+    # Every node serves clients and the cluster bus over TLS (tls-cluster), so the nodes
+    # tell clients their TLS ports; the plain ports only let the helper see them up.
+    files = certificates(tmp_path)
+    cluster = LocalCluster(masters=3)
+    tls_ports = []
+    for node in cluster.nodes:
+        tls_ports.append(free_port())
+        node.extra += [*tls_options(files, tls_ports[-1]), "--tls-cluster", "yes"]
+    cluster.start()
+    try:
+        seeds = ",".join(f"127.0.0.1:{port}" for port in tls_ports)
+        app = App(f"rediss+cluster://{seeds}/?ssl_ca_certs={files['ca']}")
+
+        @app.task("echo")
+        async def echo(ctx):  # type: ignore[no-untyped-def]
+            return ctx.data
+
+        async with app:
+            jobs = [await app.enqueue("echo", {"i": i}, queue=f"q{i}") for i in range(6)]
+            queues = [f"q{i}" for i in range(6)]  # in slots of all three masters
+            await Worker(app, queues=queues, burst=True, settings=FAST).run()
+            done = [await app.get(job.id) for job in jobs]
+        assert [job.result for job in done] == [{"i": i} for i in range(6)]
+        with pytest.raises(BackendError, match="ssl_ca_certs"):
+            async with App(f"rediss+cluster://{seeds}/?ssl_ca_certs={files['other']}"):
+                pass
+    finally:
+        cluster.close()

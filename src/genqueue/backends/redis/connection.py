@@ -162,6 +162,7 @@ class Connection:
             raise _response_error(what, exc) from exc
         if isinstance(exc, rex.RedisClusterException):
             if isinstance(exc.__cause__, (rex.ConnectionError, rex.TimeoutError, OSError)):
+                _refuse_untrusted(self.options.url, exc)  # no seed node trusted, as above
                 return exc  # no seed node answered (yet): an outage like any other
             raise BackendError(f"Redis Cluster refused {what}: {exc}") from exc  # e.g. CROSSSLOT
         raise exc
