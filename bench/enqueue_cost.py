@@ -4,8 +4,9 @@ Runs, in one process against a private ``redis-server`` (no persistence), interl
 rounds of: a redis-py ``PING`` (the round trip alone), an ``EVALSHA`` of a script that
 does nothing with the arguments of an enqueue (the round trip with the queue's keys), the
 enqueue script itself called directly, ``Backend.enqueue`` and ``App.enqueue``; each
-round times ``--n`` calls one at a time. Then it reads the enqueue script's own time in
-Redis from ``INFO commandstats``. Medians over the rounds, in microseconds per call.
+round times ``--n`` calls one at a time. Then it reads the time each of the two scripts
+spends inside Redis (``INFO commandstats``, over ``--n`` calls of it alone). Medians over
+the rounds, in microseconds per call.
 
     python bench/enqueue_cost.py              # 8 rounds of 400 calls each
     python bench/enqueue_cost.py --rounds 12 --n 1000 --json out.json
@@ -27,6 +28,8 @@ from typing import Any
 from genqueue import App, JobRequest
 from genqueue.backends.redis import codec
 from genqueue.backends.redis.scripts import SCRIPTS
+
+NOTHING = "EVALSHA of a script that does nothing, same arguments"
 
 
 async def measure(url: str, n: int, rounds: int) -> dict[str, Any]:
@@ -56,7 +59,7 @@ async def measure(url: str, n: int, rounds: int) -> dict[str, Any]:
 
         calls: dict[str, Callable[[], Awaitable[Any]]] = {
             "PING (the round trip)": redis.ping,
-            "EVALSHA of a script that does nothing, same arguments": lambda: redis.evalsha(
+            NOTHING: lambda: redis.evalsha(
                 nothing, len(keys), *keys, "", *codec.enqueue_args(sample)
             ),
             "the enqueue script, called directly": script,
@@ -64,19 +67,20 @@ async def measure(url: str, n: int, rounds: int) -> dict[str, Any]:
             "App.enqueue(task, data)": lambda: app.enqueue("noop", {"i": 1}),
         }
         times: dict[str, list[float]] = {name: [] for name in calls}
-        await redis.config_resetstat()
         for _ in range(rounds):
             for name, call in calls.items():
                 began = time.perf_counter()
                 for _ in range(n):
                     await call()
                 times[name].append((time.perf_counter() - began) / n * 1e6)
-        stats = await redis.info("commandstats")
-        script_calls = stats["cmdstat_evalsha"]
         out: dict[str, Any] = {name: round(statistics.median(v)) for name, v in times.items()}
-        out["EVALSHA time inside Redis, mean of all script calls"] = round(
-            script_calls["usec_per_call"]
-        )
+        for name, call in [("the script that does nothing", calls[NOTHING]),
+                           ("the enqueue script", script)]:  # fmt: skip
+            await redis.config_resetstat()
+            for _ in range(n):
+                await call()
+            stats = await redis.info("commandstats")
+            out[f"{name}: time inside Redis"] = round(stats["cmdstat_evalsha"]["usec_per_call"])
         return out
     finally:
         await app.close()
