@@ -138,6 +138,9 @@ async def exercise_every_script(app: App, clock: FakeClock) -> None:
     assert await backend.slot_count("slots:x") == 1
     assert await backend.slot_holders("slots:x") != []
     await backend.slot_release("slots:x", "a")
+    bucket = int(clock.now() // 60)
+    await backend.tally_add(bucket, {"done:t": 2.0, "failed:t": 1.0}, keep=3600)
+    assert await backend.tally_read(bucket, bucket) == {"done:t": 2.0, "failed:t": 1.0}
 
 
 async def test_fetch_across_queues_takes_the_oldest_due_first() -> None:

@@ -170,7 +170,7 @@ class Connection:
     async def evaluate(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run a script (loading it if Redis forgot it); track the server clock."""
         script = self.scripts[script.name]  # on a cluster: the twin that SPUBLISHes
-        wait = self.options.wait_replicas > 0 and script.name not in scripts.READ_ONLY
+        wait = self.options.wait_replicas > 0 and script.name not in scripts.UNWAITED
 
         async def attempt() -> Any:
             sent = time.monotonic()

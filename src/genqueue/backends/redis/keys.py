@@ -139,7 +139,7 @@ class KeySchema:
 
     def tally(self, bucket: int) -> str:
         """The analytics counters of one minute: HASH name -> count (expires). All tally
-        keys share one hash tag, so a flush is one MULTI on Cluster too."""
+        keys share one hash tag, so a flush is one script on Cluster too."""
         return "{" + f"{self.prefix}:tally" + "}:" + str(bucket)
 
     @property

@@ -15,7 +15,7 @@ Every reply starts with the time the script used (see the prelude), returned her
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple, Protocol, TypeVar
@@ -65,6 +65,8 @@ SCRIPTS = load_scripts()
 CLUSTER_SCRIPTS = load_scripts("SPUBLISH")
 #: Scripts that never write; no WAIT follows them (see Connection.evaluate).
 READ_ONLY = frozenset({"read_jobs", "state_get", "slot_count", "slot_holders"})
+#: No WAIT follows these either: read-only, or analytics counts a failover may lose.
+UNWAITED = READ_ONLY | {"tally_add"}
 
 
 class Evaluator(Protocol):
@@ -374,6 +376,25 @@ async def state_put(
     ttl_arg = "" if ttl is None else ttl
     reply = await run(SCRIPTS["state_put"], [key], [clock, value, expect_version, ttl_arg])
     return CountReply(_now(reply), int(reply[1]))
+
+
+@_wrapper
+async def tally_add(
+    run: Evaluator,
+    keys: tuple[str, str],
+    clock: str,
+    *,
+    bucket: int,
+    ttl: int,
+    oldest: int,
+    counts: Mapping[str, float],
+) -> float:
+    """Add ``counts`` to the bucket's hash (kept ``ttl`` s) and index it; the index drops
+    buckets older than ``oldest``. Returns the server's time."""
+    args: list[Any] = [clock, bucket, ttl, oldest]
+    for name, n in counts.items():
+        args += [name, float(n)]
+    return _now(await run(SCRIPTS["tally_add"], list(keys), args))
 
 
 @_wrapper

@@ -44,18 +44,15 @@ class SharedStateMixin:
         return reply.n or None
 
     async def tally_add(self, bucket: int, counts: Mapping[str, float], keep: float) -> None:
-        key, index = self.keys.tally(bucket), self.keys.tally_index
-
-        async def add() -> None:
-            pipe = self.conn.redis.pipeline(transaction=True)  # one hash tag: one slot
-            for name, n in counts.items():
-                pipe.hincrbyfloat(key, name, float(n))
-            pipe.expire(key, int(keep) + 120)
-            pipe.zadd(index, {str(bucket): bucket})
-            pipe.zremrangebyscore(index, "-inf", f"({bucket - int(keep // 60) - 1}")
-            await pipe.execute()
-
-        await self.conn.call("HINCRBYFLOAT", add)
+        await scripts.tally_add(
+            self.conn.evaluate,
+            (self.keys.tally(bucket), self.keys.tally_index),
+            self._clock(),
+            bucket=bucket,
+            ttl=int(keep) + 120,
+            oldest=bucket - int(keep // 60) - 1,
+            counts=counts,
+        )
 
     async def tally_read(self, first: int, last: int) -> dict[str, float]:
         out: dict[str, float] = {}
