@@ -204,25 +204,27 @@ async def _matching(
     want: int | None,
 ) -> AsyncIterator[tuple[str, str]]:
     """The candidates whose stored entries match ``filter`` (at most ``want``)."""
-    pending: list[tuple[str, str]] = []
     kept = 0
-    async for candidate in candidates:
-        pending.append(candidate)
-        if len(pending) < SCAN_BATCH:
-            continue
-        for item, raw in zip(pending, await _entries(conn, keys, pending), strict=True):
+    async for batch in _batches(candidates, SCAN_BATCH):
+        for item, raw in zip(batch, await _entries(conn, keys, batch), strict=True):
             if raw is not None and filter.matches_record(entry_record(raw, item[1], item[0])):
                 yield item
                 kept += 1
                 if want is not None and kept >= want:
                     return
-        pending = []
-    for item, raw in zip(pending, await _entries(conn, keys, pending), strict=True):
-        if raw is not None and filter.matches_record(entry_record(raw, item[1], item[0])):
-            yield item
-            kept += 1
-            if want is not None and kept >= want:
-                return
+
+
+async def _batches(
+    items: AsyncIterator[tuple[str, str]], size: int
+) -> AsyncIterator[list[tuple[str, str]]]:
+    batch: list[tuple[str, str]] = []
+    async for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 async def dlq_list(
