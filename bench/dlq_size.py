@@ -41,6 +41,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pg_size import schema_bytes  # bench/ is on the path when run as a script
+
 import genqueue
 from genqueue import App, ClassifiedError, DLQFilter, ErrorKind, JobRequest
 from genqueue.backends.base import Move
@@ -311,13 +313,7 @@ class PostgresRun:
         return self
 
     def used(self) -> int:
-        row = self.conn.execute(
-            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relkind = 'r'",
-            (self.schema,),
-        ).fetchone()
-        return int(row[0]) if row else 0
+        return schema_bytes(self.conn, self.schema)
 
     def breakdown(self, n: int) -> dict[str, float]:
         rows = self.conn.execute(

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from pg_size import schema_bytes  # bench/ is on the path when run as a script
 
 BATCH = 1000
 POSTGRES_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
@@ -134,13 +135,7 @@ class PostgresStore(Store):
 
     def size(self) -> int:
         with self._connect() as conn:
-            row = conn.execute(
-                "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relkind = 'r'",
-                (self.schema,),
-            ).fetchone()
-        return int(row[0]) if row else 0
+            return schema_bytes(conn, self.schema)
 
     def close(self) -> None:
         with self._connect() as conn:
