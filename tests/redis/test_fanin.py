@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from genqueue import App
-from genqueue.backends.redis import fanin
+from genqueue.backends.redis import fanin, scripts
 from genqueue.backends.redis.fanin import DueBoard
 from genqueue.clock import FakeClock
 from tests.redis_server import redis_url_for_test
@@ -106,3 +106,88 @@ async def test_many_queues_fetch_claims_across_queues_up_to_the_limit() -> None:
         rest = await app.backend.fetch(queues, "w", 100, 30)
         assert {j.id for j in first + rest} == ids and len(rest) == 40
         assert await app.backend.fetch(queues, "w", 100, 30) == []
+
+
+def _answer_tryagain_once(conn: Any, queue_tag: str) -> list[int]:
+    """Make the first pipeline of scripts that runs one of ``queue_tag``'s queue answer
+    that call TRYAGAIN without running it (as Redis does while the queue's slot moves);
+    the other calls run. Returns the number of scripts each pipeline of scripts sent."""
+    real = conn.redis.pipeline
+    sizes: list[int] = []
+
+    def pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = real(*args, **kwargs)
+        calls = 0
+        send, execute = pipe.execute_command, pipe.execute
+
+        def execute_command(*command: Any, **options: Any) -> Any:
+            nonlocal calls
+            if command[0] != "EVALSHA":
+                return send(*command, **options)
+            calls += 1
+            if not sizes and str(command[3]).startswith(queue_tag):
+                return send("EVAL", "return redis.error_reply('TRYAGAIN slot moving')", 0)
+            return send(*command, **options)
+
+        async def run(**options: Any) -> Any:
+            if calls:
+                sizes.append(calls)
+            return await execute(**options)
+
+        pipe.execute_command, pipe.execute = execute_command, run
+        return pipe
+
+    conn.redis.pipeline = pipeline
+    return sizes
+
+
+async def test_a_fetch_keeps_the_jobs_it_claimed_when_another_queue_fails() -> None:
+    """One queue's fetch fails (its slot moving): the jobs claimed from the other queues in
+    the same pipeline are handed out, not left active until their leases expire."""
+    app = App(redis_url_for_test())
+
+    @app.task("t")
+    async def t(ctx: Any) -> None:
+        return None
+
+    async with app:
+        backend: Any = app.backend
+        ids = {(await app.enqueue("t", {}, queue=q)).id for q in ("a", "a", "b")}
+        moving = await app.enqueue("t", {}, queue="c")
+        _answer_tryagain_once(backend.conn, backend.keys.queue("c").tag)
+        claimed = await backend.fetch(["a", "b", "c"], "w", 10, 30)
+        assert {j.id for j in claimed} == ids
+        counts = await backend.counts()
+        assert counts["a"] == {"active": 2} and counts["b"] == {"active": 1}
+        assert counts["c"] == {"queued": 1}  # asked again on the next fetch
+        assert [j.id for j in await backend.fetch(["a", "b", "c"], "w", 10, 30)] == [moving.id]
+
+
+async def test_calls_that_succeeded_are_not_sent_again() -> None:
+    """When some calls of a pipeline fail transiently, only those are retried."""
+    app = App(redis_url_for_test())
+
+    @app.task("t")
+    async def t(ctx: Any) -> None:
+        return None
+
+    async with app:
+        backend: Any = app.backend
+        for q in ("a", "b", "c"):
+            await app.enqueue("t", {}, queue=q)
+        sizes = _answer_tryagain_once(backend.conn, backend.keys.queue("b").tag)
+        calls = [
+            scripts.fetch_call(
+                backend.keys.queue(q),
+                backend._clock(),
+                worker_id="w",
+                limit=1,
+                lease_seconds=30,
+                promote_limit=10,
+                want_next=True,
+            )
+            for q in ("a", "b", "c")
+        ]
+        replies = await backend.conn.evaluate_many(calls)
+        assert sizes == [3, 1]  # the retry sent b's call alone
+        assert [len(scripts.fetch_reply(r).claimed) for r in replies] == [1, 1, 1]

@@ -135,3 +135,58 @@ async def test_scripts_are_loaded_again_when_redis_forgets_them() -> None:
         job = await app.enqueue("t", {})
         [claimed] = await app.backend.fetch(["default"], "w", 5, 30)
         assert claimed.id == job.id
+
+
+async def test_a_connection_closed_under_a_write_is_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """redis-py reports a connection closed while a command is written to it as the
+    transport's AttributeError (seen while a cluster's slots moved): the call is
+    retried like after a ConnectionError, and stores its job once."""
+    from redis.asyncio.connection import Connection as RedisConnection
+
+    from tests.redis_server import redis_url_for_test
+
+    app = App(redis_url_for_test())
+    app.task("t")(_noop)
+    real = RedisConnection._send_packed_command
+    broken = []
+
+    async def closed_under_us(self: RedisConnection, command: Any) -> None:
+        if not broken:
+            broken.append(self)
+            writer, self._writer = self._writer, None  # as another task's disconnect leaves it
+            if writer is not None:
+                writer.close()
+        await real(self, command)
+
+    async with app:
+        monkeypatch.setattr(RedisConnection, "_send_packed_command", closed_under_us)
+        job = await app.enqueue("t", {"n": 1})
+        monkeypatch.undo()
+        assert broken, "no write met a closed connection: nothing was tested"
+        assert (await app.get(job.id)).state is JobState.QUEUED
+        page = await app.queue.list(limit=10)
+        assert [j.id for j in page.items] == [job.id]
+
+
+async def test_an_attribute_error_of_our_own_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only redis-py's write path is forgiven: the same error raised in genqueue's own
+    code during a call is a bug, and surfaces at once instead of being retried."""
+    from tests.redis_server import redis_url_for_test
+
+    app = App(redis_url_for_test())
+    app.task("t")(_noop)
+    calls = []
+
+    def bug(*args: Any) -> None:
+        calls.append(args)
+        raise AttributeError("'NoneType' object has no attribute 'writelines'")
+
+    async with app:
+        monkeypatch.setattr(app.backend.conn.clock, "observe", bug)  # type: ignore[attr-defined]
+        with pytest.raises(AttributeError):
+            await app.enqueue("t", {})
+        assert len(calls) == 1

@@ -25,8 +25,10 @@ URL options live in ``options``, the start-up checks in ``checks``, the cluster 
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -65,6 +67,40 @@ _TRANSIENT = (
 )
 #: Unconfirmed writes (wait_replicas) are logged at most this often (seconds).
 UNCONFIRMED_LOG_EVERY = 60.0
+
+
+#: Where redis-py writes to a socket: a connection closed under a write fails there.
+_WRITE_PATHS = (
+    os.path.join("redis", "asyncio", "connection.py"),
+    os.path.join("asyncio", "streams.py"),
+    os.path.join("asyncio", "selector_events.py"),
+)
+
+
+def _lost_while_writing(exc: Exception) -> bool:
+    """A connection closed while a command was being written to it, which redis-py
+    reports as the transport's own AttributeError or TypeError instead of a
+    ConnectionError (redis/redis-py#4287; seen on a cluster whose slots were moving):
+    the connection is dropped, and the call is as retryable as after a ConnectionError."""
+    if not isinstance(exc, (AttributeError, TypeError)) or exc.__traceback__ is None:
+        return False
+    last = traceback.extract_tb(exc.__traceback__)[-1].filename
+    return last.endswith(_WRITE_PATHS)
+
+
+#: A pipelined call not sent yet (see ``Connection.evaluate_many``).
+_UNSENT: Any = object()
+
+
+def _failed(result: Any) -> bool:
+    return result is _UNSENT or isinstance(result, Exception)
+
+
+async def _caught(call: Awaitable[T]) -> T | Exception:
+    try:
+        return await call
+    except Exception as exc:  # the caller raises it, or hands it back in place
+        return exc
 
 
 def make_client(options: RedisOptions) -> Redis:
@@ -158,6 +194,8 @@ class Connection:
         if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, *_TRANSIENT)):
             _refuse_untrusted(self.options.url, exc)  # waiting cannot fix a certificate
             return exc
+        if _lost_while_writing(exc):
+            return exc
         if isinstance(exc, rex.ResponseError):
             raise _response_error(what, exc) from exc
         if isinstance(exc, rex.RedisClusterException):
@@ -184,34 +222,56 @@ class Connection:
         return await self.call(script.name, attempt)
 
     async def evaluate_many(
-        self, calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]]
+        self, calls: Sequence[tuple[Script, Sequence[str], Sequence[Any]]], *, partial: bool = False
     ) -> list[Any]:
         """Several scripts (each on its own queue) in one pipeline: one round trip per node
         instead of one per script. Like ``evaluate`` each script is atomic on its own; the
-        calls are not atomic together. The first error is raised after all ran (re-sending
-        is safe, see the module docstring). With ``wait_replicas`` they run one by one (each
-        with its WAIT)."""
-        if len(calls) == 1 or self.options.wait_replicas > 0:
-            return [await self.evaluate(script, keys, args) for script, keys, args in calls]
+        calls are not atomic together. With ``wait_replicas`` they run one by one (each
+        with its WAIT).
+
+        A call that succeeded is never sent again: when some fail (a slot moving, one node
+        failing over), only those are retried, and ``partial`` returns at once instead,
+        each failure (an exception) in its call's place, so that the caller keeps the
+        replies it got: a fetch's claims would otherwise be orphaned until their leases
+        expired. When every call failed, the first error is raised (after retries)."""
         named = [(self.scripts[script.name], keys, args) for script, keys, args in calls]
+        results: list[Any] = [_UNSENT] * len(named)
 
         async def attempt() -> list[Any]:
-            sent = time.monotonic()
-            pipe = self.redis.pipeline(transaction=False)
-            for script, keys, args in named:
-                # execute_command: a cluster pipeline refuses its evalsha() method.
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-            replies = list(await pipe.execute(raise_on_error=False))
-            for index, reply in enumerate(replies):
-                if isinstance(reply, rex.NoScriptError):
-                    replies[index] = await self._run(*named[index])
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-            self.clock.observe(float(replies[-1][0]), sent, time.monotonic())
-            return replies
+            todo = [i for i, result in enumerate(results) if _failed(result)]
+            if len(named) == 1 or self.options.wait_replicas > 0:
+                for i in todo:
+                    results[i] = await _caught(self.evaluate(*named[i]))
+            else:
+                await self._pipeline(named, todo, results)
+            failed = [result for result in results if _failed(result)]
+            if failed and not (partial and len(failed) < len(results)):
+                raise failed[0]
+            return list(results)
 
         return await self.call(calls[0][0].name, attempt)
+
+    async def _pipeline(
+        self,
+        named: Sequence[tuple[Script, Sequence[str], Sequence[Any]]],
+        todo: Sequence[int],
+        results: list[Any],
+    ) -> None:
+        """Send the calls ``todo`` in one pipeline; each reply (or error) into ``results``."""
+        sent = time.monotonic()
+        pipe = self.redis.pipeline(transaction=False)
+        for i in todo:
+            script, keys, args = named[i]
+            # execute_command: a cluster pipeline refuses its evalsha() method.
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        replies = list(await pipe.execute(raise_on_error=False))
+        for i, raw in zip(todo, replies, strict=True):
+            reply = raw
+            if isinstance(raw, rex.NoScriptError):
+                reply = await _caught(self._run(*named[i]))
+            results[i] = reply
+            if not isinstance(reply, Exception):
+                self.clock.observe(float(reply[0]), sent, time.monotonic())
 
     async def _run(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:

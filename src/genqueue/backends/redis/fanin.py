@@ -35,6 +35,7 @@ the messages it is sure to include, those heard before it was sent.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,7 @@ from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.keys import KeySchema, QueueKeys
 
 T = TypeVar("T")
+log = logging.getLogger("genqueue.redis")
 
 #: Sweep this often while the wake-up subscription is live (seconds).
 SWEEP_EVERY = 5.0
@@ -64,6 +66,7 @@ class DueBoard:
         self._tick = 0
         self._waiting: dict[str, float] = {}  # queue -> since when it has work due
         self._sweeps: dict[tuple[str, ...], tuple[float, int]] = {}  # (monotonic, generation)
+        self._failing: set[str] = set()  # queues whose last fetch failed
 
     @property
     def tick(self) -> int:
@@ -126,6 +129,14 @@ class DueBoard:
 
     def served(self, queue: str) -> None:
         self._waiting.pop(queue, None)
+        self._failing.discard(queue)
+
+    def failed(self, queue: str) -> bool:
+        """A fetch from the queue failed; whether it had not failed since it last answered."""
+        if queue in self._failing:
+            return False
+        self._failing.add(queue)
+        return True
 
     def needs_sweep(self, queues: Sequence[str], live: bool, generation: int) -> bool:
         last = self._sweeps.get(tuple(queues))
@@ -196,16 +207,35 @@ async def fetch_many(
 ) -> list[tuple[str, scripts.FetchReply]]:
     """Run the fetch script on the queues of ``order`` (``call`` makes a queue's call
     for a limit) until ``limit`` jobs are claimed or every queue was asked; each round
-    is one pipeline (``plan``)."""
-    out = []
+    is one pipeline (``plan``).
+
+    Every claim received is returned: a queue whose call failed (its slot moving, its
+    node failing over) is left for the next fetch, and a round that fails after others
+    claimed jobs ends the fetch with those jobs; only a fetch that claimed nothing raises.
+    Claims dropped here would wait for their leases to expire and count as attempts."""
+    out: list[tuple[str, scripts.FetchReply]] = []
     order = list(order)
     while order and limit > 0:
         plan = board.plan(order, limit)
         del order[: len(plan)]
         tick = board.tick
-        replies = await conn.evaluate_many([call(keys.queue(q), n) for q, n in plan])
+        try:
+            replies = await conn.evaluate_many(
+                [call(keys.queue(q), n) for q, n in plan], partial=True
+            )
+        except Exception as exc:
+            if not out:
+                raise
+            log.warning("fetch stopped after %d queues (%s); jobs claimed are kept", len(out), exc)
+            return out
         more = []
         for (queue, asked), raw in zip(plan, replies, strict=True):
+            if isinstance(raw, Exception):
+                if board.failed(queue):  # once until it answers again
+                    log.warning(
+                        "fetch from queue %r failed (%s); asking again next time", queue, raw
+                    )
+                continue
             reply = scripts.fetch_reply(raw)
             board.observe(queue, _or(reply.next_due, INF), tick, _or(reply.left, 0))
             board.served(queue)
