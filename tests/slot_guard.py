@@ -56,11 +56,13 @@ def guarded(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlotGuard]:
     original_many = Connection.evaluate_many
 
     async def evaluate_many(
-        self: Connection, calls: Sequence[tuple[scripts.Script, Sequence[str], Sequence[Any]]]
+        self: Connection,
+        calls: Sequence[tuple[scripts.Script, Sequence[str], Sequence[Any]]],
+        **options: Any,
     ) -> list[Any]:
         for script, keys, _ in calls:
             guard.check(script.name, keys)
-        return await original_many(self, calls)
+        return await original_many(self, calls, **options)
 
     monkeypatch.setattr(Connection, "evaluate", evaluate)
     monkeypatch.setattr(Connection, "evaluate_many", evaluate_many)

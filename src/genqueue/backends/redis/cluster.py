@@ -47,6 +47,12 @@ def make_cluster_client(options: RedisOptions) -> RedisCluster:
         health_check_interval=options.health_check_interval,
         # Retries are ours (see Connection.call), as with one server.
         retry=Retry(NoBackoff(), 0),
+        # A MOVED reply patches its slot only. By default redis-py rebuilds the layout on
+        # every 5th one by closing every connection of every node, which fails the calls
+        # in flight on them (a fetch whose reply is lost leaves its jobs to expired
+        # leases): while a slot moved, that happened many times a second. Failovers are
+        # handled by Connection._refresh_topology.
+        reinitialize_steps=0,
     )
 
 
