@@ -190,3 +190,68 @@ async def test_an_attribute_error_of_our_own_is_not_retried(
         with pytest.raises(AttributeError):
             await app.enqueue("t", {})
         assert len(calls) == 1
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+async def test_a_move_whose_reply_was_lost_is_reported_applied_when_sent_again(
+    monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    """The first send of a move runs but its reply is lost; the retry finds the job as
+    the move left it and reports it applied (the worker then announces the outcome
+    instead of calling it discarded), without applying it twice. (One job: one script
+    call; two jobs in two queues: one pipeline.)"""
+    from dataclasses import replace
+
+    from genqueue.backends.base import Move
+    from tests.redis_server import redis_url_for_test
+
+    app = App(redis_url_for_test())
+    app.task("t")(_noop)
+    async with app:
+        backend: Any = app.backend
+        queues = ["a", "b"][:jobs]
+        for queue in queues:
+            await app.enqueue("t", {}, queue=queue)
+        claimed = await backend.fetch(queues, "w", jobs, 30)
+        now = await backend.time()
+        moves = [
+            Move(
+                replace(j, state=JobState.COMPLETED, finished_at=now, updated_at=now),
+                expect_state=JobState.ACTIVE,
+                expect_token=j.attempts,
+            )
+            for j in claimed
+        ]
+        lose_reply_of_first_move(monkeypatch, backend.conn)
+        assert await backend.move(moves) == [True] * jobs
+        assert {q: c for q, c in (await backend.counts()).items()} == {
+            q: {"completed": 1} for q in queues
+        }
+        # Sent afresh (not a retry), the same move is refused as before.
+        assert await backend.move(moves[:1]) == [False]
+
+
+def lose_reply_of_first_move(monkeypatch: pytest.MonkeyPatch, conn: Any) -> None:
+    """The first move call (alone or in a pipeline) runs on Redis, then its connection
+    fails before the reply is read."""
+    import redis.exceptions as rex
+
+    run, pipeline = conn._run, conn._pipeline
+    lost: list[bool] = []
+
+    async def run_once(script: Any, keys: Any, args: Any) -> Any:
+        reply = await run(script, keys, args)
+        if script.name == "move" and not lost:
+            lost.append(True)
+            raise rex.ConnectionError("connection reset while reading the reply")
+        return reply
+
+    async def pipeline_once(named: Any, todo: Any, results: Any) -> None:
+        if any(named[i][0].name == "move" for i in todo) and not lost:
+            lost.append(True)
+            await pipeline(named, todo, list(results))  # run, and lose every reply
+            raise rex.ConnectionError("connection reset while reading the replies")
+        await pipeline(named, todo, results)
+
+    monkeypatch.setattr(conn, "_run", run_once)
+    monkeypatch.setattr(conn, "_pipeline", pipeline_once)

@@ -209,13 +209,17 @@ class Connection:
         """Run a script (loading it if Redis forgot it); track the server clock."""
         script = self.scripts[script.name]  # on a cluster: the twin that SPUBLISHes
         wait = self.options.wait_replicas > 0 and script.name not in scripts.UNWAITED
+        again = scripts.resent(script, args)  # what a retry sends
+        tries = 0
 
         async def attempt() -> Any:
+            nonlocal tries
+            tries += 1
             sent = time.monotonic()
             if wait:
-                reply = await self._run_and_wait(script, keys, args)
+                reply = await self._run_and_wait(script, keys, args if tries == 1 else again)
             else:
-                reply = await self._run(script, keys, args)
+                reply = await self._run(script, keys, args if tries == 1 else again)
             self.clock.observe(float(reply[0]), sent, time.monotonic())
             return reply
 
@@ -243,7 +247,12 @@ class Connection:
                 for i in todo:
                     results[i] = await _caught(self.evaluate(*named[i]))
             else:
-                await self._pipeline(named, todo, results)
+                try:
+                    await self._pipeline(named, todo, results)
+                finally:
+                    for i in todo:  # sent (maybe run): a retry tells the script so
+                        script, keys, args = named[i]
+                        named[i] = (script, keys, scripts.resent(script, args))
             failed = [result for result in results if _failed(result)]
             if failed and not (partial and len(failed) < len(results)):
                 raise failed[0]

@@ -69,6 +69,21 @@ READ_ONLY = frozenset({"read_jobs", "state_get", "slot_count", "slot_holders"})
 UNWAITED = READ_ONLY | {"tally_add"}
 
 
+#: Scripts told, by "1" in this argument, that the call is being sent again after a
+#: failure that may have come after it ran (a lost reply): see ``lua/move.lua``.
+RESENT_ARG = {"move": 2}
+
+
+def resent(script: Script, args: Sequence[Any]) -> Sequence[Any]:
+    """``args`` of a call sent again (unchanged for scripts that do not care)."""
+    index = RESENT_ARG.get(script.name)
+    if index is None:
+        return args
+    out = list(args)
+    out[index] = "1"
+    return out
+
+
 class Evaluator(Protocol):
     async def __call__(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any: ...
 
@@ -270,10 +285,10 @@ def move_call(keys: QueueKeys, clock: str, moves: Sequence[Sequence[Any]]) -> Ca
     for move in moves:
         if isinstance(move[13], bytes):
             bodies.append(move[13])
-            rows.append((*move[:13], f"@{2 + len(bodies)}", *move[14:]))
+            rows.append((*move[:13], f"@{3 + len(bodies)}", *move[14:]))
         else:
             rows.append(move)
-    return SCRIPTS["move"], keys.names, [clock, orjson.dumps(rows), *bodies]
+    return SCRIPTS["move"], keys.names, [clock, orjson.dumps(rows), "", *bodies]
 
 
 def move_reply(reply: Sequence[Any]) -> FlagsReply:

@@ -3,7 +3,9 @@
 -- or removes its dead letter entry (and the entry's indexes) in the same step.
 -- KEYS: the queue's keys (see lib/prelude.lua).
 -- ARGV: [1] clock, [2] the moves as one JSON array (one argument, so that the client does
---       not encode thousands of arguments); each move is an array of 17 strings: id,
+--       not encode thousands of arguments), [3] '1' when the call is sent again after a
+--       failure that may have come after it ran (else ''); each move is an array of 17
+--       strings: id,
 --       expected state, expected token (attempts), require expired lease ('1' or ''), new
 --       state, attempts, lease, started, updated, owner, run_at, expiry of a finished
 --       job ('' for none: then it is indexed by now and keeps its seqm, as jobs stored
@@ -16,7 +18,9 @@
 --       finished job never runs again.
 -- Returns: {now, ok1, ok2, ...}: 1 where the move was applied, 0 where the stored job
 --       was not in the expected state/token (or its lease is live, or another pending
---       job holds its idempotency key).
+--       job holds its idempotency key). A move sent again (ARGV[3]) that finds the job
+--       as it would have left it (state, attempts, owner and update time, the mover's
+--       own clock reading) was applied by the first send, whose reply was lost: 1.
 local now_s, now = clock_now()
 local moves = cjson.decode(ARGV[2])
 local ids = {}
@@ -39,9 +43,15 @@ local function applies(m, hot)
   return true
 end
 
+local function applied_before(m, hot)
+  local state, attempts, _, _, updated, _, _, owner = parse_hot(hot)
+  return state == m[5] and attempts == m[6] and updated == m[9] and owner == m[10]
+end
+
 for j, id in ipairs(ids) do
   local m = moves[j]
   local ok = hots[j] and applies(m, hots[j])
+  local again = ARGV[3] == '1' and not ok and hots[j] and applied_before(m, hots[j])
   if ok then
     local state, _, _, _, _, seqm, cm = parse_hot(hots[j])
     local new_state, lease, finished, key = m[5], m[7], m[12], m[13]
@@ -73,7 +83,7 @@ for j, id in ipairs(ids) do
       end
     end
   end
-  out[#out + 1] = ok and 1 or 0
+  out[#out + 1] = (ok or again) and 1 or 0
 end
 flush(ops)
 return out
