@@ -28,7 +28,6 @@ import logging
 import os
 import ssl
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -82,10 +81,12 @@ def _lost_while_writing(exc: Exception) -> bool:
     reports as the transport's own AttributeError or TypeError instead of a
     ConnectionError (redis/redis-py#4287; seen on a cluster whose slots were moving):
     the connection is dropped, and the call is as retryable as after a ConnectionError."""
-    if not isinstance(exc, (AttributeError, TypeError)) or exc.__traceback__ is None:
+    tb = exc.__traceback__
+    if not isinstance(exc, (AttributeError, TypeError)) or tb is None:
         return False
-    last = traceback.extract_tb(exc.__traceback__)[-1].filename
-    return last.endswith(_WRITE_PATHS)
+    while tb.tb_next is not None:
+        tb = tb.tb_next  # the frame that raised it
+    return tb.tb_frame.f_code.co_filename.endswith(_WRITE_PATHS)
 
 
 #: A pipelined call not sent yet (see ``Connection.evaluate_many``).
