@@ -16,6 +16,17 @@ from tests.redis_server import redis_url_for_test
 pytestmark = pytest.mark.redis
 
 
+async def _noop(ctx: Any) -> None:
+    return None
+
+
+def _app(**options: Any) -> App:
+    """An app on a private Redis prefix whose task ``t`` does nothing."""
+    app = App(redis_url_for_test(), **options)
+    app.task("t")(_noop)
+    return app
+
+
 def test_board_orders_oldest_due_first_and_skips_queues_not_due() -> None:
     board = DueBoard()
     tick = board.tick
@@ -62,11 +73,7 @@ def test_board_plans_no_more_than_the_limit() -> None:
 
 async def test_a_lost_wake_up_costs_latency_not_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
-    app = App(redis_url_for_test(), clock=clock)
-
-    @app.task("t")
-    async def t(ctx: Any) -> None:
-        return None
+    app = _app(clock=clock)
 
     queues = [f"q{i}" for i in range(20)]
     async with app:
@@ -89,11 +96,7 @@ async def test_a_lost_wake_up_costs_latency_not_the_job(monkeypatch: pytest.Monk
 
 async def test_many_queues_fetch_claims_across_queues_up_to_the_limit() -> None:
     clock = FakeClock()
-    app = App(redis_url_for_test(), clock=clock)
-
-    @app.task("t")
-    async def t(ctx: Any) -> None:
-        return None
+    app = _app(clock=clock)
 
     queues = [f"q{i}" for i in range(30)]
     async with app:
@@ -144,11 +147,7 @@ def _answer_tryagain_once(conn: Any, queue_tag: str) -> list[int]:
 async def test_a_fetch_keeps_the_jobs_it_claimed_when_another_queue_fails() -> None:
     """One queue's fetch fails (its slot moving): the jobs claimed from the other queues in
     the same pipeline are handed out, not left active until their leases expire."""
-    app = App(redis_url_for_test())
-
-    @app.task("t")
-    async def t(ctx: Any) -> None:
-        return None
+    app = _app()
 
     async with app:
         backend: Any = app.backend
@@ -165,11 +164,7 @@ async def test_a_fetch_keeps_the_jobs_it_claimed_when_another_queue_fails() -> N
 
 async def test_calls_that_succeeded_are_not_sent_again() -> None:
     """When some calls of a pipeline fail transiently, only those are retried."""
-    app = App(redis_url_for_test())
-
-    @app.task("t")
-    async def t(ctx: Any) -> None:
-        return None
+    app = _app()
 
     async with app:
         backend: Any = app.backend
