@@ -210,17 +210,18 @@ class Connection:
         """Run a script (loading it if Redis forgot it); track the server clock."""
         script = self.scripts[script.name]  # on a cluster: the twin that SPUBLISHes
         wait = self.options.wait_replicas > 0 and script.name not in scripts.UNWAITED
-        again = scripts.resent(script, args)  # what a retry sends
-        tries = 0
 
         async def attempt() -> Any:
-            nonlocal tries
-            tries += 1
+            nonlocal args
             sent = time.monotonic()
-            if wait:
-                reply = await self._run_and_wait(script, keys, args if tries == 1 else again)
-            else:
-                reply = await self._run(script, keys, args if tries == 1 else again)
+            try:
+                if wait:
+                    reply = await self._run_and_wait(script, keys, args)
+                else:
+                    reply = await self._run(script, keys, args)
+            except Exception:
+                args = scripts.resent(script, args)  # it may have run: a retry says so
+                raise
             self.clock.observe(float(reply[0]), sent, time.monotonic())
             return reply
 
