@@ -295,3 +295,48 @@ async def test_a_move_racing_for_an_idempotency_key_fails_alone(
     assert await pg_app.dlq.get(keyed.id)  # its entry is still there
     assert (await pg_app.get(other.id)).state is JobState.QUEUED
     assert await backend.dlq_get(other.id) is None  # redriven: entry removed with the move
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+async def test_a_move_whose_commit_reply_was_lost_is_reported_applied_when_sent_again(
+    pg_app: App, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    """A move commits but its connection fails before the reply reaches the worker; the
+    retry finds each job as the move left it and reports it applied (the worker then
+    announces the outcome instead of calling it discarded), without applying it twice."""
+    from contextlib import asynccontextmanager
+    from dataclasses import replace as changed
+
+    from genqueue.backends.base import Move
+    from genqueue.job import JobState
+
+    pg_app.task("t")(_noop)
+    backend: Any = pg_app.backend
+    for n in range(jobs):
+        await pg_app.enqueue("t", {"n": n})
+    claimed = await backend.fetch(["default"], "w", jobs, 30)
+    now = await backend.time()
+    moves = [
+        Move(
+            changed(j, state=JobState.COMPLETED, finished_at=now, updated_at=now),
+            expect_state=JobState.ACTIVE,
+            expect_token=j.attempts,
+        )
+        for j in claimed
+    ]
+    pool, lost = backend.db.pool, []
+
+    @asynccontextmanager
+    async def losing_the_first_reply() -> Any:
+        async with pool.__class__.connection(pool) as conn:
+            yield conn
+        if not lost:  # the transaction inside has committed
+            lost.append(True)
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(pool, "connection", losing_the_first_reply)
+    assert await backend.move(moves) == [True] * jobs
+    assert lost
+    assert await backend.counts() == {"default": {"completed": jobs}}
+    # Sent afresh (not a retry), the same move is refused as before.
+    assert await backend.move(moves[:1]) == [False]

@@ -31,9 +31,8 @@ from genqueue.backends.base import (
     Move,
     RunningUpdate,
     check_same_data,
-    gone_at_finish,
 )
-from genqueue.backends.postgres import counted, dlq, schema, state
+from genqueue.backends.postgres import counted, dlq, moving, schema, state
 from genqueue.backends.postgres.connection import (
     Conn,
     Database,
@@ -45,16 +44,14 @@ from genqueue.backends.postgres.options import PostgresOptions, safe_url
 from genqueue.backends.postgres.queries import Queries, list_jobs_sql
 from genqueue.backends.postgres.wake import Listener
 from genqueue.backends.sqlite.rows import (
-    ENTRY_COLUMNS,
     JOB_COLUMNS,
-    entry_values,
     job_values,
     row_to_job,
 )
 from genqueue.clock import Clock, FakeClock
 from genqueue.entry import DeadLetter, DLQFilter, DLQStats, Page, decode_cursor, encode_cursor
 from genqueue.errors import BackendError, ConfigError, InvalidInput
-from genqueue.job import Job, JobState
+from genqueue.job import Job
 
 #: Most jobs one fetch claims; a worker asks again.
 FETCH_MAX = 1000
@@ -63,9 +60,6 @@ PROMOTE_PER_FETCH = 200
 #: Ask the server for its time when the estimate is older than this (seconds).
 CLOCK_MAX_AGE = 30.0
 _RUN_AT = JOB_COLUMNS.index("run_at")
-_PENDING_STATES = frozenset(
-    (JobState.QUEUED, JobState.SCHEDULED, JobState.ACTIVE, JobState.RETRYING)
-)
 
 
 class PostgresBackend(Backend):
@@ -318,66 +312,7 @@ class PostgresBackend(Backend):
         return count == 1
 
     async def move(self, moves: Sequence[Move]) -> list[bool]:
-        if not moves:
-            return []
-        prepared = [self._move_params(m) for m in moves]  # encode all before any write
-        ids = sorted({m.job.id for m in moves})
-
-        async def fast(conn: Conn) -> list[bool]:
-            if len(ids) > 1:
-                await execute(conn, self.q.move_lock, (ids,))
-            return await self._moves(conn, prepared)
-
-        async def one_by_one(conn: Conn) -> list[bool]:
-            await execute(conn, self.q.move_lock, (ids,))
-            return [await self._move_alone(conn, p) for p in prepared]
-
-        try:
-            return await self.db.transaction("move", fast)
-        except pgerrors.UniqueViolation:
-            # Another transaction took an idempotency key a move re-takes, between our
-            # check and our write; nothing was stored. Again, each move in a savepoint:
-            # that one fails alone.
-            return await self.db.transaction("move", one_by_one)
-
-    async def _moves(self, conn: Conn, prepared: list[dict[str, Any]]) -> list[bool]:
-        out: list[bool] = []
-        async with conn.cursor() as cur:
-            await cur.executemany(self.q.move, prepared, returning=True)
-            while True:
-                row = await cur.fetchone()
-                out.append(bool(row and row[0]))
-                if not cur.nextset():
-                    break
-        return out
-
-    async def _move_alone(self, conn: Conn, params: dict[str, Any]) -> bool:
-        try:
-            async with conn.transaction():
-                row = await fetch_one(conn, self.q.move, params)
-        except pgerrors.UniqueViolation:
-            return False
-        return bool(row and row[0])
-
-    def _move_params(self, move: Move) -> dict[str, Any]:
-        job = move.job
-        to_dead = job.state is JobState.DEAD
-        if to_dead and move.entry is None:
-            raise ValueError("a move to DEAD needs its entry")
-        params: dict[str, Any] = dict(zip(JOB_COLUMNS, job_values(job), strict=True))
-        entry = entry_values(move.entry) if to_dead and move.entry else (None,) * len(ENTRY_COLUMNS)
-        params.update({f"e_{c}": v for c, v in zip(ENTRY_COLUMNS, entry, strict=True)})
-        params.update(
-            expect_state=move.expect_state.value,
-            expect_token=move.expect_token,
-            require_expired=move.require_expired_lease,
-            holds_key=job.state in _PENDING_STATES and job.idempotency_key is not None,
-            to_dead=to_dead,
-            from_dead=move.expect_state is JobState.DEAD and not to_dead,
-            gone=gone_at_finish(job),
-            now=self._now(),
-        )
-        return params
+        return await moving.move(self.db, self.q, moves, self._now())
 
     async def expired(self, limit: int) -> list[Job]:
         params = {"limit": limit, "now": self._now()}

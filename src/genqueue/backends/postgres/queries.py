@@ -122,6 +122,7 @@ _ENTRY_UPDATE = ", ".join(f"{c} = excluded.{c}" for c in ENTRY_COLUMNS[1:])
 _MOVABLE = f"""id = %(id)s AND state = %(expect_state)s AND attempts = %(expect_token)s
         AND (NOT %(require_expired)s OR lease_expires_at <= {NOW})"""
 # A job that expires as it finishes (base.gone_at_finish: %(gone)s) is deleted, not updated.
+# (The final SELECT sees the rows as they were before the statement's own writes.)
 MOVE = f"""
 WITH dropped AS (
     DELETE FROM {{s}}.jobs WHERE %(gone)s AND {_MOVABLE}
@@ -145,7 +146,14 @@ unentry AS (
     DELETE FROM {{s}}.dead_letters
     WHERE %(from_dead)s AND job_id IN (SELECT id FROM moved)
 )
-SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM dropped)
+SELECT (SELECT count(*) FROM moved) + (SELECT count(*) FROM dropped) + (
+    -- Sent again after a lost reply (resent): the job exactly as this move left it
+    -- means the first send committed; report it applied, changing nothing.
+    SELECT count(*) FROM {{s}}.jobs
+    WHERE %(resent)s AND NOT %(gone)s AND id = %(id)s AND state = %(state)s
+        AND attempts = %(attempts)s AND updated_at = %(updated_at)s
+        AND lease_owner IS NOT DISTINCT FROM %(lease_owner)s
+        AND NOT EXISTS (SELECT 1 FROM moved))
 """
 
 EXPIRED = f"""
