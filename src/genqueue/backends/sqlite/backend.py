@@ -29,14 +29,11 @@ from genqueue.backends.base import (
     Lease,
     Move,
     RunningUpdate,
-    gone_at_finish,
 )
 from genqueue.backends.sqlite import integrity, state
 from genqueue.backends.sqlite import queries as q
 from genqueue.backends.sqlite.grouped import GroupedWrites
 from genqueue.backends.sqlite.rows import (
-    UPDATE_JOB,
-    MoveValues,
     job_values,
     move_values,
     row_to_entry,
@@ -56,7 +53,7 @@ from genqueue.entry import (
     encode_cursor,
 )
 from genqueue.errors import BackendError, ConfigError
-from genqueue.job import Job, JobState
+from genqueue.job import Job
 
 T = TypeVar("T")
 
@@ -347,42 +344,9 @@ class SQLiteBackend(Backend):
     async def move(self, moves: Sequence[Move]) -> list[bool]:
         prepared = [move_values(m) for m in moves]
         now = self.clock.now()
-        applied = await self._write(lambda conn: [self._move_one(conn, p, now) for p in prepared])
+        applied = await self._write(lambda conn: [q.move_one(conn, p, now) for p in prepared])
         self._local_work.set()
         return applied
-
-    def _move_one(
-        self,
-        conn: sqlite3.Connection,
-        prepared: MoveValues,
-        now: float,
-    ) -> bool:
-        move, values, entry, stacks = prepared
-        sql = UPDATE_JOB + q.MOVE_WHERE + (q.MOVE_EXPIRED if move.require_expired_lease else "")
-        params: tuple[Any, ...] = (
-            *values[1:],
-            move.job.id,
-            move.expect_state.value,
-            move.expect_token,
-        )
-        if move.require_expired_lease:
-            params = (*params, now)
-        try:
-            if conn.execute(sql, params).rowcount != 1:
-                return False
-        except sqlite3.IntegrityError:
-            return False  # another pending job holds the idempotency key
-        if move.job.state is JobState.DEAD:
-            if entry is None:
-                raise ValueError("a move to DEAD needs its entry")
-            conn.executemany(q.ADD_STACK, sorted(stacks.items()))
-            conn.execute(q.DELETE_ENTRY, (move.job.id,))  # a stale one leaves its counts
-            conn.execute(q.INSERT_ENTRY, (*entry, orjson.dumps(sorted(stacks)).decode()))
-        elif move.expect_state is JobState.DEAD:
-            conn.execute(q.DELETE_ENTRY, (move.job.id,))
-        if gone_at_finish(move.job):
-            conn.execute(q.DELETE_JOB, (move.job.id,))
-        return True
 
     async def expired(self, limit: int) -> list[Job]:
         now = self.clock.now()

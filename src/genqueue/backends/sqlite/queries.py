@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from genqueue.backends.base import JobQuery, check_same_data
+from genqueue.backends.base import JobQuery, check_same_data, gone_at_finish
 from genqueue.backends.sqlite.counted import counted_stats
 from genqueue.backends.sqlite.rows import (
     ENTRY_COLUMNS,
@@ -21,6 +21,8 @@ from genqueue.backends.sqlite.rows import (
     JOB_COLUMNS,
     SELECT_ENTRY,
     SELECT_JOB,
+    UPDATE_JOB,
+    MoveValues,
     row_to_entry,
     row_to_job,
     stacks_of,
@@ -35,7 +37,7 @@ from genqueue.entry import (
     encode_cursor,
 )
 from genqueue.errors import InvalidInput
-from genqueue.job import Job
+from genqueue.job import Job, JobState
 
 PENDING = "('queued', 'scheduled', 'active', 'retrying')"
 
@@ -410,3 +412,34 @@ def dlq_search(
 def _entry(conn: sqlite3.Connection, job_id: str) -> DeadLetter | None:
     row = conn.execute(ENTRY_BY_ID, (job_id,)).fetchone()
     return row_to_entry(row, stacks_of(conn)) if row else None
+
+
+def move_one(conn: sqlite3.Connection, prepared: MoveValues, now: float) -> bool:
+    """Apply one move (a fenced compare-and-set, with its DLQ entry written or removed);
+    whether it applied."""
+    move, values, entry, stacks = prepared
+    sql = UPDATE_JOB + MOVE_WHERE + (MOVE_EXPIRED if move.require_expired_lease else "")
+    params: tuple[Any, ...] = (
+        *values[1:],
+        move.job.id,
+        move.expect_state.value,
+        move.expect_token,
+    )
+    if move.require_expired_lease:
+        params = (*params, now)
+    try:
+        if conn.execute(sql, params).rowcount != 1:
+            return False
+    except sqlite3.IntegrityError:
+        return False  # another pending job holds the idempotency key
+    if move.job.state is JobState.DEAD:
+        if entry is None:
+            raise ValueError("a move to DEAD needs its entry")
+        conn.executemany(ADD_STACK, sorted(stacks.items()))
+        conn.execute(DELETE_ENTRY, (move.job.id,))  # a stale one leaves its counts
+        conn.execute(INSERT_ENTRY, (*entry, orjson.dumps(sorted(stacks)).decode()))
+    elif move.expect_state is JobState.DEAD:
+        conn.execute(DELETE_ENTRY, (move.job.id,))
+    if gone_at_finish(move.job):
+        conn.execute(DELETE_JOB, (move.job.id,))
+    return True
