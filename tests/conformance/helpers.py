@@ -85,3 +85,15 @@ async def make_dead(
 
 async def _never_runs(ctx: Any) -> None:
     raise AssertionError("make_dead jobs are never run")
+
+
+def completing(claimed: list[Any], now: float) -> list[Move]:
+    """The moves that complete ``claimed`` jobs (fetched, so active) at ``now``."""
+    return [
+        Move(
+            replace(job, state=JobState.COMPLETED, finished_at=now, updated_at=now),
+            expect_state=JobState.ACTIVE,
+            expect_token=job.attempts,
+        )
+        for job in claimed
+    ]

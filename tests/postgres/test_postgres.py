@@ -305,10 +305,8 @@ async def test_a_move_whose_commit_reply_was_lost_is_reported_applied_when_sent_
     retry finds each job as the move left it and reports it applied (the worker then
     announces the outcome instead of calling it discarded), without applying it twice."""
     from contextlib import asynccontextmanager
-    from dataclasses import replace as changed
 
-    from genqueue.backends.base import Move
-    from genqueue.job import JobState
+    from tests.conformance.helpers import completing
 
     pg_app.task("t")(_noop)
     backend: Any = pg_app.backend
@@ -316,14 +314,7 @@ async def test_a_move_whose_commit_reply_was_lost_is_reported_applied_when_sent_
         await pg_app.enqueue("t", {"n": n})
     claimed = await backend.fetch(["default"], "w", jobs, 30)
     now = await backend.time()
-    moves = [
-        Move(
-            changed(j, state=JobState.COMPLETED, finished_at=now, updated_at=now),
-            expect_state=JobState.ACTIVE,
-            expect_token=j.attempts,
-        )
-        for j in claimed
-    ]
+    moves = completing(claimed, now)
     pool, lost = backend.db.pool, []
 
     @asynccontextmanager

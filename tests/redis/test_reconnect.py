@@ -200,9 +200,7 @@ async def test_a_move_whose_reply_was_lost_is_reported_applied_when_sent_again(
     the move left it and reports it applied (the worker then announces the outcome
     instead of calling it discarded), without applying it twice. (One job: one script
     call; two jobs in two queues: one pipeline.)"""
-    from dataclasses import replace
-
-    from genqueue.backends.base import Move
+    from tests.conformance.helpers import completing
     from tests.redis_server import redis_url_for_test
 
     app = App(redis_url_for_test())
@@ -214,14 +212,7 @@ async def test_a_move_whose_reply_was_lost_is_reported_applied_when_sent_again(
             await app.enqueue("t", {}, queue=queue)
         claimed = await backend.fetch(queues, "w", jobs, 30)
         now = await backend.time()
-        moves = [
-            Move(
-                replace(j, state=JobState.COMPLETED, finished_at=now, updated_at=now),
-                expect_state=JobState.ACTIVE,
-                expect_token=j.attempts,
-            )
-            for j in claimed
-        ]
+        moves = completing(claimed, now)
         lose_reply_of_first_move(monkeypatch, backend.conn)
         assert await backend.move(moves) == [True] * jobs
         assert {q: c for q, c in (await backend.counts()).items()} == {
