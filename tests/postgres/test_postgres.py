@@ -315,7 +315,8 @@ async def test_a_move_whose_commit_reply_was_lost_is_reported_applied_when_sent_
     claimed = await backend.fetch(["default"], "w", jobs, 30)
     now = await backend.time()
     moves = completing(claimed, now)
-    pool, lost = backend.db.pool, []
+    pool = backend.db.pool
+    lost: list[bool] = []
 
     @asynccontextmanager
     async def losing_the_first_reply() -> Any:
