@@ -109,3 +109,32 @@ async def test_entries_stored_before_stay_readable_and_are_upgraded(
         assert await app.dlq.count() == 3
         assert (await app.dlq.stats()).total == 3
         client.close()
+
+
+async def test_two_field_filters_match_entries_however_they_were_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A filter on two fields reads the entries of one index and matches the others on
+    them: entries stored before version 2, entries rewritten as version 2 by Lua's
+    encoder (which escapes '/' where orjson does not) and values with quotes all match."""
+    app = App(redis_url_for_test(), clock=FakeClock())
+    user, quoted = "ann/b", 'bob "b"'
+    async with app:
+        monkeypatch.setattr(codec, "move_args", _old_move_args)
+        old = await make_dead(app, 3, user_id=user, task="img.gen")
+        monkeypatch.setattr(codec, "move_args", _NEW_MOVE_ARGS)
+        new = await make_dead(app, 2, user_id=user, task="img.gen", offset=5)
+        await make_dead(app, 20, user_id=user, task="img.other", offset=10)
+        await make_dead(app, 20, user_id=quoted, task="img.gen", offset=40)
+        wanted = DLQFilter(user_id=user, task="img.gen")
+        assert await app.dlq.count(wanted) == 5  # three stored before version 2
+        await app.dlq.stats()  # rewrites the old entries as version 2, in Lua
+        client, keys = _client(app)
+        assert b"\\/" in (client.hget(keys["dlq"], old[0]) or b"")
+        client.close()
+        page = await app.dlq.list(wanted)
+        assert sorted(e.job_id for e in page.items) == sorted([*old, *new])
+        assert await app.dlq.count(DLQFilter(user_id=user, error_kind="server")) == 25
+        assert await app.dlq.count(DLQFilter(user_id=user, task="img.none")) == 0
+        assert await app.dlq.count(DLQFilter(user_id=quoted, task="img.gen")) == 20
+        assert await app.dlq.count(DLQFilter(user_id=quoted, task="img.other")) == 0
