@@ -3,10 +3,11 @@
 Runs, in one process against a private ``redis-server`` (no persistence), interleaved
 rounds of: a redis-py ``PING`` (the round trip alone), an ``EVALSHA`` of a script that
 does nothing with the arguments of an enqueue (the round trip with the queue's keys), the
-enqueue script itself called directly, ``Backend.enqueue`` and ``App.enqueue``; each
-round times ``--n`` calls one at a time. Then it reads the time each of the two scripts
-spends inside Redis (``INFO commandstats``, over ``--n`` calls of it alone). Medians over
-the rounds, in microseconds per call.
+enqueue script itself called directly, ``Backend.enqueue``, ``App.enqueue`` and
+``BlockingClient.enqueue`` (what synchronous code calls: the same enqueue, run on the
+client's own event loop thread); each round times ``--n`` calls one at a time. Then it
+reads the time each of the two scripts spends inside Redis (``INFO commandstats``, over
+``--n`` calls of it alone). Medians over the rounds, in microseconds per call.
 
     python bench/enqueue_cost.py              # 8 rounds of 400 calls each
     python bench/enqueue_cost.py --rounds 12 --n 1000 --json out.json
@@ -40,6 +41,9 @@ async def measure(url: str, n: int, rounds: int) -> dict[str, Any]:
         pass
 
     await app.open()
+    blocking = App(url)
+    blocking.task("noop", queue="bench")(noop)
+    client = await asyncio.to_thread(blocking.blocking)
     try:
         for i in range(200):
             await app.enqueue("noop", {"i": i})
@@ -65,6 +69,10 @@ async def measure(url: str, n: int, rounds: int) -> dict[str, Any]:
             "the enqueue script, called directly": script,
             "Backend.enqueue([job])": lambda: backend.enqueue([job()]),
             "App.enqueue(task, data)": lambda: app.enqueue("noop", {"i": 1}),
+            # Blocks this loop while it waits, as it would block a web request's thread.
+            "app.blocking().enqueue(task, data)": _as_awaitable(
+                lambda: client.enqueue("noop", {"i": 1})
+            ),
         }
         times: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(rounds):
@@ -83,7 +91,15 @@ async def measure(url: str, n: int, rounds: int) -> dict[str, Any]:
             out[f"{name}: time inside Redis"] = round(stats["cmdstat_evalsha"]["usec_per_call"])
         return out
     finally:
+        await asyncio.to_thread(client.close)
         await app.close()
+
+
+def _as_awaitable(call: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
+    async def run() -> Any:
+        return call()
+
+    return run
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """genqueue: ``genqueue-redis`` (redis://), ``genqueue-sqlite`` (sqlite:/// file) and
 ``genqueue-postgres`` (postgresql://, ``BENCH_POSTGRES_URL`` or the machine's server, a
-fresh schema per repetition).
+fresh schema per repetition); ``genqueue-redis-sync`` enqueues from synchronous code.
 
 Worker: ``Worker(app, queues=["bench"], WorkerSettings(concurrency=100))``; the ``-c10``
 configs run at the default concurrency (10), what a user gets without tuning. Retry:
@@ -50,6 +50,19 @@ def make_app(config: str) -> App:
     return app
 
 
+def run_worker(app: App, config: str) -> None:
+    settings = WorkerSettings(concurrency=concurrency(config))
+    worker = Worker(app, queues=[QUEUE], settings=settings, handle_signals=True)
+
+    async def run() -> None:
+        try:
+            await worker.run()
+        finally:
+            await app.close()
+
+    asyncio.run(run())
+
+
 class GenqueueAdapter(common.Adapter):
     packages = ("genqueue", "redis", "hiredis", "psycopg")
     is_async = True
@@ -72,16 +85,38 @@ class GenqueueAdapter(common.Adapter):
         await self.app.queue.enqueue_many([JobRequest(task=task, data={"i": i}) for i in ids])
 
     def worker(self) -> None:
-        settings = WorkerSettings(concurrency=concurrency(self.config))
-        worker = Worker(self.app, queues=[QUEUE], settings=settings, handle_signals=True)
-
-        async def run() -> None:
-            try:
-                await worker.run()
-            finally:
-                await self.app.close()
-
-        asyncio.run(run())
+        run_worker(self.app, self.config)
 
 
-ADAPTER = GenqueueAdapter
+class BlockingGenqueueAdapter(common.Adapter):
+    """``genqueue-redis-sync``: the producer is synchronous code (``app.blocking()``, as a
+    Django or Flask view would enqueue), like the producers of RQ, Huey, Celery and
+    Dramatiq. The worker is the same as ``genqueue-redis``'s."""
+
+    packages = GenqueueAdapter.packages
+    has_bulk = True
+
+    def __init__(self, config: str) -> None:
+        self.config = config
+        self.app = make_app(config)
+
+    def setup(self) -> None:
+        self.client = self.app.blocking()
+
+    def teardown(self) -> None:
+        self.client.close()
+
+    def single(self, task: str, i: int) -> None:
+        self.client.enqueue(task, {"i": i})
+
+    def bulk(self, task: str, ids: Sequence[int]) -> None:
+        self.client.enqueue_many([JobRequest(task=task, data={"i": i}) for i in ids])
+
+    def worker(self) -> None:
+        run_worker(self.app, self.config)
+
+
+def ADAPTER(config: str) -> common.Adapter:  # the name every peer module has
+    if config.endswith("-sync"):
+        return BlockingGenqueueAdapter(config)
+    return GenqueueAdapter(config)

@@ -99,6 +99,13 @@ CONFIGS = [
         default=False,
         note="concurrency 10 (default), PostgreSQL",
     ),
+    # Producers in synchronous code (app.blocking()), like RQ's, Huey's and Celery's.
+    Config(
+        "genqueue-redis-sync",
+        "peer_genqueue",
+        default=False,
+        note="concurrency 100; enqueue from synchronous code (app.blocking())",
+    ),
     # What a user gets without tuning: the default concurrency of Worker and the CLI.
     Config("genqueue-redis-c10", "peer_genqueue", default=False, note="concurrency 10 (default)"),
     Config(

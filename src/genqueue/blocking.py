@@ -22,6 +22,7 @@ from genqueue.deadletter import DEFAULT_PAGE, SEARCH_SCAN
 from genqueue.entry import DeadLetter, DLQFilter, DLQStats, FingerprintGroup, Page, SearchPage
 from genqueue.errors import ConfigError
 from genqueue.job import Job, JobState
+from genqueue.queue import job_request
 
 if TYPE_CHECKING:
     from genqueue.analytics import Analytics
@@ -77,11 +78,11 @@ class BlockingClient:
         self, task: str | Task, data: Any = None, *, connection: Any = None, **options: Any
     ) -> Job:
         _refuse_connection(connection)
-        return self.run(self.app.queue.enqueue(task, data, **options))
+        return self.enqueue_many([job_request(task, data, options)])[0]
 
     def enqueue_many(self, requests: Iterable[JobRequest], *, connection: Any = None) -> list[Job]:
         _refuse_connection(connection)
-        return self.run(self.app.queue.enqueue_many(requests))
+        return self.app.queue.enqueue_blocking(requests, self.run)
 
     def get(self, job_id: str) -> Job:
         return self.run(self.app.queue.get(job_id))

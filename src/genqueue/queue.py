@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -143,11 +143,7 @@ class Queue:
         ``connection``: your own psycopg ``AsyncConnection`` (PostgreSQL backend only): the
         job is written inside the transaction that connection is in, so it exists if and
         only if that transaction commits (``Backend.enqueue_in_transaction``)."""
-        name = task.name if isinstance(task, Task) else task
-        try:
-            request = JobRequest(task=name, data=data, **options)
-        except TypeError as exc:
-            raise InvalidInput(str(exc)) from exc
+        request = job_request(task, data, options)
         return (await self.enqueue_many([request], connection=connection))[0]
 
     async def enqueue_many(
@@ -156,8 +152,7 @@ class Queue:
         """Enqueue a batch atomically: all jobs are stored, or (on bad input) none. With
         ``connection`` (see ``enqueue``), inside the caller's transaction."""
         requests = list(requests)
-        if len(requests) > MAX_BATCH:
-            raise InvalidInput(f"at most {MAX_BATCH} jobs per batch", field="jobs")
+        _check_batch(requests)
         backend = self.app.backend
         now = await backend.time()
         jobs = [self.build(r, now) for r in requests]
@@ -168,6 +163,35 @@ class Queue:
                 # The event below says the job was written in the caller's transaction:
                 # it is only visible to workers once (if) that transaction commits.
                 stored = await backend.enqueue_in_transaction(jobs, connection)
+        self._announce(jobs, stored)
+        return stored
+
+    def enqueue_blocking(
+        self,
+        requests: Iterable[JobRequest],
+        run: Callable[[Coroutine[Any, Any, list[Job]]], list[Job]],
+    ) -> list[Job]:
+        """``enqueue_many`` for synchronous code (``BlockingClient``); ``run`` runs a
+        coroutine on the app's event loop and returns its result. Where the backend can
+        (``Backend.enqueue_now``), the jobs are built and stored in this thread, without
+        the hop to the loop; after a failure that waiting may cure, the same jobs go to
+        the loop's ``Backend.enqueue``, which retries. Events are emitted in this thread."""
+        requests = list(requests)
+        _check_batch(requests)
+        backend = self.app.backend
+        now = backend.clock_now()
+        if now is None:
+            return run(self.enqueue_many(requests))
+        jobs = [self.build(r, now) for r in requests]
+        with self.app.tracing.send(jobs):
+            stored = backend.enqueue_now(jobs)
+            if stored is None:
+                stored = run(backend.enqueue(jobs))
+        self._announce(jobs, stored)
+        return stored
+
+    def _announce(self, jobs: Sequence[Job], stored: Sequence[Job]) -> None:
+        """``job_enqueued`` for each job stored (not for one that found its key held)."""
         for new, kept in zip(jobs, stored, strict=True):
             if new.id == kept.id:
                 self.app.events.emit(
@@ -179,7 +203,6 @@ class Queue:
                     state=kept.state.value,
                     run_at=kept.run_at,
                 )
-        return stored
 
     # -- read -----------------------------------------------------------------------------
 
@@ -293,3 +316,17 @@ def _states(state: JobState | str | Iterable[JobState | str] | None) -> frozense
         return None
     items = [state] if isinstance(state, str) else list(state)
     return parse_choices(JobState, items, "state", "states")
+
+
+def _check_batch(requests: Sequence[JobRequest]) -> None:
+    if len(requests) > MAX_BATCH:
+        raise InvalidInput(f"at most {MAX_BATCH} jobs per batch", field="jobs")
+
+
+def job_request(task: str | Task, data: Any, options: Mapping[str, Any]) -> JobRequest:
+    """The request of ``enqueue(task, data, **options)``; an unknown option is bad input."""
+    name = task.name if isinstance(task, Task) else task
+    try:
+        return JobRequest(task=name, data=data, **options)
+    except TypeError as exc:
+        raise InvalidInput(str(exc)) from exc

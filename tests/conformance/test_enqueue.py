@@ -371,13 +371,25 @@ async def test_blocking_client(app: App, noop, tmp_path) -> None:  # type: ignor
         pytest.skip("the memory backend is private to one app")
     other = App(app.backend.url, clock=app.clock)
     other.task("noop")(noop.fn)
+    recorder = Recorder(other)
 
-    def producer() -> str:
+    def producer() -> list[str]:
+        # The first enqueue of a queue goes through the client's event loop; the later
+        # ones, on Redis, are sent from this thread (Backend.enqueue_now): same results.
         with other.blocking() as client:
-            job = client.enqueue("noop", {"from": "sync"})
-            assert client.get(job.id).state is JobState.QUEUED
-            return job.id
+            jobs = [client.enqueue("noop", {"from": "sync", "n": n}) for n in range(3)]
+            assert client.get(jobs[0].id).state is JobState.QUEUED
+            keyed = client.enqueue("noop", {"k": 1}, idempotency_key="once")
+            assert client.enqueue("noop", {"k": 1}, idempotency_key="once").id == keyed.id
+            with pytest.raises(IdempotencyConflict):
+                client.enqueue("noop", {"k": 2}, idempotency_key="once")
+            with pytest.raises(InvalidInput, match="unexpected keyword"):
+                client.enqueue("noop", {}, colour="red")
+            batch = client.enqueue_many([JobRequest("noop", {"b": i}) for i in range(2)])
+            return [j.id for j in [*jobs, keyed, *batch]]
 
-    job_id = await asyncio.to_thread(producer)
+    ids = await asyncio.to_thread(producer)
+    assert [f["job_id"] for f in recorder.of("job_enqueued")] == ids  # once each, in order
     await drain(app)
-    assert (await app.get(job_id)).result == {"echo": {"from": "sync"}}
+    assert (await app.get(ids[0])).result == {"echo": {"from": "sync", "n": 0}}
+    assert len((await app.list_jobs(state="completed", limit=100)).items) == len(ids)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -69,6 +70,32 @@ async def test_jobs_run_over_tls_with_the_servers_ca(tls: tuple[int, Path, Path]
         await drain(app)
         done = await app.get(job.id)
         assert done.state is JobState.COMPLETED and done.result == {"over": "tls"}
+
+
+def test_synchronous_producers_send_over_tls_from_their_thread(
+    tls: tuple[int, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, ca, _ = tls
+    app = App(url(port, ca))
+    app.task("t")(_noop)
+    with app.blocking() as client:
+        client.enqueue("t", {})  # the first of a queue goes through the loop (registers it)
+        backend: Any = app.backend
+        replies: list[Any] = []
+        send = backend._blocking.send
+
+        def recording(*args: Any) -> Any:
+            replies.append(send(*args))
+            return replies[-1]
+
+        monkeypatch.setattr(backend._blocking, "send", recording)
+        job = client.enqueue("t", {"n": 1})
+        assert len(replies) == 1 and replies[0] is not None  # sent over TLS, answered
+        assert client.get(job.id).data == {"n": 1}
+
+
+async def _noop(ctx: Any) -> None:
+    return None
 
 
 async def test_a_wrong_ca_is_refused_at_once_with_a_clear_error(

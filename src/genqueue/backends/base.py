@@ -143,6 +143,19 @@ class Backend(ABC):
         and nothing of the batch is stored.
         """
 
+    def clock_now(self) -> float | None:
+        """``time()`` without I/O, for a synchronous caller's thread: None unless the
+        backend knows it (then ``enqueue_now`` may store from that thread)."""
+        return None
+
+    def enqueue_now(self, jobs: Sequence[Job]) -> list[Job] | None:
+        """``enqueue``, called from a synchronous caller's thread instead of the event
+        loop (``BlockingClient``): the stored jobs, or None when this backend cannot
+        store them from there (not at all, or not now: after a failure that waiting may
+        cure). After None the caller sends the same jobs to ``enqueue``, so a backend that
+        may have stored them must recognise them as stored."""
+        return None
+
     async def enqueue_in_transaction(self, jobs: Sequence[Job], connection: Any) -> list[Job]:
         """Store ``jobs`` like ``enqueue``, through the caller's own database connection and
         inside its transaction (``enqueue(..., connection=conn)``): they exist if and only

@@ -26,6 +26,7 @@ import orjson
 
 from genqueue.backends.base import Backend, Capabilities, JobQuery, Lease, Move, RunningUpdate
 from genqueue.backends.redis import codec, fanin, listing, scripts, stats
+from genqueue.backends.redis.blocking import BlockingEnqueue
 from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.keys import KeySchema, QueueKeys
 from genqueue.backends.redis.options import RedisOptions, safe_url
@@ -81,6 +82,7 @@ class RedisBackend(SharedStateMixin, Backend):
         #: The Redis server's version, known after ``open()``.
         self.server_version: str | None = None
         self._conn: Connection | None = None
+        self._blocking: BlockingEnqueue | None = None  # enqueue_now's client, once open
         self.registry = QueueRegistry(self.keys, lambda: self.conn)
         self.reader = Reader(lambda: self.conn, self.keys, self.registry, self._clock)
         self.board = fanin.DueBoard()
@@ -110,9 +112,14 @@ class RedisBackend(SharedStateMixin, Backend):
             raise
         self.server_version = version
         self._conn = conn
+        if conn.topology is None and self.options.wait_replicas == 0:
+            self._blocking = BlockingEnqueue(self.options, conn.clock)
 
     async def close(self) -> None:
         await self.wakeups.close()
+        if self._blocking is not None:
+            blocking, self._blocking = self._blocking, None
+            blocking.close()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await conn.close()
@@ -127,6 +134,12 @@ class RedisBackend(SharedStateMixin, Backend):
 
     def _clock(self) -> str:
         return codec.num(self.test_clock.now()) if self.test_clock is not None else ""
+
+    def clock_now(self) -> float | None:
+        if self.test_clock is not None:
+            return self.test_clock.now()
+        conn = self._conn
+        return None if conn is None or conn.clock.stale(CLOCK_MAX_AGE) else conn.clock.now()
 
     async def time(self) -> float:
         if self.test_clock is not None:
@@ -144,11 +157,7 @@ class RedisBackend(SharedStateMixin, Backend):
     # -- producers ----------------------------------------------------------------------
 
     async def enqueue(self, jobs: Sequence[Job]) -> list[Job]:
-        if len({job.id for job in jobs}) < len(jobs):
-            raise InvalidInput("a batch holds the same job id twice", field="id")
-        by_queue: dict[str, list[int]] = defaultdict(list)
-        for index, job in enumerate(jobs):
-            by_queue[job.queue].append(index)
+        by_queue = _by_queue(jobs)
         encoded = [codec.enqueue_args(job) for job in jobs]  # all encode before any write
         await self.registry.register(list(by_queue))
         out: list[Job] = list(jobs)
@@ -158,13 +167,36 @@ class RedisBackend(SharedStateMixin, Backend):
             reply = await scripts.enqueue(
                 self.conn.evaluate, keys, self._clock(), [encoded[i] for i in indexes]
             )
-            for index, holder in zip(indexes, reply.holders, strict=True):
-                if holder is not None:
-                    holder_id = codec.parse_hot(holder.hot)[6][-32:]
-                    out[index] = codec.decode_job(holder_id, queue, holder)
-                self.registry.remember(out[index].id, queue)
-            self.board.heard(queue, min(jobs[i].run_at for i in indexes))
+            self._stored(queue, indexes, reply, out)
         return out
+
+    def enqueue_now(self, jobs: Sequence[Job]) -> list[Job] | None:
+        """From a synchronous caller's thread: one queue's jobs on one server, when its
+        queue was registered lately (see ``blocking``)."""
+        by_queue, blocking = _by_queue(jobs), self._blocking  # (closed meanwhile: kept)
+        if blocking is None or len(by_queue) != 1:
+            return None
+        [(queue, indexes)] = by_queue.items()
+        if not self.registry.registered_lately(queue):
+            return None
+        encoded = [codec.enqueue_args(job) for job in jobs]
+        reply = blocking.send(self.keys.queue(queue), self._clock(), encoded)
+        if reply is None:
+            return None
+        out = list(jobs)
+        self._stored(queue, indexes, reply, out)
+        return out
+
+    def _stored(
+        self, queue: str, indexes: list[int], reply: scripts.EnqueueReply, out: list[Job]
+    ) -> None:
+        """What an enqueue script stored: each job, or the holder of its idempotency key."""
+        self.board.heard(queue, min(out[i].run_at for i in indexes))
+        for index, holder in zip(indexes, reply.holders, strict=True):
+            if holder is not None:
+                holder_id = codec.parse_hot(holder.hot)[6][-32:]
+                out[index] = codec.decode_job(holder_id, queue, holder)
+            self.registry.remember(out[index].id, queue)
 
     async def get(self, job_id: str) -> Job | None:
         found = await self.reader.find(job_id)
@@ -187,36 +219,10 @@ class RedisBackend(SharedStateMixin, Backend):
         return sorted(found)[:limit]
 
     async def counts(self) -> dict[str, dict[str, int]]:
-        queues = await self.queues()
-        states = JobState
-
-        async def cards() -> list[int]:
-            pipe = self.conn.redis.pipeline(transaction=False)
-            for queue in queues:
-                for state in states:
-                    pipe.zcard(self.keys.queue(queue).jobs(state.value))
-            return list(await pipe.execute())
-
-        values = iter(await self.conn.call("ZCARD", cards))
-        out: dict[str, dict[str, int]] = {}
-        for queue in queues:
-            counts = {state.value: int(next(values)) for state in states}
-            counts = {s: n for s, n in counts.items() if n}
-            if counts:
-                out[queue] = counts
-        return out
+        return await listing.counts(self.conn, self.keys, await self.queues())
 
     async def oldest_ready(self) -> dict[str, float]:
-        queues = await self.queues()
-
-        async def heads() -> list[list[tuple[bytes, float]]]:
-            pipe = self.conn.redis.pipeline(transaction=False)
-            for queue in queues:  # one key per command: fine on Cluster
-                pipe.zrange(self.keys.queue(queue)["ready"], 0, 0, withscores=True)
-            return list(await pipe.execute())
-
-        found = await self.conn.call("ZRANGE", heads)
-        return {queue: float(head[0][1]) for queue, head in zip(queues, found, strict=True) if head}
+        return await listing.oldest_ready(self.conn, self.keys, await self.queues())
 
     # -- workers ------------------------------------------------------------------------
 
@@ -481,3 +487,13 @@ def _distinct_chunks(indexes: Sequence[int], ids: Sequence[str]) -> list[list[in
         chunks[-1].append(index)
         seen.add(ids[index])
     return [c for c in chunks if c]
+
+
+def _by_queue(jobs: Sequence[Job]) -> dict[str, list[int]]:
+    """The indexes of the jobs of each queue (a batch with an id twice is refused)."""
+    if len({job.id for job in jobs}) < len(jobs):
+        raise InvalidInput("a batch holds the same job id twice", field="id")
+    by_queue: dict[str, list[int]] = defaultdict(list)
+    for index, job in enumerate(jobs):
+        by_queue[job.queue].append(index)
+    return by_queue

@@ -54,7 +54,7 @@ T = TypeVar("T")
 #: class; LOADING is a ConnectionError), and a cluster whose layout is changing: worth
 #: retrying. (MOVED/ASK/TRYAGAIN are followed by the cluster client; these are what
 #: is left when that was not enough.)
-_TRANSIENT = (
+TRANSIENT = (
     rex.ReadOnlyError,
     rex.MasterDownError,
     rex.TryAgainError,
@@ -71,12 +71,13 @@ UNCONFIRMED_LOG_EVERY = 60.0
 #: Where redis-py writes to a socket: a connection closed under a write fails there.
 _WRITE_PATHS = (
     os.path.join("redis", "asyncio", "connection.py"),
+    os.path.join("redis", "connection.py"),  # the blocking client's (blocking.py)
     os.path.join("asyncio", "streams.py"),
     os.path.join("asyncio", "selector_events.py"),
 )
 
 
-def _lost_while_writing(exc: Exception) -> bool:
+def lost_while_writing(exc: Exception) -> bool:
     """A connection closed while a command was being written to it, which redis-py
     reports as the transport's own AttributeError or TypeError instead of a
     ConnectionError (redis/redis-py#4287; seen on a cluster whose slots were moving):
@@ -192,13 +193,13 @@ class Connection:
         """``exc`` if waiting may cure it; otherwise raise what the caller should see."""
         if isinstance(exc, rex.AuthenticationError):
             raise BackendError(f"{self.options.where}: {exc}") from exc
-        if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, *_TRANSIENT)):
+        if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, *TRANSIENT)):
             _refuse_untrusted(self.options.url, exc)  # waiting cannot fix a certificate
             return exc
-        if _lost_while_writing(exc):
+        if lost_while_writing(exc):
             return exc
         if isinstance(exc, rex.ResponseError):
-            raise _response_error(what, exc) from exc
+            raise response_error(what, exc) from exc
         if isinstance(exc, rex.RedisClusterException):
             if isinstance(exc.__cause__, (rex.ConnectionError, rex.TimeoutError, OSError)):
                 _refuse_untrusted(self.options.url, exc)  # no seed node trusted, as above
@@ -363,7 +364,7 @@ def _version_key(version: str) -> tuple[int, ...]:
         return (0,)
 
 
-def _response_error(what: str, exc: rex.ResponseError) -> Exception:
+def response_error(what: str, exc: rex.ResponseError) -> Exception:
     text = str(exc)
     if "GENQUEUE_IDEMPOTENCY_CONFLICT" in text:
         holder, key = text.split("GENQUEUE_IDEMPOTENCY_CONFLICT", 1)[1].split()[:2]

@@ -23,7 +23,7 @@ from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.keys import STATES, KeySchema, lex_range, member_id, value_prefix
 from genqueue.classify import ErrorKind
 from genqueue.entry import DeadLetter, DLQFilter, Page, decode_cursor, encode_cursor
-from genqueue.job import Job
+from genqueue.job import Job, JobState
 
 #: Loads jobs (with entries) by (queue, id); missing ones are left out.
 Loader = Callable[[Sequence[tuple[str, str]]], Awaitable[dict[str, tuple[Job, DeadLetter | None]]]]
@@ -135,6 +135,44 @@ async def list_jobs(
     jobs = [job for job, _ in found[: query.limit]]
     more = len(found) > query.limit
     return Page(jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more and jobs else None)
+
+
+async def counts(
+    conn: Connection, keys: KeySchema, queues: Sequence[str]
+) -> dict[str, dict[str, int]]:
+    """Jobs per queue and state (states without jobs left out): one pipeline of ZCARDs."""
+    states = JobState
+
+    async def cards() -> list[int]:
+        pipe = conn.redis.pipeline(transaction=False)
+        for queue in queues:
+            for state in states:
+                pipe.zcard(keys.queue(queue).jobs(state.value))
+        return list(await pipe.execute())
+
+    values = iter(await conn.call("ZCARD", cards))
+    out: dict[str, dict[str, int]] = {}
+    for queue in queues:
+        found = {state.value: int(next(values)) for state in states}
+        found = {s: n for s, n in found.items() if n}
+        if found:
+            out[queue] = found
+    return out
+
+
+async def oldest_ready(
+    conn: Connection, keys: KeySchema, queues: Sequence[str]
+) -> dict[str, float]:
+    """Per queue with queued jobs: the earliest due time among them."""
+
+    async def heads() -> list[list[tuple[bytes, float]]]:
+        pipe = conn.redis.pipeline(transaction=False)
+        for queue in queues:  # one key per command: fine on Cluster
+            pipe.zrange(keys.queue(queue)["ready"], 0, 0, withscores=True)
+        return list(await pipe.execute())
+
+    found = await conn.call("ZRANGE", heads)
+    return {queue: float(head[0][1]) for queue, head in zip(queues, found, strict=True) if head}
 
 
 # -- dead letters ---------------------------------------------------------------------------

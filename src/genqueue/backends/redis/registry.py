@@ -60,6 +60,10 @@ class QueueRegistry:
             return self._known[1], False
         return await self.queues(), True
 
+    def registered_lately(self, queue: str) -> bool:
+        """Whether ``register`` has nothing to do for ``queue`` now."""
+        return time.monotonic() - self._registered.get(queue, -REGISTER_EVERY) < REGISTER_EVERY
+
     async def register(self, queues: Sequence[str]) -> None:
         now = time.monotonic()
         todo = [

@@ -179,10 +179,17 @@ async def enqueue(
 ) -> EnqueueReply:
     """``jobs``: (id, state, run_at, idempotency key, body, cm, updated_at, attempts,
     data digest)."""
+    return enqueue_reply(await run(SCRIPTS["enqueue"], keys.names, enqueue_args(clock, jobs)))
+
+
+def enqueue_args(clock: str, jobs: Sequence[Sequence[Any]]) -> list[Any]:
     args: list[Any] = [clock]
     for job in jobs:
         args.extend(job)
-    reply = await run(SCRIPTS["enqueue"], keys.names, args)
+    return args
+
+
+def enqueue_reply(reply: Any) -> EnqueueReply:
     holders = [Stored(*item) if item else None for item in reply[1:]]
     return EnqueueReply(_now(reply), holders)
 
