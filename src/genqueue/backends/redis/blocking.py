@@ -24,7 +24,12 @@ from redis.retry import Retry
 
 import redis
 from genqueue.backends.redis import scripts
-from genqueue.backends.redis.connection import TRANSIENT, lost_while_writing, response_error
+from genqueue.backends.redis.connection import (
+    TRANSIENT,
+    lost_while_writing,
+    pool_options,
+    response_error,
+)
 from genqueue.backends.redis.keys import QueueKeys
 from genqueue.backends.redis.options import RedisOptions
 from genqueue.backends.remote import ServerClock
@@ -45,15 +50,9 @@ class BlockingEnqueue:
             if self._closed:
                 return None  # the backend closed meanwhile: the asynchronous path says so
             if self._client is None:
-                options = self.options
+                # No retries: a failure goes to the retrying (asynchronous) path.
                 pool = redis.BlockingConnectionPool.from_url(
-                    options.url,
-                    max_connections=options.max_connections,
-                    timeout=options.socket_timeout + options.connect_timeout,
-                    socket_timeout=options.socket_timeout,
-                    socket_connect_timeout=options.connect_timeout,
-                    health_check_interval=options.health_check_interval,
-                    retry=Retry(NoBackoff(), 0),  # a failure goes to the retrying path
+                    self.options.url, **pool_options(self.options), retry=Retry(NoBackoff(), 0)
                 )
                 self._client = redis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
             return self._client

@@ -105,16 +105,22 @@ async def _caught(call: Awaitable[T]) -> T | Exception:
         return exc
 
 
+def pool_options(options: RedisOptions) -> dict[str, Any]:
+    """The options of a connection pool to one server (asyncio's here, blocking's in
+    ``blocking``); the URL carries the rest (TLS, password, database)."""
+    return {
+        "max_connections": options.max_connections,
+        "timeout": options.socket_timeout + options.connect_timeout,
+        "socket_timeout": options.socket_timeout,
+        "socket_connect_timeout": options.connect_timeout,
+        "health_check_interval": options.health_check_interval,
+    }
+
+
 def make_client(options: RedisOptions) -> Redis:
+    # Retries are ours (see Connection.call): redis-py would re-send scripts blindly.
     pool = BlockingConnectionPool.from_url(
-        options.url,
-        max_connections=options.max_connections,
-        timeout=options.socket_timeout + options.connect_timeout,
-        socket_timeout=options.socket_timeout,
-        socket_connect_timeout=options.connect_timeout,
-        health_check_interval=options.health_check_interval,
-        # Retries are ours (see Connection.call): redis-py would re-send scripts blindly.
-        retry=Retry(NoBackoff(), 0),
+        options.url, **pool_options(options), retry=Retry(NoBackoff(), 0)
     )
     return Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
 
