@@ -121,6 +121,7 @@ class Worker:
         watchdog = watch_loop(loop, self.settings.loop_block_threshold, self._blocked_loop_report)
         try:
             await self._maintain_once()
+            await self._beat_presence()  # listed as present before it runs any job
             await self._run_side_tasks()
             await self._shutdown()
         except asyncio.CancelledError:
@@ -461,7 +462,6 @@ class Worker:
         self.app.events.emit(EventName.JOB_LEASE_LOST, job_id=job.id, task=job.task, worker=self.id)
 
     async def _presence_loop(self) -> None:
-        await self._beat_presence()
         await self._every(self.settings.heartbeat_every, self._beat_presence)
         with contextlib.suppress(Exception):  # a stale line expires anyway
             await presence.leave(self.app, self.id)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
+
 from genqueue import App, FakeClock, presence
 from genqueue.worker import Worker
 from tests.conftest import FAST, drain
@@ -40,7 +45,17 @@ async def test_workers_beat_leave_and_go_stale(app: App, clock: FakeClock) -> No
     assert await presence.live_workers(app, 30) == []
 
 
-async def test_a_running_worker_is_present_until_it_stops(app: App) -> None:
+async def test_a_running_worker_is_present_until_it_stops(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Present before it runs any job, even when writing its presence is slow."""
+    beat = presence.beat
+
+    async def slow_beat(*args: Any, **kwargs: Any) -> bool:
+        await asyncio.sleep(0.2)
+        return await beat(*args, **kwargs)
+
+    monkeypatch.setattr(presence, "beat", slow_beat)
     seen: list[list[str]] = []
 
     @app.task("look", queue="q")
