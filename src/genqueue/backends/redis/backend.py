@@ -6,7 +6,8 @@ retention follow the Redis server's clock (``TIME`` inside the scripts); ``time(
 returns an estimate of it kept current by every script reply. A ``FakeClock`` given by
 tests stands in for the server clock so they can move time; any other clock is ignored.
 
-Calls that name only a job id find its queue through ``registry``.
+Calls that name only a job id find its queue through ``registry``. Synchronous producers'
+enqueues are sent from their own thread (``enqueue_now``, see ``blocking``).
 
 A worker on many queues fetches only from those with work due (``fanin.DueBoard``, fed by
 the fetch replies, the wake-up messages and periodic sweeps), not from every queue.
