@@ -24,12 +24,7 @@ from redis.retry import Retry
 
 import redis
 from genqueue.backends.redis import scripts
-from genqueue.backends.redis.connection import (
-    TRANSIENT,
-    lost_while_writing,
-    pool_options,
-    response_error,
-)
+from genqueue.backends.redis.connection import pool_options, response_error, waiting_may_cure
 from genqueue.backends.redis.keys import QueueKeys
 from genqueue.backends.redis.options import RedisOptions
 from genqueue.backends.remote import ServerClock
@@ -74,13 +69,11 @@ class BlockingEnqueue:
             except rex.NoScriptError:
                 client.script_load(script.text)
                 reply = client.evalsha(script.sha, len(keys.names), *keys.names, *args)
-        except (rex.ConnectionError, rex.TimeoutError, OSError, *TRANSIENT):
-            return None  # e.g. READONLY: a failover under way
-        except rex.ResponseError as exc:
-            raise response_error("enqueue", exc) from exc
-        except (AttributeError, TypeError) as exc:
-            if lost_while_writing(exc):  # redis-py's leak of a socket closed under a write
+        except Exception as exc:
+            if waiting_may_cure(exc):
                 return None
+            if isinstance(exc, rex.ResponseError):
+                raise response_error("enqueue", exc) from exc
             raise
         self.clock.observe(float(reply[0]), sent, time.monotonic())
         return scripts.enqueue_reply(reply)

@@ -54,7 +54,7 @@ T = TypeVar("T")
 #: class; LOADING is a ConnectionError), and a cluster whose layout is changing: worth
 #: retrying. (MOVED/ASK/TRYAGAIN are followed by the cluster client; these are what
 #: is left when that was not enough.)
-TRANSIENT = (
+_TRANSIENT = (
     rex.ReadOnlyError,
     rex.MasterDownError,
     rex.TryAgainError,
@@ -77,7 +77,7 @@ _WRITE_PATHS = (
 )
 
 
-def lost_while_writing(exc: Exception) -> bool:
+def _lost_while_writing(exc: Exception) -> bool:
     """A connection closed while a command was being written to it, which redis-py
     reports as the transport's own AttributeError or TypeError instead of a
     ConnectionError (redis/redis-py#4287; seen on a cluster whose slots were moving):
@@ -88,6 +88,13 @@ def lost_while_writing(exc: Exception) -> bool:
     while tb.tb_next is not None:
         tb = tb.tb_next  # the frame that raised it
     return tb.tb_frame.f_code.co_filename.endswith(_WRITE_PATHS)
+
+
+def waiting_may_cure(exc: Exception) -> bool:
+    """A failure that a later try may get past: a connection lost or refused, a timeout,
+    a failover or a cluster layout change under way, a socket closed under a write."""
+    transient = (rex.ConnectionError, rex.TimeoutError, OSError, *_TRANSIENT)
+    return isinstance(exc, transient) or _lost_while_writing(exc)
 
 
 #: A pipelined call not sent yet (see ``Connection.evaluate_many``).
@@ -199,10 +206,8 @@ class Connection:
         """``exc`` if waiting may cure it; otherwise raise what the caller should see."""
         if isinstance(exc, rex.AuthenticationError):
             raise BackendError(f"{self.options.where}: {exc}") from exc
-        if isinstance(exc, (rex.ConnectionError, rex.TimeoutError, OSError, *TRANSIENT)):
+        if waiting_may_cure(exc):
             _refuse_untrusted(self.options.url, exc)  # waiting cannot fix a certificate
-            return exc
-        if lost_while_writing(exc):
             return exc
         if isinstance(exc, rex.ResponseError):
             raise response_error(what, exc) from exc

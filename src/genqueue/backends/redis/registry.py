@@ -65,11 +65,9 @@ class QueueRegistry:
         return time.monotonic() - self._registered.get(queue, -REGISTER_EVERY) < REGISTER_EVERY
 
     async def register(self, queues: Sequence[str]) -> None:
-        now = time.monotonic()
-        todo = [
-            q for q in queues if now - self._registered.get(q, -REGISTER_EVERY) >= REGISTER_EVERY
-        ]
+        todo = [q for q in queues if not self.registered_lately(q)]
         if todo:
+            now = time.monotonic()
             conn = self._conn()
             await conn.call("SADD", lambda: conn.redis.sadd(self.keys.queues_key, *todo))
             self._registered.update(dict.fromkeys(todo, now))
