@@ -128,6 +128,7 @@ async def exercise_every_script(app: App, clock: FakeClock) -> None:
     ids = await make_dead(app, 3)
     await app.dlq.delete(ids[0])
     assert await app.dlq.count(DLQFilter(user_id="u1")) == 2
+    assert await app.dlq.count(DLQFilter(user_id="u1", task="t")) == 2  # dlq_scan
     assert (await app.dlq.stats()).total == 2
     assert await backend.upgrade_dlq("dlqtest") == 0  # nothing stored before counters
     clock.advance(8 * 24 * 3600)

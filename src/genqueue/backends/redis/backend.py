@@ -419,13 +419,14 @@ class RedisBackend(SharedStateMixin, Backend):
 
     async def dlq_list(self, filter: DLQFilter, cursor: str | None, limit: int) -> Page[DeadLetter]:
         queues = await self._dlq_queues(filter)
+        load, clock = self.reader.load, self._clock()
         return await listing.dlq_list(
-            self.conn, self.keys, queues, filter, cursor=cursor, limit=limit, load=self.reader.load
+            self.conn, self.keys, queues, filter, cursor=cursor, limit=limit, load=load, clock=clock
         )
 
     async def dlq_count(self, filter: DLQFilter) -> int:
         queues = await self._dlq_queues(filter)
-        return await listing.dlq_count(self.conn, self.keys, queues, filter)
+        return await listing.dlq_count(self.conn, self.keys, queues, filter, self._clock())
 
     async def dlq_stats(self, filter: DLQFilter, top: int = 10) -> DLQStats:
         if not replace(filter, queue=None).is_empty:

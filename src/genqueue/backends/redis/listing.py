@@ -5,10 +5,11 @@ k-way merge: one source per (queue, index), each read newest first in chunks wit
 ZREVRANGEBYLEX, merged on the member tail ``time_key + id``. That tail is a total order
 (time, then id), so a page's cursor is simply the last (time, id) shown, the same cursor
 every backend uses, and each source resumes strictly below it. Filters without an index
-(a job's task or user) are applied to the loaded records. A second DLQ field is matched
-on the small stored entries first (``Entries``), and only the jobs of the page are
-loaded: a filter that keeps one candidate in ten reads ten entries, not ten jobs.
-The whole DLQ, newest first, is the merge of ``dlq:kind``'s range of each error kind.
+(a job's task or user) are applied to the loaded records. A DLQ filter on two or more
+fields reads the index of the most selective one through ``dlq_scan``, which matches the
+other fields on the stored entries inside Redis: only matching members come back, and
+only the jobs of the page are loaded. The whole DLQ, newest first, is the merge of
+``dlq:kind``'s range of each error kind.
 """
 
 from __future__ import annotations
@@ -17,18 +18,53 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+import orjson
+
 from genqueue.backends.base import JobQuery
+from genqueue.backends.redis import scripts
 from genqueue.backends.redis.codec import entry_record
 from genqueue.backends.redis.connection import Connection
-from genqueue.backends.redis.keys import STATES, KeySchema, lex_range, member_id, value_prefix
+from genqueue.backends.redis.keys import (
+    STATES,
+    KeySchema,
+    QueueKeys,
+    lex_range,
+    member_id,
+    value_prefix,
+)
 from genqueue.classify import ErrorKind
 from genqueue.entry import DeadLetter, DLQFilter, Page, decode_cursor, encode_cursor
 from genqueue.job import Job, JobState
 
 #: Loads jobs (with entries) by (queue, id); missing ones are left out.
 Loader = Callable[[Sequence[tuple[str, str]]], Awaitable[dict[str, tuple[Job, DeadLetter | None]]]]
-#: Candidates whose entries are read at once when a second field is filtered on.
-SCAN_BATCH = 500
+#: Index members one ``dlq_scan`` call examines at most: ~4 us each in Redis at 1M
+#: entries (reading the entry costs most), so one call holds Redis ~4 ms at most. A scan
+#: that found too few is called again from where it stopped.
+SCAN_BUDGET = 1000
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Where a source reads through ``dlq_scan``: only members whose entries contain
+    every needle (a filter's other fields) come back."""
+
+    keys: QueueKeys
+    index: str
+    needles: tuple[str, ...]
+    clock: str
+
+    def call(self, source: LexSource, want: int) -> scripts.Call:
+        bounds = (source.high, source.low)
+        return scripts.scan_call(
+            self.keys,
+            self.clock,
+            self.index,
+            bounds=bounds,
+            needles=self.needles,
+            want=want,
+            budget=SCAN_BUDGET,
+        )
 
 
 @dataclass
@@ -42,27 +78,45 @@ class LexSource:
     low: str
     buffer: deque[tuple[str, str]] = field(default_factory=deque)
     exhausted: bool = False
+    scan: Scan | None = None
+
+    def take(self, members: Sequence[bytes], last: bytes | None, exhausted: bool) -> None:
+        self.exhausted = exhausted
+        if last is not None:
+            self.high = "(" + last.decode()
+        cut = len(self.prefix.encode())
+        for raw in members:
+            self.buffer.append((raw[cut:].decode(), member_id(raw)))
 
 
 async def _refill(conn: Connection, sources: Sequence[LexSource], chunk: int) -> None:
-    empty = [s for s in sources if not s.buffer and not s.exhausted]
-    if not empty:
-        return
+    """Fill every source that is empty and not exhausted (a scan may examine its budget
+    and find nothing: it is asked again, from where it stopped)."""
+    while empty := [s for s in sources if not s.buffer and not s.exhausted]:
+        plain = [s for s in empty if s.scan is None]
+        scans = [s for s in empty if s.scan is not None]
+        if plain:
+            await _read_plain(conn, plain, chunk)
+        if scans:
+            await _read_scans(conn, scans, chunk)
 
+
+async def _read_plain(conn: Connection, sources: Sequence[LexSource], chunk: int) -> None:
     async def read() -> list[list[bytes]]:
         pipe = conn.redis.pipeline(transaction=False)
-        for s in empty:
+        for s in sources:
             pipe.zrevrangebylex(s.key, s.high, s.low, 0, chunk)
         return list(await pipe.execute())
 
-    for source, members in zip(empty, await conn.call("ZREVRANGEBYLEX", read), strict=True):
-        if len(members) < chunk:
-            source.exhausted = True
-        if members:
-            source.high = "(" + members[-1].decode()
-        cut = len(source.prefix.encode())
-        for raw in members:
-            source.buffer.append((raw[cut:].decode(), member_id(raw)))
+    for source, members in zip(sources, await conn.call("ZREVRANGEBYLEX", read), strict=True):
+        source.take(members, members[-1] if members else None, len(members) < chunk)
+
+
+async def _read_scans(conn: Connection, sources: Sequence[LexSource], chunk: int) -> None:
+    calls = [s.scan.call(s, chunk) for s in sources if s.scan is not None]
+    for source, raw in zip(sources, await conn.evaluate_many(calls), strict=True):
+        reply = scripts.scan_reply(raw)
+        source.take(reply.members, reply.last, reply.exhausted)
 
 
 async def merged(
@@ -177,23 +231,42 @@ async def oldest_ready(
 
 # -- dead letters ---------------------------------------------------------------------------
 
-_VALUE_FIELDS = (("dlq:fp", "fingerprint"), ("dlq:user", "user_id"), ("dlq:task", "task"))
+_VALUE_FIELDS = (
+    ("dlq:fp", "fingerprint", "f"),
+    ("dlq:user", "user_id", "u"),
+    ("dlq:task", "task", "t"),
+    ("dlq:kind", "error_kind", "k"),
+)
 
 
-def _index_for(filter: DLQFilter) -> tuple[str, list[str], int]:
-    """(index name, member prefixes, number of value filters) for a filter: the prefixes
-    of one value, or of every error kind for the whole DLQ."""
-    values: list[tuple[str, str]] = []
-    for name, attr in _VALUE_FIELDS:
+@dataclass(frozen=True)
+class _Plan:
+    """How a filter is read: an index, its member prefixes (one value's, or every error
+    kind's for the whole DLQ), and the needles of the other fields (see ``dlq_scan``)."""
+
+    index: str
+    prefixes: list[str]
+    needles: tuple[str, ...]
+
+
+def _plan(filter: DLQFilter) -> _Plan:
+    values: list[tuple[str, str, str]] = []
+    for name, attr, short in _VALUE_FIELDS:
         value = getattr(filter, attr)
         if value is not None:
-            values.append((name, value))
-    if filter.error_kind is not None:
-        values.append(("dlq:kind", filter.error_kind.value))
+            values.append((name, value.value if isinstance(value, ErrorKind) else value, short))
     if not values:
-        return "dlq:kind", [value_prefix(kind.value) for kind in ErrorKind], 0
-    name, value = values[0]  # the most selective index first (fingerprint, user, task, kind)
-    return name, [value_prefix(value)], len(values)
+        return _Plan("dlq:kind", [value_prefix(kind.value) for kind in ErrorKind], ())
+    # The most selective index first (fingerprint, user, task, kind); the others are
+    # matched on the entries as they are stored: '"k":"auth"' (orjson, compact), or as
+    # Lua's encoder writes it (dlq_upgrade.lua), which also escapes '/' and DEL. Both
+    # characters can only be inside the value.
+    (name, value, _), *others = values
+    needles: list[str] = []
+    for _, v, short in others:
+        needle = orjson.dumps({short: v}).decode()[1:-1]
+        needles += [needle, needle.replace("/", "\\/").replace("\x7f", "\\u007f")]
+    return _Plan(name, [value_prefix(value)], tuple(needles))
 
 
 def dlq_sources(
@@ -201,13 +274,79 @@ def dlq_sources(
     queues: Sequence[str],
     filter: DLQFilter,
     after: tuple[float, str] | None,
-) -> tuple[list[LexSource], int]:
-    name, prefixes, values = _index_for(filter)
+    clock: str,
+) -> list[LexSource]:
+    plan = _plan(filter)
     sources = []
-    for prefix in prefixes:
+    for prefix in plan.prefixes:
         high, low = lex_range(prefix, filter.since, filter.until, after)
-        sources += [LexSource(q, keys.queue(q)[name], prefix, high, low) for q in queues]
-    return sources, values
+        for q in queues:
+            qkeys = keys.queue(q)
+            scan = Scan(qkeys, plan.index, plan.needles, clock) if plan.needles else None
+            sources.append(LexSource(q, qkeys[plan.index], prefix, high, low, scan=scan))
+    return sources
+
+
+async def dlq_list(
+    conn: Connection,
+    keys: KeySchema,
+    queues: Sequence[str],
+    filter: DLQFilter,
+    *,
+    cursor: str | None,
+    limit: int,
+    load: Loader,
+    clock: str,
+) -> Page[DeadLetter]:
+    sources = dlq_sources(keys, queues, filter, decode_cursor(cursor), clock)
+
+    def keep(_: Job, entry: DeadLetter | None) -> bool:
+        return entry is not None and filter.matches(entry)
+
+    batch = limit + 1
+    found = await _collect(merged(conn, sources, batch), load, keep, batch, batch)
+    entries = [entry for _, entry in found[:limit] if entry is not None]
+    more = len(found) > limit
+    last = entries[-1] if entries else None
+    return Page(entries, encode_cursor(last.failed_at, last.job_id) if more and last else None)
+
+
+async def dlq_count(
+    conn: Connection, keys: KeySchema, queues: Sequence[str], filter: DLQFilter, clock: str
+) -> int:
+    sources = dlq_sources(keys, queues, filter, None, clock)
+    if all(s.scan is None for s in sources):
+        # One index answers exactly: count its range in each queue.
+        async def count() -> list[int]:
+            pipe = conn.redis.pipeline(transaction=False)
+            for s in sources:
+                pipe.zlexcount(s.key, s.low, s.high)
+            return list(await pipe.execute())
+
+        return sum(await conn.call("ZLEXCOUNT", count))
+    total = 0
+    for source in sources:  # the scans match exactly, but for entries they cannot read
+        while not source.exhausted:
+            assert source.scan is not None
+            reply = scripts.scan_reply(await conn.evaluate(*source.scan.call(source, SCAN_BUDGET)))
+            source.take([], reply.last, reply.exhausted)
+            old = [(source.queue, member_id(reply.members[i])) for i in reply.unchecked]
+            total += len(reply.members) - len(old) + await _matching_old(conn, keys, old, filter)
+    return total
+
+
+async def _matching_old(
+    conn: Connection, keys: KeySchema, items: Sequence[tuple[str, str]], filter: DLQFilter
+) -> int:
+    """How many of these entries (stored before version 2) match ``filter``."""
+    if not items:
+        return 0
+    raws = await _entries(conn, keys, items)
+    return sum(
+        1
+        for (queue, job_id), raw in zip(items, raws, strict=True)
+        if raw is not None and filter.matches_record(entry_record(raw, job_id, queue))
+    )
 
 
 async def _entries(
@@ -218,8 +357,6 @@ async def _entries(
     by_queue: dict[str, list[int]] = {}
     for index, (queue, _) in enumerate(items):
         by_queue.setdefault(queue, []).append(index)
-    if not by_queue:
-        return []
 
     async def read() -> list[list[bytes | None]]:
         pipe = conn.redis.pipeline(transaction=False)
@@ -232,79 +369,3 @@ async def _entries(
         for index, raw in zip(indexes, found, strict=True):
             out[index] = raw
     return out
-
-
-async def _matching(
-    conn: Connection,
-    keys: KeySchema,
-    candidates: AsyncIterator[tuple[str, str]],
-    filter: DLQFilter,
-    want: int | None,
-) -> AsyncIterator[tuple[str, str]]:
-    """The candidates whose stored entries match ``filter`` (at most ``want``)."""
-    kept = 0
-    async for batch in _batches(candidates, SCAN_BATCH):
-        for item, raw in zip(batch, await _entries(conn, keys, batch), strict=True):
-            if raw is not None and filter.matches_record(entry_record(raw, item[1], item[0])):
-                yield item
-                kept += 1
-                if want is not None and kept >= want:
-                    return
-
-
-async def _batches(
-    items: AsyncIterator[tuple[str, str]], size: int
-) -> AsyncIterator[list[tuple[str, str]]]:
-    batch: list[tuple[str, str]] = []
-    async for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-async def dlq_list(
-    conn: Connection,
-    keys: KeySchema,
-    queues: Sequence[str],
-    filter: DLQFilter,
-    *,
-    cursor: str | None,
-    limit: int,
-    load: Loader,
-) -> Page[DeadLetter]:
-    sources, values = dlq_sources(keys, queues, filter, decode_cursor(cursor))
-    batch = limit + 1
-    candidates = merged(conn, sources, batch)
-    if values > 1:  # the index answers one field: match the others on the entries
-        candidates = _matching(conn, keys, merged(conn, sources, SCAN_BATCH), filter, batch)
-
-    def keep(_: Job, entry: DeadLetter | None) -> bool:
-        return entry is not None and filter.matches(entry)
-
-    found = await _collect(candidates, load, keep, limit + 1, batch)
-    entries = [entry for _, entry in found[:limit] if entry is not None]
-    more = len(found) > limit
-    last = entries[-1] if entries else None
-    return Page(entries, encode_cursor(last.failed_at, last.job_id) if more and last else None)
-
-
-async def dlq_count(
-    conn: Connection, keys: KeySchema, queues: Sequence[str], filter: DLQFilter
-) -> int:
-    sources, values = dlq_sources(keys, queues, filter, None)
-    if values <= 1:
-        # One index answers exactly: count its range in each queue.
-        async def count() -> list[int]:
-            pipe = conn.redis.pipeline(transaction=False)
-            for s in sources:
-                pipe.zlexcount(s.key, s.low, s.high)
-            return list(await pipe.execute())
-
-        return sum(await conn.call("ZLEXCOUNT", count))
-    total = 0
-    async for _ in _matching(conn, keys, merged(conn, sources, SCAN_BATCH), filter, None):
-        total += 1
-    return total

@@ -64,7 +64,7 @@ SCRIPTS = load_scripts()
 #: The same scripts for Redis Cluster: wake-ups use sharded pub/sub (see wake.py).
 CLUSTER_SCRIPTS = load_scripts("SPUBLISH")
 #: Scripts that never write; no WAIT follows them (see Connection.evaluate).
-READ_ONLY = frozenset({"read_jobs", "state_get", "slot_count", "slot_holders"})
+READ_ONLY = frozenset({"read_jobs", "dlq_scan", "state_get", "slot_count", "slot_holders"})
 #: No WAIT follows these either: read-only, or analytics counts a failover may lose.
 UNWAITED = READ_ONLY | {"tally_add"}
 
@@ -168,6 +168,18 @@ class UpgradeReply(NamedTuple):
 class ReadReply(NamedTuple):
     now: float
     jobs: list[Stored | None]
+
+
+class ScanReply(NamedTuple):
+    now: float
+    #: The last index member examined (None when there was none): where a next call
+    #: goes on.
+    last: bytes | None
+    exhausted: bool
+    #: The members whose entries matched, newest first.
+    members: list[bytes]
+    #: Positions (in ``members``) of entries stored before version 2, not matched.
+    unchecked: list[int]
 
 
 # -- wrappers -------------------------------------------------------------------------------
@@ -363,6 +375,45 @@ def read_reply(reply: Sequence[Any], count: int) -> ReadReply:
         found = Stored(body, hot, prog, patch, entry, stacks) if body is not None else None
         jobs.append(found)
     return ReadReply(_now(reply), jobs)
+
+
+@_wrapper
+async def dlq_scan(
+    run: Evaluator,
+    keys: QueueKeys,
+    clock: str,
+    index: str,
+    *,
+    bounds: tuple[str, str],
+    needles: Sequence[str],
+    want: int,
+    budget: int,
+) -> ScanReply:
+    call = scan_call(keys, clock, index, bounds=bounds, needles=needles, want=want, budget=budget)
+    return scan_reply(await run(*call))
+
+
+def scan_call(
+    keys: QueueKeys,
+    clock: str,
+    index: str,
+    *,
+    bounds: tuple[str, str],
+    needles: Sequence[str],
+    want: int,
+    budget: int,
+) -> Call:
+    """``dlq_scan``'s call: the members of ``index`` within ``bounds`` (high, low) whose
+    entries contain every needle, at most ``want`` of them, ``budget`` members examined
+    at most."""
+    position = keys.names.index(keys[index]) + 1
+    return SCRIPTS["dlq_scan"], keys.names, [clock, position, *bounds, want, budget, *needles]
+
+
+def scan_reply(reply: Sequence[Any]) -> ScanReply:
+    last = reply[1] or None
+    unchecked = [int(i) - 1 for i in _text(reply[3]).split(",") if i]
+    return ScanReply(_now(reply), last, _text(reply[2]) == "1", list(reply[4:]), unchecked)
 
 
 @_wrapper

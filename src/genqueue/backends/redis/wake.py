@@ -195,7 +195,7 @@ class WakeUps(_Hearing):
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
@@ -295,7 +295,7 @@ class ShardedWakeUps(_Hearing):
                     return  # the node no longer holds this slot (failover, resharding)
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             with contextlib.suppress(Exception):
                 await client.aclose()
 
