@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import hashlib
 import re
 import socket
@@ -156,10 +157,23 @@ def normalise_message(message: str) -> str:
 
 def fingerprint(error_type: str, message: str) -> str:
     """A short stable hash of the error type and normalised message."""
+    if len(message) > _CACHED_MESSAGE_MAX:
+        return _fingerprint(error_type, message)
+    return _cached_fingerprint(error_type, message)
+
+
+def _fingerprint(error_type: str, message: str) -> str:
     digest = hashlib.sha1(
         f"{error_type}\n{normalise_message(message)}".encode(), usedforsecurity=False
     )
     return digest.hexdigest()[:16]
+
+
+# Every stored error shows its fingerprint (to_dict), and the same few failures repeat
+# across thousands of dead jobs: an export or a page would otherwise run the five
+# normalising regexes and a SHA-1 for every attempt. Long messages are not kept.
+_CACHED_MESSAGE_MAX = 1000
+_cached_fingerprint = functools.lru_cache(maxsize=4096)(_fingerprint)
 
 
 # -- the classifier ---------------------------------------------------------------------

@@ -176,6 +176,19 @@ def test_fingerprint_groups_equal_failures() -> None:
     assert a == b != c
 
 
+def test_fingerprints_of_long_messages_group_the_same_way() -> None:
+    """Short messages' fingerprints are cached and long ones are not: both group alike,
+    and a message's fingerprint is the same however often it is asked for."""
+    tail = " retry" * 300  # past the cached length (both cut at 500 characters alike)
+    a = fingerprint("HTTPError", "job 3f2a9c1e4b5d6f708192a3b4c5d6e7f8 failed after 31 s" + tail)
+    b = fingerprint("HTTPError", "job 00000000000000000000000000000000 failed after 52 s" + tail)
+    short = fingerprint("HTTPError", "job 00000000000000000000000000000000 failed after 5 s")
+    assert a == b != short
+    assert [fingerprint("HTTPError", "x 1") for _ in range(3)] == [
+        fingerprint("HTTPError", "x 2")
+    ] * 3
+
+
 def test_secrets_are_redacted_from_messages_and_stacks() -> None:
     from genqueue.redact import Redactor
 
