@@ -34,6 +34,7 @@ async def make_dead(
     data: Any = None,
     step: float = 1.0,
     offset: float = 0.0,
+    queue: str = "dlqtest",
 ) -> list[str]:
     """Create ``count`` dead jobs through the backend primitives (fast, any backend)."""
     backend = app.backend
@@ -47,12 +48,12 @@ async def make_dead(
                 task=task,
                 data=data if data is not None else {"i": start + i},
                 user_id=user_id,
-                queue="dlqtest",
+                queue=queue,
             )
             for i in range(n)
         ]
         jobs = await app.queue.enqueue_many(requests)
-        claimed = await backend.fetch(["dlqtest"], "ghost", n, 30)
+        claimed = await backend.fetch([queue], "ghost", n, 30)
         assert len(claimed) == n
         moves = []
         for i, job in enumerate(claimed):

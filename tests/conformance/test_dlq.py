@@ -371,6 +371,32 @@ async def test_groups_with_every_filter(app: App) -> None:
     assert shape(await app.dlq.groups(top=1)) == [(60, "validation", "long", ["z"])]
 
 
+async def test_two_field_filters_page_across_queues_newest_first(app: App) -> None:
+    """Entries of three queues that match two fields come back as one list, newest first
+    (ties by id), page after page, and counted; on Redis each queue's index is scanned on
+    its own (dlq_scan, every queue in its own Cluster slot) and the scans are merged."""
+    wanted = DLQFilter(user_id="ann", task="t")
+    matching: list[str] = []
+    for i, queue in enumerate(("q1", "q2", "q3")):
+        kw = {"queue": queue, "step": 2.0}
+        matching += await make_dead(app, 4, user_id="ann", task="t", offset=i * 0.5, **kw)
+        await make_dead(app, 6, user_id="ann", task="u", offset=i * 0.5 + 0.1, **kw)
+        await make_dead(app, 3, user_id="bob", task="t", offset=i * 0.5 + 0.2, **kw)
+    times = {job_id: (await app.dlq.get(job_id)).failed_at for job_id in matching}
+    expected = sorted(matching, key=lambda job_id: (times[job_id], job_id), reverse=True)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await app.dlq.list(wanted, cursor=cursor, limit=5)
+        seen += [e.job_id for e in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == expected
+    assert await app.dlq.count(wanted) == 12
+    assert await app.dlq.count(DLQFilter(user_id="ann", task="t", queue="q2")) == 4
+
+
 async def test_seven_day_retention_is_enforced(app: App, clock: FakeClock, flaky) -> None:  # type: ignore[no-untyped-def]
     job_id = await kill(app, clock)
     clock.advance(7 * DAY - 1)
