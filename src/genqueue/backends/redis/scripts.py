@@ -378,18 +378,8 @@ def read_reply(reply: Sequence[Any], count: int) -> ReadReply:
 
 
 @_wrapper
-async def dlq_scan(
-    run: Evaluator,
-    keys: QueueKeys,
-    clock: str,
-    index: str,
-    *,
-    bounds: tuple[str, str],
-    needles: Sequence[str],
-    want: int,
-    budget: int,
-) -> ScanReply:
-    call = scan_call(keys, clock, index, bounds=bounds, needles=needles, want=want, budget=budget)
+async def dlq_scan(run: Evaluator, call: Call) -> ScanReply:
+    """Run a ``scan_call`` (listings send several at once with ``evaluate_many``)."""
     return scan_reply(await run(*call))
 
 
