@@ -35,6 +35,7 @@ async def make_dead(
     step: float = 1.0,
     offset: float = 0.0,
     queue: str = "dlqtest",
+    stack: str = "Traceback...",
 ) -> list[str]:
     """Create ``count`` dead jobs through the backend primitives (fast, any backend)."""
     backend = app.backend
@@ -63,7 +64,7 @@ async def make_dead(
                 retryable=False,
                 message=message,
                 type="RuntimeError",
-                stack="Traceback...",
+                stack=stack,
             )
             attempt = Attempt(job.attempts, now, now, "ghost", AttemptOutcome.DEAD, error=error)
             dead = replace(

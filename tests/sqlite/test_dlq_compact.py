@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from genqueue import App, DLQFilter, ErrorKind, FakeClock
-from genqueue.backends.base import Backend, day_of
+from genqueue.backends.base import Backend, JobQuery, day_of
 from genqueue.backends.sqlite import queries as q
 from genqueue.backends.sqlite.rows import (
     ENTRY_COLUMNS,
@@ -42,6 +42,24 @@ async def test_dead_rows_are_compact_and_complete(tmp_path: Path) -> None:
         assert db.execute("SELECT count(*) FROM dlq_stacks").fetchone()[0] == 0
         assert db.execute("SELECT count(*) FROM dlq_counts").fetchone()[0] == 0
         db.close()
+
+
+async def test_a_page_of_dead_jobs_gets_each_its_own_stacks(tmp_path: Path) -> None:
+    """The stacks of a page's dead jobs are looked up once per page and shared: each job
+    still gets its own."""
+    app = App(f"sqlite:///{tmp_path / 'dlq.db'}", clock=FakeClock())
+    async with app:
+        first = await make_dead(app, 3, stack="Traceback (first)")
+        second = await make_dead(app, 3, stack="Traceback (second)", offset=10)
+        third = await make_dead(app, 2, stack="Traceback (first)", offset=20)
+        page = await app.dlq.list(limit=100)
+        stacks = {e.job_id: e.job.last_error.stack for e in page.items if e.job.last_error}
+        assert stacks == {
+            **dict.fromkeys([*first, *third], "Traceback (first)"),
+            **dict.fromkeys(second, "Traceback (second)"),
+        }
+        jobs = (await app.backend.list_jobs(JobQuery(states={JobState.DEAD}))).items
+        assert {j.id: j.history[-1].error.stack for j in jobs if j.history[-1].error} == stacks
 
 
 def _old_dead(i: int, user: str | None, kind: ErrorKind, cost: dict[str, float]) -> DeadLetter:

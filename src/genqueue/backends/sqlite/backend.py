@@ -243,7 +243,8 @@ class SQLiteBackend(Backend):
 
         def read(conn: sqlite3.Connection) -> tuple[list[Any], list[Job]]:
             rows = conn.execute(sql, params).fetchall()
-            return rows, [row_to_job(r, stacks_of(conn)) for r in rows[: query.limit]]
+            stacks = stacks_of(conn)
+            return rows, [row_to_job(r, stacks) for r in rows[: query.limit]]
 
         rows, jobs = await self._read(read)
         more = len(rows) > query.limit
@@ -379,7 +380,8 @@ class SQLiteBackend(Backend):
 
         def read(conn: sqlite3.Connection) -> tuple[int, list[DeadLetter]]:
             rows = conn.execute(sql, (*params, limit + 1)).fetchall()
-            return len(rows), [row_to_entry(r, stacks_of(conn)) for r in rows[:limit]]
+            stacks = stacks_of(conn)
+            return len(rows), [row_to_entry(r, stacks) for r in rows[:limit]]
 
         found, entries = await self._read(read)
         more = found > limit

@@ -230,11 +230,16 @@ def row_to_entry(row: sqlite3.Row | tuple[Any, ...], stacks: Stacks | None = Non
 
 
 def stacks_of(conn: sqlite3.Connection) -> Stacks:
-    """Looks up dead jobs' stacks by key through ``conn`` (in the backend's thread)."""
+    """Looks up dead jobs' stacks by key through ``conn`` (in the backend's thread). Make
+    one per read: it remembers what it found, and the jobs of a page share a few stacks."""
+    found: dict[str, str] = {}
 
     def lookup(keys: set[str]) -> dict[str, str]:
-        marks = ", ".join("?" for _ in keys)
-        sql = f"SELECT key, stack FROM dlq_stacks WHERE key IN ({marks})"
-        return dict(conn.execute(sql, sorted(keys)).fetchall())
+        missing = sorted(keys - found.keys())
+        if missing:
+            marks = ", ".join("?" for _ in missing)
+            sql = f"SELECT key, stack FROM dlq_stacks WHERE key IN ({marks})"
+            found.update(conn.execute(sql, missing).fetchall())
+        return {key: found[key] for key in keys if key in found}
 
     return lookup
