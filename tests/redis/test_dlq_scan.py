@@ -7,6 +7,7 @@ import pytest
 
 from genqueue import App, DLQFilter, ErrorKind, FakeClock
 from genqueue.backends.redis import codec, listing
+from genqueue.backends.redis.keys import QUEUE_KEYS, value_prefix
 from tests.conformance.helpers import make_dead
 from tests.redis.test_dlq_compact import _old_move_args
 from tests.redis_server import redis_url_for_test
@@ -71,3 +72,43 @@ async def test_entries_rewritten_by_lua_match_values_it_escapes(
         await app.dlq.stats()  # rewrites the old entries as version 2, in Lua
         assert await app.dlq.count(wanted) == 5
         assert sorted(await _all_pages(app, wanted, limit=2)) == sorted([*old, *new])
+
+
+def test_the_rarest_value_picks_the_index() -> None:
+    """With exact counters, the index of the filter's rarest value is read and the others
+    are matched; a value no entry has reads nothing. Without them, the usual order."""
+    wanted = DLQFilter(user_id="ann", task="t", error_kind="auth")
+    plan = listing._plan(wanted, {"u:ann": 500, "t:t": 7, "k:auth": 90})
+    assert (plan.index, plan.prefixes) == ("dlq:task", [value_prefix("t")])
+    assert plan.needles[::2] == ('"k":"auth"', '"u":"ann"')  # the rarer tested first
+    assert listing._plan(wanted, None).index == "dlq:user"
+    assert listing._plan(wanted, {"u:ann": 5, "t:t": 0, "k:auth": 9}).prefixes == []
+
+
+async def test_counters_of_every_queue_choose_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counters are summed over the queues (one without dead letters counts for
+    nothing), and a value none of them has finds nothing without a scan."""
+    app = App(redis_url_for_test(), clock=FakeClock())
+    async with app:
+        await make_dead(app, 30, user_id="ann", task="busy", queue="q1")
+        rare = await make_dead(app, 2, user_id="ann", task="rare", queue="q2", offset=5)
+        await make_dead(app, 3, user_id="bob", task="rare", queue="q2", offset=9)
+        backend = app.backend
+        queues = ["q1", "q2", "empty"]
+        wanted = DLQFilter(user_id="ann", task="rare")
+        counts = await listing._counts(backend.conn, backend.keys, queues, wanted)
+        assert counts == {"u:ann": 32, "t:rare": 5}
+        scanned: list[str] = []  # the index each scan call read
+        original = backend.conn.evaluate_many
+
+        async def spy(calls: list, **kw: object) -> list:  # type: ignore[type-arg]
+            scanned.extend(QUEUE_KEYS[int(args[1]) - 1] for _, _, args in calls)
+            return await original(calls, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(backend.conn, "evaluate_many", spy)
+        page = await app.dlq.list(wanted)
+        assert sorted(e.job_id for e in page.items) == sorted(rare)
+        assert set(scanned) == {"dlq:task"}  # 5 entries of the task, not the user's 32
+        scanned.clear()
+        assert (await app.dlq.list(DLQFilter(user_id="ann", task="none"))).items == []
+        assert scanned == []

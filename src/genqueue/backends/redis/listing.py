@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -231,42 +232,85 @@ async def oldest_ready(
 
 # -- dead letters ---------------------------------------------------------------------------
 
+#: (index, filter attribute, entry field, counter prefix) of each indexed DLQ field, in
+#: the order of their usual selectivity (fingerprint, user, task, kind).
 _VALUE_FIELDS = (
-    ("dlq:fp", "fingerprint", "f"),
-    ("dlq:user", "user_id", "u"),
-    ("dlq:task", "task", "t"),
-    ("dlq:kind", "error_kind", "k"),
+    ("dlq:fp", "fingerprint", "f", "f:"),
+    ("dlq:user", "user_id", "u", "u:"),
+    ("dlq:task", "task", "t", "t:"),
+    ("dlq:kind", "error_kind", "k", "k:"),
 )
 
 
 @dataclass(frozen=True)
 class _Plan:
     """How a filter is read: an index, its member prefixes (one value's, or every error
-    kind's for the whole DLQ), and the needles of the other fields (see ``dlq_scan``)."""
+    kind's for the whole DLQ; none when the counters say nothing matches), and the
+    needles of the other fields (see ``dlq_scan``)."""
 
     index: str
     prefixes: list[str]
     needles: tuple[str, ...]
 
 
-def _plan(filter: DLQFilter) -> _Plan:
-    values: list[tuple[str, str, str]] = []
-    for name, attr, short in _VALUE_FIELDS:
+def _values(filter: DLQFilter) -> list[tuple[str, str, str, str]]:
+    """(index, value, entry field, counter name) of each indexed field the filter sets."""
+    out = []
+    for name, attr, short, counter in _VALUE_FIELDS:
         value = getattr(filter, attr)
         if value is not None:
-            values.append((name, value.value if isinstance(value, ErrorKind) else value, short))
+            text = value.value if isinstance(value, ErrorKind) else value
+            out.append((name, text, short, counter + text))
+    return out
+
+
+def _plan(filter: DLQFilter, counts: dict[str, int] | None = None) -> _Plan:
+    values = _values(filter)
     if not values:
         return _Plan("dlq:kind", [value_prefix(kind.value) for kind in ErrorKind], ())
-    # The most selective index first (fingerprint, user, task, kind); the others are
-    # matched on the entries as they are stored: '"k":"auth"' (orjson, compact), or as
-    # Lua's encoder writes it (dlq_upgrade.lua), which also escapes '/' and DEL. Both
-    # characters can only be inside the value.
-    (name, value, _), *others = values
+    if counts is not None:
+        # Exact counters: the index of the rarest value is read (a rare task beats a
+        # busy user), and a value no entry has means nothing matches.
+        if any(counts[v[3]] == 0 for v in values):
+            return _Plan(values[0][0], [], ())
+        values.sort(key=lambda v: counts[v[3]])
+    # The others are matched on the entries as they are stored: '"k":"auth"' (orjson,
+    # compact), or as Lua's encoder writes it (dlq_upgrade.lua), which also escapes '/'
+    # and DEL. Both characters can only be inside the value.
+    (name, value, _, _), *others = values
     needles: list[str] = []
-    for _, v, short in others:
+    for _, v, short, _ in others:
         needle = orjson.dumps({short: v}).decode()[1:-1]
         needles += [needle, needle.replace("/", "\\/").replace("\x7f", "\\u007f")]
     return _Plan(name, [value_prefix(value)], tuple(needles))
+
+
+async def _counts(
+    conn: Connection, keys: KeySchema, queues: Sequence[str], filter: DLQFilter
+) -> dict[str, int] | None:
+    """The counters of a filter on two or more fields, summed over the queues; None when
+    there is one field or less, or when some queue's counters are not exact yet."""
+    names = [v[3] for v in _values(filter)]
+    if len(names) < 2:
+        return None
+
+    async def read() -> list[Any]:
+        pipe = conn.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.hlen(keys.queue(queue)["dlq"])
+            pipe.hmget(keys.queue(queue)["dlq:counts"], ["exact", *names])
+        return list(await pipe.execute())
+
+    replies = await conn.call("HMGET", read)
+    totals = dict.fromkeys(names, 0)
+    for size, (exact, *found) in zip(replies[::2], replies[1::2], strict=True):
+        if not size:
+            continue  # no entries: nothing to count
+        if exact is None:
+            return None
+        for name, raw in zip(names, found, strict=True):
+            totals[name] += int(raw or 0)
+    return totals
 
 
 def dlq_sources(
@@ -274,9 +318,11 @@ def dlq_sources(
     queues: Sequence[str],
     filter: DLQFilter,
     after: tuple[float, str] | None,
+    *,
     clock: str,
+    counts: dict[str, int] | None = None,
 ) -> list[LexSource]:
-    plan = _plan(filter)
+    plan = _plan(filter, counts)
     sources = []
     for prefix in plan.prefixes:
         high, low = lex_range(prefix, filter.since, filter.until, after)
@@ -298,7 +344,8 @@ async def dlq_list(
     load: Loader,
     clock: str,
 ) -> Page[DeadLetter]:
-    sources = dlq_sources(keys, queues, filter, decode_cursor(cursor), clock)
+    counts = await _counts(conn, keys, queues, filter)
+    sources = dlq_sources(keys, queues, filter, decode_cursor(cursor), clock=clock, counts=counts)
 
     def keep(_: Job, entry: DeadLetter | None) -> bool:
         return entry is not None and filter.matches(entry)
@@ -314,7 +361,8 @@ async def dlq_list(
 async def dlq_count(
     conn: Connection, keys: KeySchema, queues: Sequence[str], filter: DLQFilter, clock: str
 ) -> int:
-    sources = dlq_sources(keys, queues, filter, None, clock)
+    counts = await _counts(conn, keys, queues, filter)
+    sources = dlq_sources(keys, queues, filter, None, clock=clock, counts=counts)
     if all(s.scan is None for s in sources):
         # One index answers exactly: count its range in each queue.
         async def count() -> list[int]:
