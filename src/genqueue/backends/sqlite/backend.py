@@ -32,6 +32,7 @@ from genqueue.backends.base import (
 )
 from genqueue.backends.sqlite import integrity, state
 from genqueue.backends.sqlite import queries as q
+from genqueue.backends.sqlite.counted import rarest_column
 from genqueue.backends.sqlite.grouped import GroupedWrites
 from genqueue.backends.sqlite.rows import (
     job_values,
@@ -375,10 +376,11 @@ class SQLiteBackend(Backend):
         return await self._read(read)
 
     async def dlq_list(self, filter: DLQFilter, cursor: str | None, limit: int) -> Page[DeadLetter]:
-        where, params = q.dlq_where(filter, decode_cursor(cursor))
-        sql = q.LIST_ENTRIES.format(where=where)
-
         def read(conn: sqlite3.Connection) -> tuple[int, list[DeadLetter]]:
+            where, params = _dlq_where(conn, filter, decode_cursor(cursor))
+            if where is None:
+                return 0, []
+            sql = q.LIST_ENTRIES.format(where=where)
             rows = conn.execute(sql, (*params, limit + 1)).fetchall()
             stacks = stacks_of(conn)
             return len(rows), [row_to_entry(r, stacks) for r in rows[:limit]]
@@ -389,9 +391,13 @@ class SQLiteBackend(Backend):
         return Page(entries, encode_cursor(last.failed_at, last.job_id) if more and last else None)
 
     async def dlq_count(self, filter: DLQFilter) -> int:
-        where, params = q.dlq_where(filter, None)
-        sql = q.COUNT_ENTRIES.format(where=where)
-        return int(await self._read(lambda conn: conn.execute(sql, params).fetchone()[0]))
+        def count(conn: sqlite3.Connection) -> int:
+            where, params = _dlq_where(conn, filter, None)
+            if where is None:
+                return 0
+            return int(conn.execute(q.COUNT_ENTRIES.format(where=where), params).fetchone()[0])
+
+        return await self._read(count)
 
     async def dlq_delete(self, job_ids: Sequence[str]) -> list[str]:
         def delete(conn: sqlite3.Connection) -> list[str]:
@@ -476,3 +482,14 @@ class SQLiteBackend(Backend):
         return await self._read(
             lambda conn: q.dlq_search(conn, filter, text, cursor, limit=limit, scan=scan)
         )
+
+
+def _dlq_where(
+    conn: sqlite3.Connection, filter: DLQFilter, after: tuple[float, str] | None
+) -> tuple[str | None, list[Any]]:
+    """``queries.dlq_where`` with the index of the filter's rarest value (None: nothing
+    matches)."""
+    column = rarest_column(conn, filter)
+    if column is None:
+        return None, []
+    return q.dlq_where(filter, after, **({"indexable": (column,)} if column else {}))
