@@ -492,4 +492,6 @@ def _dlq_where(
     column = rarest_column(conn, filter)
     if column is None:
         return None, []
-    return q.dlq_where(filter, after, **({"indexable": (column,)} if column else {}))
+    if not column:  # fewer than two fields: the usual order
+        return q.dlq_where(filter, after)
+    return q.dlq_where(filter, after, indexable=(column,))

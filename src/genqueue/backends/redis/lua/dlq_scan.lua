@@ -8,8 +8,8 @@
 --       members to examine at most (bounds the script's time), then the needles, two per
 --       field: exact substrings of a version 2 entry ('"k":"auth"', a key and its whole
 --       JSON value, so that it cannot match inside another value) as the client encodes
---       it, then as Lua's encoder does (it escapes '/': dlq_upgrade.lua writes entries
---       too); a field matches when either is found.
+--       it, then as Lua's encoder does (it escapes '/' and DEL: dlq_upgrade.lua writes
+--       entries too); a field matches when either is found.
 -- Returns: {now, last member examined ('' for none), '1' when the range is exhausted
 --       (else ''), the positions among the members returned of entries stored before
 --       version 2 (comma-separated, '' for none), matching members...}. An entry stored
