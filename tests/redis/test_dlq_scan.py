@@ -30,9 +30,9 @@ async def test_sparse_matches_are_found_past_each_scans_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A scan examines a few members per call (the budget, 3 here): one that finds no match
-    in its budget is called again from where it stopped, so rare matches deep in a user's
-    entries still come back, newest first, across pages, and a user whose id starts like
-    another's is not taken for it."""
+    in its budget is called again from where it stopped, so rare matches deep in the
+    index (the task's: 12 entries, fewer than the user's 27) still come back, newest
+    first, across pages, and a user whose id starts like another's is not taken for it."""
     monkeypatch.setattr(listing, "SCAN_BUDGET", 3)
     app = App(redis_url_for_test(), clock=FakeClock())
     async with app:
