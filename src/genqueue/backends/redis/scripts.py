@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 
-from genqueue.backends.redis.keys import QueueKeys
+from genqueue.backends.redis.keys import QUEUE_KEYS, QueueKeys
 
 PACKAGE = "genqueue.backends.redis"
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
@@ -396,7 +396,7 @@ def scan_call(
     """``dlq_scan``'s call: the members of ``index`` within ``bounds`` (high, low) whose
     entries contain every needle, at most ``want`` of them, ``budget`` members examined
     at most."""
-    position = keys.names.index(keys[index]) + 1
+    position = QUEUE_KEYS.index(index) + 1  # KEYS are the queue's keys in this order
     return SCRIPTS["dlq_scan"], keys.names, [clock, position, *bounds, want, budget, *needles]
 
 
