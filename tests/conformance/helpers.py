@@ -36,8 +36,11 @@ async def make_dead(
     offset: float = 0.0,
     queue: str = "dlqtest",
     stack: str = "Traceback...",
+    retention: float | None = None,
 ) -> list[str]:
-    """Create ``count`` dead jobs through the backend primitives (fast, any backend)."""
+    """Create ``count`` dead jobs through the backend primitives (fast, any backend);
+    ``retention``: the dead-letter retention they are stored with (default the app's)."""
+    keep = app.retention.dead_letters if retention is None else retention
     backend = app.backend
     if task not in app.tasks:
         app.task(task, queue="dlqtest")(_never_runs)
@@ -77,7 +80,7 @@ async def make_dead(
                 lease_expires_at=None,
             )
             entry = DeadLetter(
-                dead, "test failure", kind, now, error.fingerprint, now + app.retention.dead_letters
+                dead, "test failure", kind, now, error.fingerprint, now + keep
             )
             moves.append(Move(dead, JobState.ACTIVE, job.attempts, entry))
         assert all(await backend.move(moves))

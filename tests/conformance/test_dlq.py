@@ -418,6 +418,26 @@ async def test_expire_runs_from_the_api_too(app: App, clock: FakeClock) -> None:
     assert await app.dlq.expire() == 3
 
 
+async def test_entries_of_every_kind_expire_when_due_and_not_before(
+    app: App, clock: FakeClock
+) -> None:
+    server = await make_dead(app, 5, kind=ErrorKind.SERVER, step=10)
+    auth = await make_dead(app, 5, kind=ErrorKind.AUTH, step=10, offset=5)
+    timeout = await make_dead(app, 3, kind=ErrorKind.TIMEOUT, step=10, offset=2, queue="q2")
+    clock.advance(7 * DAY + 26)  # due: failed at +0, +10, +20 / +5, +15, +25 / all three
+    due = set(server[:3] + auth[:3] + timeout)
+    taken: list[str] = []
+    while batch := await app.backend.dlq_expire(2):
+        assert len(batch) <= 2
+        taken += batch
+    assert len(taken) == len(set(taken)) and set(taken) == due
+    left = await app.dlq.list(limit=100)
+    assert {e.job_id for e in left.items} == set(server[3:] + auth[3:])
+    clock.advance(20)
+    assert await app.dlq.expire() == 4
+    assert await app.dlq.count() == 0
+
+
 async def test_ten_thousand_entries(app: App) -> None:
     ids = await make_dead(app, 10_050, step=0.01)
     assert await app.dlq.count() == 10_050

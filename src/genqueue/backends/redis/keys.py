@@ -33,7 +33,9 @@ Per queue (``T`` is the tag)::
     T:dlq:kind|user|task|fp  ZSET (lex) value_prefix(value) + time_key(failed_at) + id;
                       ``dlq:kind`` is also the time index (every entry has a kind): the
                       whole DLQ newest first is a merge of its kinds' ranges
-    T:dlq:expires ZSET id -> expires_at
+    T:dlq:expires ZSET id -> expires_at, no longer written: expiry walks each kind's
+                      range of ``dlq:kind`` oldest first (see lua/dlq_expire.lua); entries
+                      stored before are taken out of it when dropped
     T:dlq:cost  HASH  unit -> cost lost in the queue's entries (for stats)
     T:dlq:counts HASH counters kept with every entry added or dropped (for stats): ``n``
                       entries, ``k:<kind>``, ``t:<task>``, ``u:<user>`` (``u`` without

@@ -5,7 +5,7 @@
 -- (keys.QUEUE_KEYS):
 --   1 body  2 hot  3 prog  4 patch  5 ready  6 delayed  7 leases  8 finished  9 idem
 --   10 seq  11 dlq  12 dlq:all  13 dlq:user  14 dlq:kind  15 dlq:task  16 dlq:fp
---   17 dlq:expires  18 dlq:cost  19-25 jobs:<state> (queued scheduled active retrying
+--   17 dlq:expires (no longer written)  18 dlq:cost  19-25 jobs:<state> (queued scheduled active retrying
 --   completed dead cancelled)  26 dlq:fptask  27 dlq:counts  28 dlq:stacks
 -- ARGV[1] is always the clock: '' for Redis TIME, or epoch seconds (a test FakeClock).
 -- Every reply starts with the time the script used, so the client can track the offset
@@ -115,8 +115,9 @@ local function flush(ops)
   end
   ops.counts = {}
   if ops.dropped and redis.call('HLEN', K_DLQ) == 0 then
-    -- No entries left: drop the float drift of the cost sums, and count afresh.
-    redis.call('DEL', K_DLQ_COST, K_DLQ_COUNTS, K_DLQ_STACKS)
+    -- No entries left: drop the float drift of the cost sums, count afresh, and let go
+    -- of dlq:expires members older releases left behind.
+    redis.call('DEL', K_DLQ_COST, K_DLQ_COUNTS, K_DLQ_STACKS, K_DLQ_EXPIRES)
   end
   ops.dropped = false
   if ops.wake then
@@ -164,7 +165,6 @@ local function add_entry(ops, id, raw, stacks)
   for i = 1, #K_DLQ_VALUES do
     if m[i + 1] and m[i + 1] ~= '' then op(ops.add, 'ZADD', K_DLQ_VALUES[i], 0, m[i + 1]) end
   end
-  op(ops.add, 'ZADD', K_DLQ_EXPIRES, e.x, id)
   for _, c in ipairs(e.c) do redis.call('HINCRBYFLOAT', K_DLQ_COST, c[1], c[2]) end
   if e.v == 2 then
     if redis.call('HLEN', K_DLQ) == 0 then
@@ -188,7 +188,7 @@ local function drop_entry(ops, id, raw)
   for i = 1, #K_DLQ_VALUES do
     if m[i + 1] and m[i + 1] ~= '' then op(ops.rem, 'ZREM', K_DLQ_VALUES[i], m[i + 1]) end
   end
-  op(ops.rem, 'ZREM', K_DLQ_EXPIRES, id)
+  op(ops.rem, 'ZREM', K_DLQ_EXPIRES, id) -- entries stored before dlq_expire.lua used dlq:kind
   op(ops.rem, 'HDEL', K_DLQ, id)
   for _, c in ipairs(e.c) do redis.call('HINCRBYFLOAT', K_DLQ_COST, c[1], c[3]) end
   if e.v == 2 then
