@@ -79,9 +79,7 @@ async def make_dead(
                 lease_owner=None,
                 lease_expires_at=None,
             )
-            entry = DeadLetter(
-                dead, "test failure", kind, now, error.fingerprint, now + keep
-            )
+            entry = DeadLetter(dead, "test failure", kind, now, error.fingerprint, now + keep)
             moves.append(Move(dead, JobState.ACTIVE, job.attempts, entry))
         assert all(await backend.move(moves))
         ids += [j.id for j in jobs]
