@@ -32,7 +32,6 @@ from genqueue.backends.base import (
 )
 from genqueue.backends.sqlite import integrity, state
 from genqueue.backends.sqlite import queries as q
-from genqueue.backends.sqlite.counted import rarest_column
 from genqueue.backends.sqlite.grouped import GroupedWrites
 from genqueue.backends.sqlite.rows import (
     job_values,
@@ -377,9 +376,7 @@ class SQLiteBackend(Backend):
 
     async def dlq_list(self, filter: DLQFilter, cursor: str | None, limit: int) -> Page[DeadLetter]:
         def read(conn: sqlite3.Connection) -> tuple[int, list[DeadLetter]]:
-            where, params = _dlq_where(conn, filter, decode_cursor(cursor))
-            if where is None:
-                return 0, []
+            where, params = q.planned_where(conn, filter, decode_cursor(cursor))
             sql = q.LIST_ENTRIES.format(where=where)
             rows = conn.execute(sql, (*params, limit + 1)).fetchall()
             stacks = stacks_of(conn)
@@ -392,9 +389,7 @@ class SQLiteBackend(Backend):
 
     async def dlq_count(self, filter: DLQFilter) -> int:
         def count(conn: sqlite3.Connection) -> int:
-            where, params = _dlq_where(conn, filter, None)
-            if where is None:
-                return 0
+            where, params = q.planned_where(conn, filter, None)
             return int(conn.execute(q.COUNT_ENTRIES.format(where=where), params).fetchone()[0])
 
         return await self._read(count)
@@ -482,16 +477,3 @@ class SQLiteBackend(Backend):
         return await self._read(
             lambda conn: q.dlq_search(conn, filter, text, cursor, limit=limit, scan=scan)
         )
-
-
-def _dlq_where(
-    conn: sqlite3.Connection, filter: DLQFilter, after: tuple[float, str] | None
-) -> tuple[str | None, list[Any]]:
-    """``queries.dlq_where`` with the index of the filter's rarest value (None: nothing
-    matches)."""
-    column = rarest_column(conn, filter)
-    if column is None:
-        return None, []
-    if not column:  # fewer than two fields: the usual order
-        return q.dlq_where(filter, after)
-    return q.dlq_where(filter, after, indexable=(column,))

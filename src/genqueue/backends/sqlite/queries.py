@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from genqueue.backends.base import JobQuery, check_same_data, gone_at_finish
-from genqueue.backends.sqlite.counted import counted_stats
+from genqueue.backends.sqlite.counted import counted_stats, rarest_column
 from genqueue.backends.sqlite.rows import (
     ENTRY_COLUMNS,
     INSERT_JOB,
@@ -290,6 +290,20 @@ def dlq_where(
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
+def planned_where(
+    conn: sqlite3.Connection, filter: DLQFilter, after: tuple[float, str] | None
+) -> tuple[str, list[Any]]:
+    """``dlq_where`` with the index of the filter's rarest value, by the counters
+    (``counted.rarest_column``); ``WHERE 0`` when no entry has one of its values, which
+    SQLite answers without reading anything."""
+    column = rarest_column(conn, filter)
+    if column is None:
+        return "WHERE 0", []
+    if not column:  # fewer than two fields: the usual order
+        return dlq_where(filter, after)
+    return dlq_where(filter, after, indexable=(column,))
+
+
 def _grouped(
     conn: sqlite3.Connection, column: str, where: str, params: list[Any]
 ) -> dict[str, int]:
@@ -314,8 +328,13 @@ def groups_query(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> tuple
     """The grouping query for ``filter``. Many matching entries are grouped from the
     covering index alone (a scan of all of it costs less than looking up a large share of
     the rows); a few, through the filter's own index and their rows."""
-    where, params = dlq_where(filter, None)
-    if filter.user_id is None and filter.since is None and filter.until is None:
+    where, params = planned_where(conn, filter, None)
+    if (
+        where != "WHERE 0"
+        and filter.user_id is None
+        and filter.since is None
+        and filter.until is None
+    ):
         matching = conn.execute(COUNT_ENTRIES.format(where=where), params).fetchone()[0]
         total = conn.execute(COUNT_ENTRIES.format(where=""), ()).fetchone()[0]
         if matching * _LOOKUP_COST > total:
@@ -341,7 +360,7 @@ def dlq_groups(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> list[Fi
 def dlq_stats(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> DLQStats:
     if replace(filter, queue=None).is_empty:
         return counted_stats(conn, filter.queue, top)
-    where, params = dlq_where(filter, None)
+    where, params = planned_where(conn, filter, None)
     total = conn.execute(f"SELECT COUNT(*) FROM dead_letters d {where}", params).fetchone()[0]
     # The UTC day of each entry (day_of), counted by SQLite.
     days_sql = (
@@ -386,7 +405,7 @@ def dlq_search(
     scan: int,
 ) -> SearchPage:
     """``Backend.dlq_search`` for an ASCII ``text``: only the matches are decoded."""
-    where, params = dlq_where(filter, decode_cursor(cursor))
+    where, params = planned_where(conn, filter, decode_cursor(cursor))
     rows = conn.execute(_SEARCH.format(where=where), (text.lower(), *params, scan))
     found: list[str] = []
     scanned, last = 0, None
@@ -402,7 +421,7 @@ def dlq_search(
     items = [e for e in (_entry(conn, job_id) for job_id in found) if e is not None]
     if len(found) == limit:  # a full page: the next goes on after its last entry
         return SearchPage(items, encode_cursor(*last), scanned)
-    after, after_params = dlq_where(filter, last)
+    after, after_params = planned_where(conn, filter, last)
     more = scanned == scan and bool(
         conn.execute(f"SELECT 1 FROM dead_letters d {after} LIMIT 1", after_params).fetchone()
     )
