@@ -5,7 +5,10 @@ rounds of: a redis-py ``PING`` (the round trip alone), an ``EVALSHA`` of a scrip
 does nothing with the arguments of an enqueue (the round trip with the queue's keys), the
 enqueue script itself called directly, ``Backend.enqueue``, ``App.enqueue`` and
 ``BlockingClient.enqueue`` (what synchronous code calls: the same enqueue, run on the
-client's own event loop thread); each round times ``--n`` calls one at a time. Then it
+client's own event loop thread), and from redis-py's blocking client a ``PING``, an
+``LPUSH`` of a 250-byte message (Huey's whole enqueue: one LPUSH of a pickled message of
+about that size) and the ``EVALSHA`` of the script that does nothing: the floor under any
+scripted enqueue. Each round times ``--n`` calls one at a time. Then it
 reads the time each of the two scripts spends inside Redis (``INFO commandstats``, over
 ``--n`` calls of it alone). Medians over the rounds, in microseconds per call.
 
@@ -26,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import redis as redis_sync
 from genqueue import App, JobRequest
 from genqueue.backends.redis import codec
 from genqueue.backends.redis.scripts import SCRIPTS
@@ -44,6 +48,7 @@ async def measure(url: str, n: int, rounds: int) -> dict[str, Any]:
     blocking = App(url)
     blocking.task("noop", queue="bench")(noop)
     client = await asyncio.to_thread(blocking.blocking)
+    sync = redis_sync.Redis.from_url(url)
     try:
         for i in range(200):
             await app.enqueue("noop", {"i": i})
@@ -73,6 +78,13 @@ async def measure(url: str, n: int, rounds: int) -> dict[str, Any]:
             "app.blocking().enqueue(task, data)": _as_awaitable(
                 lambda: client.enqueue("noop", {"i": 1})
             ),
+            "blocking client: PING": _as_awaitable(sync.ping),
+            "blocking client: LPUSH of 250 bytes (Huey's enqueue)": _as_awaitable(
+                lambda: sync.lpush("huey-like", b"m" * 250)
+            ),
+            f"blocking client: {NOTHING}": _as_awaitable(
+                lambda: sync.evalsha(nothing, len(keys), *keys, "", *codec.enqueue_args(sample))
+            ),
         }
         times: dict[str, list[float]] = {name: [] for name in calls}
         for _ in range(rounds):
@@ -91,6 +103,7 @@ async def measure(url: str, n: int, rounds: int) -> dict[str, Any]:
             out[f"{name}: time inside Redis"] = round(stats["cmdstat_evalsha"]["usec_per_call"])
         return out
     finally:
+        sync.close()
         await asyncio.to_thread(client.close)
         await app.close()
 
