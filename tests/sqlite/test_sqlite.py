@@ -19,6 +19,7 @@ from genqueue.backends.sqlite.schema import (
     schema_of,
     split_statements,
 )
+from genqueue.cli.main import run
 from genqueue.errors import ConfigError
 from tests.conftest import drain
 
@@ -83,6 +84,35 @@ def test_concurrent_first_open_migrates_once(tmp_path: Path) -> None:
         with ThreadPoolExecutor(8) as pool:
             versions = list(pool.map(open_and_migrate, range(8)))
         assert set(versions) == {len(migrations())}
+
+
+def _newer_database(path: Path) -> int:
+    """A database file a newer genqueue migrated (one version past what this one knows)."""
+    conn = connect(str(path))
+    migrate(conn)
+    newer = len(migrations()) + 1
+    conn.execute(f"PRAGMA user_version = {newer}")
+    conn.close()
+    return newer
+
+
+async def test_a_database_a_newer_genqueue_migrated_is_refused(tmp_path: Path) -> None:
+    newer = _newer_database(tmp_path / "newer.db")
+    app = App(f"sqlite:///{tmp_path / 'newer.db'}")
+    with pytest.raises(ConfigError, match=f"version {newer}, newer .* upgrade genqueue"):
+        await app.open()
+    await app.close()
+
+
+def test_the_cli_refuses_a_newer_database_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "newer.db"
+    _newer_database(path)
+    assert run(["jobs", "list", "--backend", f"sqlite:///{path}"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert str(path) in err and "upgrade genqueue" in err
 
 
 async def test_corrupted_job_data_is_dead_lettered_and_still_readable(tmp_path: Path) -> None:

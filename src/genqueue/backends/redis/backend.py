@@ -30,6 +30,7 @@ from genqueue.backends.redis import codec, fanin, listing, scripts, stats
 from genqueue.backends.redis.blocking import BlockingEnqueue
 from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.keys import KeySchema, QueueKeys
+from genqueue.backends.redis.layout import check_layout
 from genqueue.backends.redis.options import RedisOptions, safe_url
 from genqueue.backends.redis.reads import Reader
 from genqueue.backends.redis.registry import QueueRegistry
@@ -106,6 +107,7 @@ class RedisBackend(SharedStateMixin, Backend):
         conn = Connection(self.options)
         try:
             version = await conn.check()
+            await check_layout(conn, self.keys.layout_key, self.keys.prefix)
             await conn.load_scripts()
             await conn.server_time()
         except BaseException:

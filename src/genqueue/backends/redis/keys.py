@@ -4,7 +4,8 @@ Every key of a queue starts with the hash tag ``{<prefix>:<queue>}``, so all of 
 queue's keys live in one Cluster slot and each Lua script (which only ever touches one
 queue) can run on Redis Cluster. Scripts receive every key through ``KEYS`` in the order
 of ``QUEUE_KEYS``; nothing builds a key name inside Lua. Outside any queue live the
-registry of queue names (``<prefix>:queues``, written and read from Python only) and the
+registry of queue names (``<prefix>:queues``, written and read from Python only), the
+version of this layout (``<prefix>:layout``, see layout.py) and the
 shared state records and slot sets (``<prefix>:state:<key>``, ``<prefix>:slots:<key>``),
 each touched alone by its scripts.
 
@@ -133,6 +134,8 @@ class KeySchema:
     def __init__(self, prefix: str = "genqueue") -> None:
         self.prefix = check_prefix(prefix)
         self.queues_key = f"{prefix}:queues"
+        #: STRING: the key layout's version (layout.py).
+        self.layout_key = f"{prefix}:layout"
         self._queues: dict[str, QueueKeys] = {}
 
     def state(self, key: str) -> str:
