@@ -21,11 +21,13 @@ LAYOUT = 1
 async def check_layout(conn: Connection, key: str, prefix: str) -> int:
     """The layout version of this Redis, written first if it has none; raises
     ``ConfigError`` if a newer genqueue laid it out."""
-    redis = conn.redis
 
     async def read() -> bytes | str | None:
-        await redis.set(key, LAYOUT, nx=True)
-        value: bytes | str | None = await redis.get(key)
+        # One round trip (SET's GET option needs Redis 7.0 with NX; 6.2 is supported).
+        pipe = conn.redis.pipeline(transaction=False)
+        pipe.set(key, LAYOUT, nx=True)
+        pipe.get(key)
+        value: bytes | str | None = (await pipe.execute())[1]
         return value
 
     stored = await conn.call("SET", read)
