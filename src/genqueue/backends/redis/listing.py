@@ -6,10 +6,10 @@ ZREVRANGEBYLEX, merged on the member tail ``time_key + id``. That tail is a tota
 (time, then id), so a page's cursor is simply the last (time, id) shown, the same cursor
 every backend uses, and each source resumes strictly below it. Filters without an index
 (a job's task or user) are applied to the loaded records. A DLQ filter on two or more
-fields reads the index of the most selective one through ``dlq_scan``, which matches the
-other fields on the stored entries inside Redis: only matching members come back, and
-only the jobs of the page are loaded. The whole DLQ, newest first, is the merge of
-``dlq:kind``'s range of each error kind.
+fields reads the index of the rarest value through ``dlq_scan``, which tests the other
+values inside Redis on their own indexes (an entry's members share one tail): only
+matching members come back, and only the jobs of the page are loaded. The whole DLQ,
+newest first, is the merge of ``dlq:kind``'s range of each error kind.
 """
 
 from __future__ import annotations
@@ -19,11 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from genqueue.backends.base import JobQuery
 from genqueue.backends.redis import scripts
-from genqueue.backends.redis.codec import entry_record
 from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.keys import (
     STATES,
@@ -39,20 +36,20 @@ from genqueue.job import Job, JobState
 
 #: Loads jobs (with entries) by (queue, id); missing ones are left out.
 Loader = Callable[[Sequence[tuple[str, str]]], Awaitable[dict[str, tuple[Job, DeadLetter | None]]]]
-#: Index members one ``dlq_scan`` call examines at most: ~4 us each in Redis at 1M
-#: entries (reading the entry costs most), so one call holds Redis ~4 ms at most. A scan
-#: that found too few is called again from where it stopped.
-SCAN_BUDGET = 1000
+#: Index members one ``dlq_scan`` call examines at most: ~1.3 us each in Redis (~0.3 to
+#: read it, ~0.5 per other field to test it), so one call holds Redis ~3 ms at most. A
+#: scan that found too few is called again from where it stopped.
+SCAN_BUDGET = 2000
 
 
 @dataclass(frozen=True)
 class Scan:
-    """Where a source reads through ``dlq_scan``: only members whose entries contain
-    every needle (a filter's other fields) come back."""
+    """Where a source reads through ``dlq_scan``: only members whose entries also have
+    the filter's other values (probes: (index, value prefix)) come back."""
 
     keys: QueueKeys
     index: str
-    needles: tuple[str, ...]
+    probes: tuple[tuple[str, str], ...]
     clock: str
 
     def call(self, source: LexSource, want: int) -> scripts.Call:
@@ -62,7 +59,7 @@ class Scan:
             self.clock,
             self.index,
             bounds=bounds,
-            needles=self.needles,
+            probes=self.probes,
             want=want,
             budget=SCAN_BUDGET,
         )
@@ -232,35 +229,35 @@ async def oldest_ready(
 
 # -- dead letters ---------------------------------------------------------------------------
 
-#: (index, filter attribute, entry field, counter prefix) of each indexed DLQ field, in
-#: the order of their usual selectivity (fingerprint, user, task, kind).
+#: (index, filter attribute, counter prefix) of each indexed DLQ field, in the order of
+#: their usual selectivity (fingerprint, user, task, kind).
 _VALUE_FIELDS = (
-    ("dlq:fp", "fingerprint", "f", "f:"),
-    ("dlq:user", "user_id", "u", "u:"),
-    ("dlq:task", "task", "t", "t:"),
-    ("dlq:kind", "error_kind", "k", "k:"),
+    ("dlq:fp", "fingerprint", "f:"),
+    ("dlq:user", "user_id", "u:"),
+    ("dlq:task", "task", "t:"),
+    ("dlq:kind", "error_kind", "k:"),
 )
 
 
 @dataclass(frozen=True)
 class _Plan:
     """How a filter is read: an index, its member prefixes (one value's, or every error
-    kind's for the whole DLQ; none when the counters say nothing matches), and the
-    needles of the other fields (see ``dlq_scan``)."""
+    kind's for the whole DLQ; none when the counters say nothing matches), and the other
+    fields' values tested on each member (see ``dlq_scan``)."""
 
     index: str
     prefixes: list[str]
-    needles: tuple[str, ...]
+    probes: tuple[tuple[str, str], ...]
 
 
-def _values(filter: DLQFilter) -> list[tuple[str, str, str, str]]:
-    """(index, value, entry field, counter name) of each indexed field the filter sets."""
+def _values(filter: DLQFilter) -> list[tuple[str, str, str]]:
+    """(index, value, counter name) of each indexed field the filter sets."""
     out = []
-    for name, attr, short, counter in _VALUE_FIELDS:
+    for name, attr, counter in _VALUE_FIELDS:
         value = getattr(filter, attr)
         if value is not None:
             text = value.value if isinstance(value, ErrorKind) else value
-            out.append((name, text, short, counter + text))
+            out.append((name, text, counter + text))
     return out
 
 
@@ -270,19 +267,14 @@ def _plan(filter: DLQFilter, counts: dict[str, int] | None = None) -> _Plan:
         return _Plan("dlq:kind", [value_prefix(kind.value) for kind in ErrorKind], ())
     if counts is not None:
         # Exact counters: the index of the rarest value is read (a rare task beats a
-        # busy user), and a value no entry has means nothing matches.
-        if any(counts[v[3]] == 0 for v in values):
+        # busy user), the next rarest tested first, and a value no entry has means
+        # nothing matches.
+        if any(counts[v[2]] == 0 for v in values):
             return _Plan(values[0][0], [], ())
-        values.sort(key=lambda v: counts[v[3]])
-    # The others are matched on the entries as they are stored: '"k":"auth"' (orjson,
-    # compact), or as Lua's encoder writes it (dlq_upgrade.lua), which also escapes '/'
-    # and DEL. Both characters can only be inside the value.
-    (name, value, _, _), *others = values
-    needles: list[str] = []
-    for _, v, short, _ in others:
-        needle = orjson.dumps({short: v}).decode()[1:-1]
-        needles += [needle, needle.replace("/", "\\/").replace("\x7f", "\\u007f")]
-    return _Plan(name, [value_prefix(value)], tuple(needles))
+        values.sort(key=lambda v: counts[v[2]])
+    (name, value, _), *others = values
+    probes = tuple((index, value_prefix(v)) for index, v, _ in others)
+    return _Plan(name, [value_prefix(value)], probes)
 
 
 async def _counts(
@@ -290,7 +282,7 @@ async def _counts(
 ) -> dict[str, int] | None:
     """The counters of a filter on two or more fields, summed over the queues; None when
     there is one field or less, or when some queue's counters are not exact yet."""
-    names = [v[3] for v in _values(filter)]
+    names = [v[2] for v in _values(filter)]
     if len(names) < 2:
         return None
 
@@ -328,7 +320,7 @@ def dlq_sources(
         high, low = lex_range(prefix, filter.since, filter.until, after)
         for q in queues:
             qkeys = keys.queue(q)
-            scan = Scan(qkeys, plan.index, plan.needles, clock) if plan.needles else None
+            scan = Scan(qkeys, plan.index, plan.probes, clock) if plan.probes else None
             sources.append(LexSource(q, qkeys[plan.index], prefix, high, low, scan=scan))
     return sources
 
@@ -373,47 +365,10 @@ async def dlq_count(
 
         return sum(await conn.call("ZLEXCOUNT", count))
     total = 0
-    for source in sources:  # the scans match exactly, but for entries they cannot read
+    for source in sources:  # the scans match exactly
         while not source.exhausted:
             assert source.scan is not None
             reply = scripts.scan_reply(await conn.evaluate(*source.scan.call(source, SCAN_BUDGET)))
             source.take([], reply.last, reply.exhausted)
-            old = [(source.queue, member_id(reply.members[i])) for i in reply.unchecked]
-            total += len(reply.members) - len(old) + await _matching_old(conn, keys, old, filter)
+            total += len(reply.members)
     return total
-
-
-async def _matching_old(
-    conn: Connection, keys: KeySchema, items: Sequence[tuple[str, str]], filter: DLQFilter
-) -> int:
-    """How many of these entries (stored before version 2) match ``filter``."""
-    if not items:
-        return 0
-    raws = await _entries(conn, keys, items)
-    return sum(
-        1
-        for (queue, job_id), raw in zip(items, raws, strict=True)
-        if raw is not None and filter.matches_record(entry_record(raw, job_id, queue))
-    )
-
-
-async def _entries(
-    conn: Connection, keys: KeySchema, items: Sequence[tuple[str, str]]
-) -> list[bytes | None]:
-    """The stored entries of (queue, id) items, in order (None where gone): one HMGET
-    per queue."""
-    by_queue: dict[str, list[int]] = {}
-    for index, (queue, _) in enumerate(items):
-        by_queue.setdefault(queue, []).append(index)
-
-    async def read() -> list[list[bytes | None]]:
-        pipe = conn.redis.pipeline(transaction=False)
-        for queue, indexes in by_queue.items():
-            pipe.hmget(keys.queue(queue)["dlq"], [items[i][1] for i in indexes])
-        return list(await pipe.execute())
-
-    out: list[bytes | None] = [None] * len(items)
-    for indexes, found in zip(by_queue.values(), await conn.call("HMGET", read), strict=True):
-        for index, raw in zip(indexes, found, strict=True):
-            out[index] = raw
-    return out

@@ -178,8 +178,6 @@ class ScanReply(NamedTuple):
     exhausted: bool
     #: The members whose entries matched, newest first.
     members: list[bytes]
-    #: Positions (in ``members``) of entries stored before version 2, not matched.
-    unchecked: list[int]
 
 
 # -- wrappers -------------------------------------------------------------------------------
@@ -389,21 +387,22 @@ def scan_call(
     index: str,
     *,
     bounds: tuple[str, str],
-    needles: Sequence[str],
+    probes: Sequence[tuple[str, str]],
     want: int,
     budget: int,
 ) -> Call:
     """``dlq_scan``'s call: the members of ``index`` within ``bounds`` (high, low) whose
-    entries contain every needle, at most ``want`` of them, ``budget`` members examined
-    at most."""
-    position = QUEUE_KEYS.index(index) + 1  # KEYS are the queue's keys in this order
-    return SCRIPTS["dlq_scan"], keys.names, [clock, position, *bounds, want, budget, *needles]
+    entries are also in each probe's index under its value prefix ((index, prefix)
+    pairs), at most ``want`` of them, ``budget`` members examined at most."""
+    # KEYS are the queue's keys in QUEUE_KEYS order: indexes are sent as positions.
+    tested = [x for name, prefix in probes for x in (QUEUE_KEYS.index(name) + 1, prefix)]
+    position = QUEUE_KEYS.index(index) + 1
+    return SCRIPTS["dlq_scan"], keys.names, [clock, position, *bounds, want, budget, *tested]
 
 
 def scan_reply(reply: Sequence[Any]) -> ScanReply:
     last = reply[1] or None
-    unchecked = [int(i) - 1 for i in _text(reply[3]).split(",") if i]
-    return ScanReply(_now(reply), last, _text(reply[2]) == "1", list(reply[4:]), unchecked)
+    return ScanReply(_now(reply), last, _text(reply[2]) == "1", list(reply[3:]))
 
 
 @_wrapper

@@ -1,70 +1,71 @@
 -- dlq_scan: the members of one range of a DLQ index, newest first, whose entries hold
--- every given field: a filter on two or more fields reads the index of one and matches
--- the others here, next to the entries, instead of sending every candidate's entry to
--- the client. Read-only.
+-- every given field: a filter on two or more fields reads the index of one and tests the
+-- others here, instead of sending every candidate to the client. Read-only.
+-- Every member of an entry ends with the same tail, time_key(failed_at) .. id (48
+-- characters), after its value's prefix, so an entry has value v of another field
+-- exactly when that field's index holds value_prefix(v) .. tail: one ZMSCORE per field
+-- tests a whole chunk of candidates without reading their entries.
 -- KEYS: the queue's keys (see lib/prelude.lua).
 -- ARGV: [1] clock, [2] the index's position in KEYS, [3] high and [4] low bounds (as
 --       ZREVRANGEBYLEX takes them), [5] how many matches to return at most, [6] how many
---       members to examine at most (bounds the script's time), then the needles, two per
---       field: exact substrings of a version 2 entry ('"k":"auth"', a key and its whole
---       JSON value, so that it cannot match inside another value) as the client encodes
---       it, then as Lua's encoder does (it escapes '/' and DEL: dlq_upgrade.lua writes
---       entries too); a field matches when either is found.
+--       members to examine at most (bounds the script's time), then two per other field:
+--       its index's position in KEYS and the value_prefix of the value wanted.
 -- Returns: {now, last member examined ('' for none), '1' when the range is exhausted
---       (else ''), the positions among the members returned of entries stored before
---       version 2 (comma-separated, '' for none), matching members...}. An entry stored
---       before version 2 is returned as a match, unchecked: the caller checks it.
+--       (else ''), matching members...}.
 local now_s = clock_now()
 local key = KEYS[tonumber(ARGV[2])]
 local high, low = ARGV[3], ARGV[4]
 local want, budget = tonumber(ARGV[5]), tonumber(ARGV[6])
-local needles = {}
+local probes = {}
 for i = 7, #ARGV, 2 do
-  needles[#needles + 1] = {ARGV[i], ARGV[i + 1] ~= ARGV[i] and ARGV[i + 1] or false}
+  probes[#probes + 1] = {KEYS[tonumber(ARGV[i])], ARGV[i + 1]}
 end
 local CHUNK = 500
+local TAIL = 48
 
-local out = {now_s, '', '', ''}
-local unchecked = {}
+local out = {now_s, '', ''}
 
-local function matches(entry)
-  if not string.find(entry, '"v":2', 1, true) then
-    unchecked[#unchecked + 1] = #out - 3
-    return true
-  end
-  for _, pair in ipairs(needles) do
-    if not string.find(entry, pair[1], 1, true)
-        and not (pair[2] and string.find(entry, pair[2], 1, true)) then
-      return false
+-- Clear ok[i] for each member whose entry lacks the value of prefix in index key.
+local function probe(members, ok, key, prefix)
+  local wanted, at = {}, {}
+  for i, m in ipairs(members) do
+    if ok[i] then
+      wanted[#wanted + 1] = prefix .. string.sub(m, -TAIL)
+      at[#wanted] = i
     end
   end
-  return true
+  if #wanted == 0 then return end
+  local scores = redis.call('ZMSCORE', key, unpack(wanted))
+  for j, score in ipairs(scores) do
+    if not score then ok[at[j]] = false end
+  end
 end
 
-local function reply()
-  out[4] = table.concat(unchecked, ',')
-  return out
+-- ok[i]: whether members[i]'s entry holds every probed value.
+local function test(members)
+  local ok = {}
+  for i = 1, #members do ok[i] = true end
+  for _, p in ipairs(probes) do probe(members, ok, p[1], p[2]) end
+  return ok
 end
 
 local examined = 0
 while examined < budget do
   local n = math.min(CHUNK, budget - examined)
   local members = redis.call('ZREVRANGEBYLEX', key, high, low, 'LIMIT', 0, n)
-  local ids = {}
-  for i, m in ipairs(members) do ids[i] = string.sub(m, -32) end
-  local entries = #ids > 0 and hmget(K_DLQ, ids) or {}
+  local ok = test(members)
   for i, m in ipairs(members) do
     examined = examined + 1
     out[2] = m
-    if entries[i] and matches(entries[i]) then
+    if ok[i] then
       out[#out + 1] = m
-      if #out - 4 >= want then return reply() end
+      if #out - 3 >= want then return out end
     end
   end
   if #members < n then
     out[3] = '1'
-    return reply()
+    return out
   end
   high = '(' .. members[#members]
 end
-return reply()
+return out
