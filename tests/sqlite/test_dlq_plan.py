@@ -7,7 +7,7 @@ from pathlib import Path
 
 from genqueue import App, DLQFilter, FakeClock
 from genqueue.backends.sqlite import queries as q
-from genqueue.backends.sqlite.counted import rarest_column
+from genqueue.backends.sqlite.counted import columns_by_rarity
 from genqueue.backends.sqlite.schema import connect
 from tests.conformance.helpers import make_dead
 
@@ -20,11 +20,12 @@ async def test_the_rarest_value_picks_the_index(tmp_path: Path) -> None:
         rare = await make_dead(app, 2, user_id="ann", task="rare", queue="q2", offset=5)
         await make_dead(app, 3, user_id="bob", task="rare", queue="q2", offset=9)
         conn = connect(str(path))
-        assert rarest_column(conn, DLQFilter(user_id="ann", task="rare")) == "task"  # 5 < 32
-        assert rarest_column(conn, DLQFilter(user_id="bob", task="rare")) == "user_id"
-        assert rarest_column(conn, DLQFilter(user_id="ann", task="busy", queue="q2")) is None
-        assert rarest_column(conn, DLQFilter(user_id="ann", task="none")) is None
-        assert rarest_column(conn, DLQFilter(user_id="ann", queue="q1")) == ""  # one field
+        order = columns_by_rarity
+        assert order(conn, DLQFilter(user_id="ann", task="rare")) == ["task", "user_id"]  # 5 < 32
+        assert order(conn, DLQFilter(user_id="bob", task="rare")) == ["user_id", "task"]
+        assert order(conn, DLQFilter(user_id="ann", task="busy", queue="q2")) is None
+        assert order(conn, DLQFilter(user_id="ann", task="none")) is None
+        assert order(conn, DLQFilter(user_id="ann", queue="q1")) == []  # one field
         conn.close()
         wanted = DLQFilter(user_id="ann", task="rare")
         assert sorted(e.job_id for e in (await app.dlq.list(wanted)).items) == sorted(rare)
@@ -54,8 +55,37 @@ async def test_stats_groups_and_search_use_the_same_plan(tmp_path: Path) -> None
         assert run(DLQFilter(user_id="ann", task="rare")) == (2, 1, 2)
         filtered = [s for s in statements if "user_id = 'ann'" in s]
         assert len(filtered) >= 5  # stats' total, kinds, tasks, users, days, cost; groups
-        assert all("+d.user_id = 'ann' AND d.task = 'rare'" in s for s in filtered)
+        assert all("WHERE d.task = 'rare' AND +d.user_id = 'ann'" in s for s in filtered)
         assert run(DLQFilter(user_id="ann", task="none")) == (0, 0, 0)
         reads = [s for s in statements if "FROM dead_letters d" in s]
         assert len(reads) >= 5 and all("WHERE 0" in s for s in reads)
+        conn.close()
+
+
+async def test_pages_and_counts_of_two_fields_read_only_indexes_until_they_match(
+    tmp_path: Path,
+) -> None:
+    """A page or count of two or more fields walks the rarest value's index and tests the
+    other values in their own indexes, rarest first: no entry's row is read unless it
+    matches (the plan says COVERING INDEX), and pages still go newest first."""
+    path = tmp_path / "dlq.db"
+    app = App(f"sqlite:///{path}", clock=FakeClock())
+    async with app:
+        await make_dead(app, 40, user_id="ann", task="busy")
+        rare = await make_dead(app, 3, user_id="ann", task="rare", offset=5, step=7)
+        await make_dead(app, 20, user_id="bob", task="rare", offset=9)
+        await make_dead(app, 30, user_id="cid", task="other", queue="q2")
+        conn = connect(str(path))
+        wanted = DLQFilter(user_id="ann", task="rare", queue="dlqtest")
+        where, params = q.planned_where(conn, wanted, None, probe=True)
+        assert where.startswith("WHERE d.task = ? AND EXISTS")  # rare (23) < ann (43)
+        assert where.index("dead_letters_user") < where.index("dead_letters_queue")  # 43 < 103
+        inner = f"SELECT d.failed_at, d.job_id FROM dead_letters d {where}"
+        plan = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {inner}", params)]
+        assert plan[0] == "SEARCH d USING COVERING INDEX dead_letters_task (task=?)"
+        rows = q.dlq_page_rows(conn, wanted, None, 2)
+        assert [r[0] for r in rows] == [rare[2], rare[1]]
+        after = (float(rows[-1][7]), rows[-1][0])
+        assert [r[0] for r in q.dlq_page_rows(conn, wanted, after, 2)] == [rare[0]]
+        assert q.dlq_count(conn, wanted) == 3
         conn.close()

@@ -376,9 +376,7 @@ class SQLiteBackend(Backend):
 
     async def dlq_list(self, filter: DLQFilter, cursor: str | None, limit: int) -> Page[DeadLetter]:
         def read(conn: sqlite3.Connection) -> tuple[int, list[DeadLetter]]:
-            where, params = q.planned_where(conn, filter, decode_cursor(cursor))
-            sql = q.LIST_ENTRIES.format(where=where)
-            rows = conn.execute(sql, (*params, limit + 1)).fetchall()
+            rows = q.dlq_page_rows(conn, filter, decode_cursor(cursor), limit + 1)
             stacks = stacks_of(conn)
             return len(rows), [row_to_entry(r, stacks) for r in rows[:limit]]
 
@@ -389,8 +387,7 @@ class SQLiteBackend(Backend):
 
     async def dlq_count(self, filter: DLQFilter) -> int:
         def count(conn: sqlite3.Connection) -> int:
-            where, params = q.planned_where(conn, filter, None)
-            return int(conn.execute(q.COUNT_ENTRIES.format(where=where), params).fetchone()[0])
+            return q.dlq_count(conn, filter)
 
         return await self._read(count)
 

@@ -8,7 +8,7 @@ first, ties by value (no user first); only the sample of each top fingerprint (i
 newest entry) is read. Filtered statistics stay queries over the matching entries.
 
 The same counters say which index serves a filter on two or more fields best: the one of
-its rarest value (``rarest_column``).
+its rarest value (``columns_by_rarity``).
 """
 
 from __future__ import annotations
@@ -46,16 +46,16 @@ def _group(
 _COUNTER = {"user_id": "u:", "fingerprint": "f:", "task": "t:", "error_kind": "k:"}
 
 
-def rarest_column(conn: sqlite3.Connection, filter: DLQFilter) -> str | None:
-    """The filter's column whose value the fewest entries have (by the counters), for
-    ``queries.dlq_where``'s index; '' when the filter sets fewer than two of them (the
-    usual order serves), None when no entry has one of its values (nothing matches)."""
+def columns_by_rarity(conn: sqlite3.Connection, filter: DLQFilter) -> list[str] | None:
+    """The filter's columns, the one whose value the fewest entries have first (by the
+    counters); [] when it sets fewer than two of them, None when no entry has one of its
+    values (nothing matches)."""
     kind = filter.error_kind.value if filter.error_kind is not None else None
     values = {"user_id": filter.user_id, "fingerprint": filter.fingerprint}
     values |= {"task": filter.task, "error_kind": kind}
     names = {_COUNTER[c] + v: c for c, v in values.items() if v is not None}
     if len(names) < 2:
-        return ""
+        return []
     where = "WHERE name IN ({}){}".format(
         ", ".join("?" for _ in names), " AND queue = ?" if filter.queue is not None else ""
     )
@@ -63,4 +63,4 @@ def rarest_column(conn: sqlite3.Connection, filter: DLQFilter) -> str | None:
     counts = dict.fromkeys(names, 0.0) | dict(conn.execute(_COUNTS.format(where=where), params))
     if min(counts.values()) < 0.5:
         return None
-    return names[min(counts, key=lambda name: counts[name])]
+    return [names[name] for name in sorted(counts, key=lambda name: counts[name])]

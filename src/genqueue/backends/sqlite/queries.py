@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from genqueue.backends.base import JobQuery, check_same_data, gone_at_finish
-from genqueue.backends.sqlite.counted import counted_stats, rarest_column
+from genqueue.backends.sqlite.counted import columns_by_rarity, counted_stats
 from genqueue.backends.sqlite.rows import (
     ENTRY_COLUMNS,
     INSERT_JOB,
@@ -249,6 +249,20 @@ def list_jobs(query: JobQuery, after: tuple[float, str] | None) -> tuple[str, li
 #: Equality filters from the most to the least selective, as entries usually spread: many
 #: users, fewer fingerprints, a few tasks and queues, a dozen error kinds.
 _BY_SELECTIVITY = ("user_id", "fingerprint", "task", "queue", "error_kind")
+#: The index of each filtered column (0001_init.sql): (column, failed_at, job_id).
+_INDEX_OF = {
+    "user_id": "dead_letters_user",
+    "fingerprint": "dead_letters_fingerprint",
+    "task": "dead_letters_task",
+    "queue": "dead_letters_queue",
+    "error_kind": "dead_letters_kind",
+}
+#: An entry has a value when that column's index holds (value, its failed_at, its id):
+#: tested in the index alone, without reading the entry's row.
+_PROBE = (
+    "EXISTS (SELECT 1 FROM dead_letters p INDEXED BY {index} "
+    "WHERE p.{column} = ? AND p.failed_at = d.failed_at AND p.job_id = d.job_id)"
+)
 
 
 def dlq_where(
@@ -256,11 +270,16 @@ def dlq_where(
     after: tuple[float, str] | None,
     *,
     indexable: Sequence[str] = _BY_SELECTIVITY,
+    probe: bool = False,
+    order: Sequence[str] = _BY_SELECTIVITY,
 ) -> tuple[str, list[Any]]:
     """The WHERE clause of a DLQ filter. Only the most selective equality of the
     ``indexable`` columns is left for an index to serve (``+`` keeps SQLite from using the
     others): without statistics SQLite may otherwise walk all 33,000 entries of an error
-    kind to find one user's 700."""
+    kind to find one user's 700. With ``probe``, the other columns are tested in their
+    own indexes (``_PROBE``): a query that reads only ``failed_at`` and ``job_id`` then
+    reads no row but those it returns. ``order``: the columns to test first (the rarer
+    values: they leave fewer entries for the next)."""
     clauses: list[str] = []
     params: list[Any] = []
     values = {
@@ -271,11 +290,14 @@ def dlq_where(
         "fingerprint": filter.fingerprint,
     }
     indexed = False
-    for column in _BY_SELECTIVITY:
+    for column in [*order, *(c for c in _BY_SELECTIVITY if c not in order)]:
         value = values[column]
         if value is not None:
             plain = not indexed and column in indexable
-            clauses.append(f"{'' if plain else '+'}d.{column} = ?")
+            if plain or not probe:
+                clauses.append(f"{'' if plain else '+'}d.{column} = ?")
+            else:
+                clauses.append(_PROBE.format(index=_INDEX_OF[column], column=column))
             params.append(value)
             indexed = indexed or plain
     if filter.since is not None:
@@ -291,17 +313,48 @@ def dlq_where(
 
 
 def planned_where(
-    conn: sqlite3.Connection, filter: DLQFilter, after: tuple[float, str] | None
+    conn: sqlite3.Connection,
+    filter: DLQFilter,
+    after: tuple[float, str] | None,
+    *,
+    probe: bool = False,
 ) -> tuple[str, list[Any]]:
     """``dlq_where`` with the index of the filter's rarest value, by the counters
-    (``counted.rarest_column``); ``WHERE 0`` when no entry has one of its values, which
-    SQLite answers without reading anything."""
-    column = rarest_column(conn, filter)
-    if column is None:
+    (``counted.columns_by_rarity``; the others are tested rarest first); ``WHERE 0``
+    when no entry has one of its values, which SQLite answers without reading anything."""
+    order = columns_by_rarity(conn, filter)
+    if order is None:
         return "WHERE 0", []
-    if not column:  # fewer than two fields: the usual order
+    if not order:  # fewer than two fields: the usual order
         return dlq_where(filter, after)
-    return dlq_where(filter, after, indexable=(column,))
+    return dlq_where(filter, after, indexable=order[:1], probe=probe, order=order)
+
+
+#: A page of a filter on two or more fields: its (failed_at, id) pairs are found in the
+#: indexes alone (the rarest value's, the others probed), then only its rows are read.
+LIST_PROBED = f"""
+SELECT {SELECT_ENTRY}, {SELECT_JOB} FROM (
+    SELECT d.failed_at, d.job_id FROM dead_letters d {{where}}
+    ORDER BY d.failed_at DESC, d.job_id DESC LIMIT ?
+) m JOIN dead_letters d ON d.job_id = m.job_id JOIN jobs j ON j.id = d.job_id
+ORDER BY m.failed_at DESC, m.job_id DESC
+"""
+
+
+def dlq_page_rows(
+    conn: sqlite3.Connection, filter: DLQFilter, after: tuple[float, str] | None, size: int
+) -> list[Any]:
+    """The rows (``SELECT_ENTRY``, ``SELECT_JOB``) of at most ``size`` entries matching
+    ``filter`` after the cursor, newest first."""
+    where, params = planned_where(conn, filter, after, probe=True)
+    sql = LIST_PROBED if "EXISTS" in where else LIST_ENTRIES
+    return conn.execute(sql.format(where=where), (*params, size)).fetchall()
+
+
+def dlq_count(conn: sqlite3.Connection, filter: DLQFilter) -> int:
+    """How many entries match ``filter``: from the indexes alone."""
+    where, params = planned_where(conn, filter, None, probe=True)
+    return int(conn.execute(COUNT_ENTRIES.format(where=where), params).fetchone()[0])
 
 
 def _grouped(
