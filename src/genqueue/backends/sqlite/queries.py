@@ -347,6 +347,8 @@ def dlq_page_rows(
     """The rows (``SELECT_ENTRY``, ``SELECT_JOB``) of at most ``size`` entries matching
     ``filter`` after the cursor, newest first."""
     where, params = planned_where(conn, filter, after, probe=True)
+    # Probes (two or more fields): LIST_PROBED keeps the walk on the covering index;
+    # joined to jobs at once, SQLite would read every candidate's row first.
     sql = LIST_PROBED if "EXISTS" in where else LIST_ENTRIES
     return conn.execute(sql.format(where=where), (*params, size)).fetchall()
 
