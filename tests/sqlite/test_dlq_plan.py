@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from genqueue import App, DLQFilter, FakeClock
+from genqueue.backends.sqlite import counted
 from genqueue.backends.sqlite import queries as q
 from genqueue.backends.sqlite.counted import columns_by_rarity
-from genqueue.backends.sqlite.schema import connect
+from genqueue.backends.sqlite.schema import connect, migrate
 from tests.conformance.helpers import make_dead
 
 
@@ -89,3 +90,18 @@ async def test_pages_and_counts_of_two_fields_read_only_indexes_until_they_match
         assert [r[0] for r in q.dlq_page_rows(conn, wanted, after, 2)] == [rare[0]]
         assert q.dlq_count(conn, wanted) == 3
         conn.close()
+
+
+def test_counters_of_a_few_values_are_looked_up_not_scanned(tmp_path: Path) -> None:
+    """Choosing the index reads the counters of the filter's values in each queue by key;
+    a plain ``name IN`` would read every counter (one per user per queue)."""
+    conn = connect(str(tmp_path / "dlq.db"))
+    migrate(conn)
+    rows = [(f"q{q}", f"u:user-{u}", 2.0) for q in range(3) for u in range(500)]
+    conn.executemany("INSERT INTO dlq_counts VALUES (?, ?, ?)", [*rows, ("q1", "t:rare", 1.0)])
+    sql = counted._VALUE_COUNTS.format(marks="?, ?")
+    plan = [row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", ("a", "b"))]
+    assert not any(step.startswith("SCAN dlq_counts") for step in plan), plan
+    order = columns_by_rarity(conn, DLQFilter(user_id="user-7", task="rare"))
+    assert order == ["task", "user_id"]  # 1 < 6, summed over the three queues
+    conn.close()

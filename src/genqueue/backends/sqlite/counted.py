@@ -20,6 +20,18 @@ from genqueue.backends.sqlite.rows import SELECT_ENTRY, SELECT_JOB, row_to_entry
 from genqueue.entry import DLQFilter, DLQStats, FingerprintGroup
 
 _COUNTS = "SELECT name, sum(value) FROM dlq_counts {where} GROUP BY name"
+#: Some values' counters summed over the queues, looked up by key in each queue: the
+#: queues are found by skipping through the key (a plain ``name IN`` reads every counter,
+#: 13 ms with 100,000 users in three queues).
+_VALUE_COUNTS = """
+WITH RECURSIVE queues(queue) AS (
+    SELECT min(queue) FROM dlq_counts
+    UNION ALL SELECT (SELECT min(queue) FROM dlq_counts WHERE queue > queues.queue)
+    FROM queues WHERE queues.queue IS NOT NULL
+)
+SELECT c.name, sum(c.value) FROM queues JOIN dlq_counts c
+    ON c.queue = queues.queue AND c.name IN ({marks}) GROUP BY c.name
+"""
 _NEWEST = f"""
 SELECT {SELECT_ENTRY}, {SELECT_JOB} FROM dead_letters d JOIN jobs j ON j.id = d.job_id
 WHERE d.fingerprint = ? {{queue}} ORDER BY d.failed_at DESC, d.job_id DESC LIMIT 1
@@ -56,11 +68,13 @@ def columns_by_rarity(conn: sqlite3.Connection, filter: DLQFilter) -> list[str] 
     names = {_COUNTER[c] + v: c for c, v in values.items() if v is not None}
     if len(names) < 2:
         return []
-    where = "WHERE name IN ({}){}".format(
-        ", ".join("?" for _ in names), " AND queue = ?" if filter.queue is not None else ""
-    )
-    params = [*names, *([filter.queue] if filter.queue is not None else [])]
-    counts = dict.fromkeys(names, 0.0) | dict(conn.execute(_COUNTS.format(where=where), params))
+    marks = ", ".join("?" for _ in names)
+    if filter.queue is not None:
+        sql, params = _COUNTS.format(where=f"WHERE queue = ? AND name IN ({marks})"), [filter.queue]
+    else:
+        sql, params = _VALUE_COUNTS.format(marks=marks), []
+    found = dict(conn.execute(sql, [*params, *names]))
+    counts = dict.fromkeys(names, 0.0) | found
     if min(counts.values()) < 0.5:
         return None
     return [names[name] for name in sorted(counts, key=lambda name: counts[name])]
