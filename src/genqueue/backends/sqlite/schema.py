@@ -86,14 +86,15 @@ def migrate(conn: sqlite3.Connection, target: int | None = None) -> int:
     # Read first without the write lock: on an up-to-date file (every open but the first)
     # opening must not queue behind busy writers for the lock (and time out under load).
     known = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    newest = migrations()[-1][0]
+    files = migrations()
+    newest = files[-1][0]
     if known > newest:
         path = conn.execute("PRAGMA database_list").fetchone()[2]
         raise ConfigError(
             f"{path or 'the database'}: genqueue schema version {known}, newer than this "
             f"genqueue knows ({newest}): a newer genqueue migrated it; upgrade genqueue"
         )
-    for version, _, sql in migrations():
+    for version, _, sql in files:
         if target is not None and version > target:
             break
         if version <= known:
