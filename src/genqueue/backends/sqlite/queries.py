@@ -312,6 +312,10 @@ def dlq_where(
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 
 
+#: The WHERE clause of a filter no entry matches (a value without entries).
+NOTHING = "WHERE 0"
+
+
 def planned_where(
     conn: sqlite3.Connection,
     filter: DLQFilter,
@@ -324,7 +328,7 @@ def planned_where(
     when no entry has one of its values, which SQLite answers without reading anything."""
     order = columns_by_rarity(conn, filter)
     if order is None:
-        return "WHERE 0", []
+        return NOTHING, []
     if not order:  # fewer than two fields: the usual order
         return dlq_where(filter, after)
     return dlq_where(filter, after, indexable=order[:1], probe=probe, order=order)
@@ -385,7 +389,7 @@ def groups_query(conn: sqlite3.Connection, filter: DLQFilter, top: int) -> tuple
     the rows); a few, through the filter's own index and their rows."""
     where, params = planned_where(conn, filter, None)
     if (
-        where != "WHERE 0"
+        where != NOTHING
         and filter.user_id is None
         and filter.since is None
         and filter.until is None
