@@ -16,6 +16,7 @@ from genqueue.backends.redis import RedisBackend, codec
 from genqueue.backends.redis.keys import time_key, value_prefix
 from genqueue.entry import DeadLetter
 from tests.conformance.helpers import make_dead
+from tests.redis.layouts import as_layout_1, whole
 from tests.redis_server import redis_url_for_test
 
 pytestmark = pytest.mark.redis
@@ -63,14 +64,17 @@ async def test_dead_bodies_are_compact_and_complete() -> None:
     async with app:
         ids = await make_dead(app, 20, message="upstream 500")
         client, keys = _client(app)
-        body = client.hget(keys["body"], ids[0])
-        assert body is not None and deadbody.is_packed(body)
+        # Kept whole in its entry's field: no body or hot record of its own.
+        assert client.hget(keys["body"], ids[0]) is None
+        assert client.hget(keys["hot"], ids[0]) is None
+        head, entry_json, body = whole(client.hget(keys["dlq"], ids[0]))
+        assert deadbody.is_packed(body) and head[0] == "1" and head[3] and head[4]
         stacks = client.hgetall(keys["dlq:stacks"])
         assert len(stacks) == 2 and set(stacks.values()) >= {b"Traceback...", b"20"}
         entry = await app.dlq.get(ids[0])
         assert entry.job.last_error is not None and entry.job.last_error.stack == "Traceback..."
         assert all(a.error and a.error.stack == "Traceback..." for a in entry.history)
-        record = orjson.loads(client.hget(keys["dlq"], ids[0]) or b"{}")
+        record = orjson.loads(entry_json)
         assert record["v"] == 2 and "m" not in record
         assert client.exists(keys["dlq:all"], keys["dlq:fptask"]) == 0
         await app.dlq.delete_many(ids[:19])
@@ -91,6 +95,7 @@ async def test_entries_stored_before_stay_readable_and_are_upgraded(
         monkeypatch.setattr(codec, "move_args", _NEW_MOVE_ARGS)
         new = await make_dead(app, 4, user_id="ann", task="b", message="boom", offset=10)
         client, keys = _client(app)
+        as_layout_1(client, keys, old)
         assert not deadbody.is_packed(client.hget(keys["body"], old[0]) or b"")
         assert client.zcard(keys["dlq:all"]) == 9  # the old entries only
         page = await app.dlq.list(DLQFilter(user_id="ann", task="b"))

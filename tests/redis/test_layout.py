@@ -4,13 +4,20 @@ Redis laid out by a newer genqueue is refused at once, with what to do."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
 
-from genqueue import App, ConfigError
+import redis
+from genqueue import App, ConfigError, FakeClock
+from genqueue.backends.redis import RedisBackend
 from genqueue.backends.redis.layout import LAYOUT
 from genqueue.cli.main import run
+from genqueue.errors import InvalidInput
+from genqueue.job import JobState
+from tests.conformance.helpers import make_dead
+from tests.redis.layouts import as_layout_1
 from tests.redis_server import redis_url_for_test, session_server
 from tests.redis_server import test_prefix as key_prefix
 
@@ -51,3 +58,43 @@ def test_the_cli_says_so_in_one_line(capsys: pytest.CaptureFixture[str]) -> None
     err = capsys.readouterr().err
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "upgrade genqueue" in err
+
+
+async def test_a_layout_1_redis_is_raised_and_its_dead_jobs_still_work() -> None:
+    """Layout 2 keeps a dead job whole in its entry; dead jobs layout 1 stored (body and
+    hot record apart) are read, listed, redriven, deleted and expired all the same."""
+    clock = FakeClock()
+    key = f"{key_prefix()}:layout"
+    async with App(redis_url_for_test(), clock=clock) as app:
+        old = await make_dead(app, 4, retention=60)
+        new = await make_dead(app, 2, offset=100, retention=60)
+        backend = app.backend
+        assert isinstance(backend, RedisBackend)
+        client = redis.Redis.from_url(backend.url.split("?")[0])
+        keys = backend.keys.queue("dlqtest")
+        as_layout_1(client, keys, old)
+        client.set(key, "1")
+    assert client.hget(keys["hot"], old[0]) is not None  # stored as layout 1 did
+    async with App(redis_url_for_test(), clock=clock) as app:
+        backend = app.backend
+        assert client.get(key) == b"2"  # raised when opened
+        entry = await app.dlq.get(old[0])
+        assert entry.job.state is JobState.DEAD and len(entry.history) == 1
+        assert entry.job.last_error is not None and entry.job.last_error.stack == "Traceback..."
+        assert [e.job_id for e in (await app.dlq.list()).items] == [*old, *new][::-1]
+        assert (await app.get(new[0])).created_at == (await app.get(old[0])).created_at
+        for dead_id in (old[1], new[1]):  # an id a dead job has is taken
+            again = replace(await app.get(dead_id), state=JobState.QUEUED, attempts=0)
+            with pytest.raises(InvalidInput, match="already exists"):
+                await backend.enqueue([again])
+        await app.dlq.redrive(old[0])
+        await app.dlq.redrive(new[0])
+        assert {(await app.get(i)).state for i in (old[0], new[0])} == {JobState.QUEUED}
+        assert client.hget(keys["dlq"], new[0]) is None and await app.dlq.count() == 4
+        assert await app.dlq.delete_many([old[1], new[1]]) == [old[1], new[1]]
+        clock.advance(70)
+        assert await app.dlq.expire() == 2  # old[2], old[3]
+        assert await app.dlq.count() == 0 and (await app.dlq.stats()).total == 0
+        for name in ("dlq", "dlq:kind", "dlq:counts", "jobs:dead"):
+            assert client.exists(keys[name]) == 0, name
+    client.close()

@@ -11,6 +11,7 @@ import pytest
 from genqueue import App, JobRequest
 from genqueue.backends.redis.reads import READ_EVERYWHERE_MAX
 from genqueue.errors import DeadLetterNotFound, JobNotFound
+from tests.conformance.helpers import make_dead
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -76,3 +77,23 @@ async def test_among_many_queues_the_queue_is_probed_first(
         after = await commands(reader)
     assert found.queue == f"q{count - 1:02d}"
     assert sent(before, after) == {"hexists": count, "evalsha": 1}
+
+
+async def test_among_many_queues_a_dead_job_is_found_by_its_entry(
+    make_server: Callable[..., RedisServer],
+) -> None:
+    """A dead job is kept whole in its entry (no hot record): a second probe finds it."""
+    url = make_server().url()
+    count = READ_EVERYWHERE_MAX + 4
+    async with App(url, strict_tasks=False) as producer, App(url, strict_tasks=False) as reader:
+        await producer.queue.enqueue_many(
+            [JobRequest("t", {"i": i}, queue=f"q{i:02d}") for i in range(count)]
+        )
+        [dead] = await make_dead(producer, 1, queue="qdead")  # a queue of its own
+        before = await commands(reader)
+        entry = await reader.dlq.get(dead)
+        after = await commands(reader)
+        assert (await reader.get(dead)).state.value == "dead"
+    assert entry.job_id == dead and entry.job.queue == "qdead"
+    # The list of queues, one probe of their hot records, one of their entries, the read.
+    assert sent(before, after) == {"smembers": 1, "hexists": 2 * (count + 1), "evalsha": 1}

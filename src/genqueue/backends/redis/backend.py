@@ -212,13 +212,14 @@ class RedisBackend(SharedStateMixin, Backend):
     async def job_ids_with_prefix(self, prefix: str, limit: int) -> list[str]:
         conn, found = self.conn, set()
         for queue in await self.queues():
-            key = self.keys.queue(queue)["hot"]
+            # A dead job kept whole has no hot record: its entry holds it.
+            for key in (self.keys.queue(queue)["hot"], self.keys.queue(queue)["dlq"]):
 
-            async def scan(key: str = key) -> set[str]:
-                ids = conn.redis.hscan_iter(key, match=f"{prefix}*", count=1000)
-                return {i.decode() if isinstance(i, bytes) else i async for i, _ in ids}
+                async def scan(key: str = key) -> set[str]:
+                    ids = conn.redis.hscan_iter(key, match=f"{prefix}*", count=1000)
+                    return {i.decode() if isinstance(i, bytes) else i async for i, _ in ids}
 
-            found |= await conn.call("HSCAN", scan)
+                found |= await conn.call("HSCAN", scan)
         return sorted(found)[:limit]
 
     async def counts(self) -> dict[str, dict[str, int]]:

@@ -8,8 +8,9 @@ them on the body. A body that is not valid JSON still becomes a ``Job`` (with
 ``data_error`` set), so the worker dead-letters it instead of crashing on it.
 
 A dead job's body is stored compact (``deadbody``: stacks apart, the rest compressed)
-and its entry as version 2 JSON (see ``lua/lib/prelude.lua``); both formats stored before
-are read too.
+and its entry as version 2 JSON; the move script keeps the two, with what is left of its
+hot record, in one field of the DLQ hash, and ``read_jobs`` hands them back apart (see
+``lua/lib/prelude.lua``). The formats stored before are read too.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ each touched alone by its scripts.
 Per queue (``T`` is the tag)::
 
     T:body      HASH  id -> job record (compact JSON, without what the field, the key
-                      and the hot record say), rewritten whole by enqueue and move
+                      and the hot record say), rewritten whole by enqueue and move; a
+                      dead job's is in its entry (T:dlq)
     T:hot       HASH  id -> "state|attempts|lease|started|updated|seqm|cm|owner", the
                       fields fetch/heartbeat/promote change without rewriting the body
                       (a finished job's has no seqm and no started: its body has it)
@@ -30,7 +31,11 @@ Per queue (``T`` is the tag)::
     T:jobs:<s>  ZSET  (lex) cm = time_key(created_at) + id, one per state: listing
                       newest first with exact cursors, and counts (ZCARD)
     T:dlq       HASH  id -> dead letter entry (JSON: user, task, kind, fingerprint, reason,
-                      failed_at and its time_key, expiry, the stack keys of its job, cost)
+                      failed_at and its time_key, expiry, the stack keys of its job, cost);
+                      since layout 2 the dead job is kept whole in it, with no body or
+                      hot record of its own: "<attempts>|<lease>|<updated>|<seq>|<ck>|
+                      <owner>" NL entry NL compact body (see lua/lib/prelude.lua); entries
+                      stored before are the JSON alone ('{' first), their jobs in body/hot
     T:dlq:kind|user|task|fp  ZSET (lex) value_prefix(value) + time_key(failed_at) + id;
                       ``dlq:kind`` is also the time index (every entry has a kind): the
                       whole DLQ newest first is a merge of its kinds' ranges

@@ -2,11 +2,13 @@
 works on data laid out by a newer genqueue: it would misread it, and write what the newer
 one misreads.
 
-The first process to open a Redis that has none writes this release's version. A release
-that changes the layout (see bench/README.md, "Redis is at 1.9 KB") raises it once its
-migration is done, after the processes of older releases have stopped; any of those that
-starts again afterwards refuses to, with a message that says to upgrade. PostgreSQL and
-SQLite check their migration versions the same way.
+The first process to open a Redis that has none writes this release's version. Layout 2
+keeps a dead job whole in its dead letter entry (see lua/lib/prelude.lua); it reads
+everything layout 1 stored as it is, so a process of this release raises a layout 1
+Redis to 2 when it opens it. Processes of the older release must be stopped first: one
+still running would not find the dead jobs stored whole, and one that starts afterwards
+refuses to, with a message that says to upgrade. PostgreSQL and SQLite check their
+migration versions the same way.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from genqueue.backends.redis.connection import Connection
 from genqueue.errors import ConfigError
 
 #: The key layout this release reads and writes (keys.py describes it).
-LAYOUT = 1
+LAYOUT = 2
 
 
 async def check_layout(conn: Connection, key: str, prefix: str) -> int:
-    """The layout version of this Redis, written first if it has none; raises
-    ``ConfigError`` if a newer genqueue laid it out."""
+    """The layout version of this Redis as this process leaves it: written first if it
+    has none, raised to this release's if older; raises ``ConfigError`` if a newer
+    genqueue laid it out."""
 
     async def read() -> bytes | str | None:
         # One round trip (SET's GET option needs Redis 7.0 with NX; 6.2 is supported).
@@ -39,4 +42,10 @@ async def check_layout(conn: Connection, key: str, prefix: str) -> int:
             f"{text!r}, which this genqueue (layout {LAYOUT}) does not know: a newer "
             "genqueue wrote it; upgrade genqueue"
         )
-    return version
+    if version < LAYOUT:
+
+        async def raise_it() -> None:
+            await conn.redis.set(key, LAYOUT)
+
+        await conn.call("SET", raise_it)
+    return LAYOUT

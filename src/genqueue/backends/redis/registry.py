@@ -90,12 +90,18 @@ class QueueRegistry:
         pairs = [(q, i) for i in job_ids for q in queues]
         if not pairs:
             return {}
+        found = await self._probe_in("hot", pairs)
+        # A dead job kept whole has no hot record: its entry is where it is.
+        rest = [(q, i) for q, i in pairs if i not in found]
+        return {**found, **(await self._probe_in("dlq", rest) if rest else {})}
+
+    async def _probe_in(self, name: str, pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
         conn = self._conn()
 
         async def probe() -> list[int]:
             pipe = conn.redis.pipeline(transaction=False)
             for queue, job_id in pairs:
-                pipe.hexists(self.keys.queue(queue)["hot"], job_id)
+                pipe.hexists(self.keys.queue(queue)[name], job_id)
             return list(await pipe.execute())
 
         found: dict[str, str] = {}

@@ -27,7 +27,7 @@ local function walk(prefix)
     for i, raw in ipairs(entries) do
       if not raw then
         op(ops.rem, 'ZREM', K_KIND, members[i]) -- a member left without its entry
-      elseif tonumber(cjson.decode(raw).x) > now then
+      elseif tonumber(entry_of(raw).x) > now then
         return
       else
         ids[#ids + 1] = mids[i]

@@ -12,7 +12,7 @@ local ops = new_ops()
 local rewritten = 0
 for i = 1, #items, 2 do
   local id, raw = items[i], items[i + 1]
-  local e = cjson.decode(raw)
+  local e = entry_of(raw)
   if e.v ~= 2 then
     local r = e.r
     -- Times as the exact text Python reads back (cjson would round them to 14 digits).
@@ -26,7 +26,7 @@ for i = 1, #items, 2 do
     text = string.sub(text, 1, #text - 1) .. ',"s":[]}'
     op(ops.rem, 'ZREM', K_DLQ_ALL, e.m[1])
     if e.m[6] and e.m[6] ~= '' then op(ops.rem, 'ZREM', K_DLQ_VALUES[5], e.m[6]) end
-    op(ops.add, 'HSET', K_DLQ, id, text)
+    op(ops.add, 'HSET', K_DLQ, id, with_entry(raw, text))
     count_entry(ops, cjson.decode(text), 1)
     rewritten = rewritten + 1
   end

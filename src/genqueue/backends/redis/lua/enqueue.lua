@@ -15,10 +15,11 @@ local now_s = clock_now()
 local ids = {}
 for i = 2, #ARGV, N do ids[#ids + 1] = ARGV[i] end
 local existing = hmget(K_BODY, ids)
+local dead = hmget(K_DLQ, ids) -- a whole dead job has no body field (see lib/prelude.lua)
 local first = {} -- key -> {id, digest} of the batch's first job with that key
 for j, id in ipairs(ids) do
   local i = N * j - 7
-  if existing[j] and existing[j] ~= ARGV[i + 4] then
+  if (existing[j] and existing[j] ~= ARGV[i + 4]) or (dead[j] and is_whole(dead[j])) then
     return redis.error_reply('GENQUEUE_DUPLICATE ' .. id)
   end
   local key, digest = ARGV[i + 3], ARGV[i + 8]

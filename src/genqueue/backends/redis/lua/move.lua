@@ -25,7 +25,7 @@ local now_s, now = clock_now()
 local moves = cjson.decode(ARGV[2])
 local ids = {}
 for j, m in ipairs(moves) do ids[j] = m[1] end
-local hots = hmget(K_HOT, ids)
+local hots = hots_of(ids)
 local ops = new_ops()
 local out = {now_s}
 
@@ -62,17 +62,24 @@ for j, id in ipairs(ids) do
     if finished ~= '' then seqm, started = '', '' end
     local body = m[14]
     if string.sub(body, 1, 1) == '@' then body = ARGV[tonumber(string.sub(body, 2))] end
-    if body == '' then
+    local whole = new_state == 'dead' and not string.find(m[10], '\n', 1, true)
+    if body == '' or whole then
       op(ops.rem, 'HDEL', K_BODY, id)
       op(ops.rem, 'HDEL', K_HOT, id)
     else
       op(ops.add, 'HSET', K_BODY, id, body)
       op(ops.add, 'HSET', K_HOT, id,
         pack_hot(new_state, m[6], lease, started, m[9], seqm, cm, m[10]))
+    end
+    if body ~= '' then
       index(ops, id, new_state, seqm, cm, m[11], lease ~= '' and lease or now_s,
         finished ~= '' and finished or now_s)
     end
-    if new_state == 'dead' then add_entry(ops, id, m[15], m[17]) end
+    if whole then
+      add_entry(ops, id, pack_dead(id, m[6], lease, m[9], seqm, cm, m[10], m[15], body), m[17])
+    elseif new_state == 'dead' then
+      add_entry(ops, id, m[15], m[17])
+    end
     if key ~= '' then
       if not is_terminal(new_state) then
         -- At once, not with the batched writes: a later move of this call (a second dead

@@ -2,7 +2,8 @@
 -- KEYS: the queue's keys (see lib/prelude.lua).
 -- ARGV: [1] clock, then job ids.
 -- Returns: {now, body1, hot1, prog1, patch1, entry1, body2, ..., key1, stack1, ...}: five
---       values per id, nil where absent (no body: no such job in this queue), then each
+--       values per id, nil where absent (no body: no such job in this queue; a whole
+--       dead job's body, hot record and entry are cut from its entry), then each
 --       stack the entries refer to (version 2 entries list their stacks' keys), once.
 local now_s = clock_now()
 local ids = {}
@@ -12,8 +13,12 @@ local parts = {hmget(K_BODY, ids), hmget(K_HOT, ids), hmget(K_PROG, ids), hmget(
 local out = {now_s}
 local wanted, seen = {}, {}
 for i = 1, #ids do
-  for p = 1, 5 do out[#out + 1] = parts[p][i] end
   local entry = parts[5][i]
+  if entry and is_whole(entry) then
+    parts[5][i], parts[1][i], parts[2][i] = unpack_dead(ids[i], entry)
+    entry = parts[5][i]
+  end
+  for p = 1, 5 do out[#out + 1] = parts[p][i] end
   if entry then
     local e = cjson.decode(entry)
     for _, key in ipairs(e.s or {}) do

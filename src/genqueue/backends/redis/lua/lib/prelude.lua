@@ -132,6 +132,69 @@ local function vp(value)
   return string.format('%04d', #value) .. value
 end
 
+-- Layout 2 keeps a dead job whole in its K_DLQ field, with no body or hot record of its
+-- own (that saves a hash field and most of a hot record, ~250 bytes per dead job):
+--   "<attempts>|<lease>|<updated>|<seq>|<ck>|<owner>\n<entry JSON>\n<body>"
+-- seq and ck are its seqm and cm without the id (both end with it); its start time is
+-- in its body, as a finished job's is. An entry stored before (layout 1, or a dead job
+-- whose owner holds a newline) is the entry JSON alone ('{' first), its job in K_BODY
+-- and K_HOT. JSON as orjson writes it holds no newline.
+local function is_whole(raw)
+  return string.byte(raw, 1) ~= 123 -- '{'
+end
+
+local function pack_dead(id, attempts, lease, updated, seqm, cm, owner, entry, body)
+  local head = {attempts, lease, updated, string.sub(seqm, 1, #seqm - #id),
+    string.sub(cm, 1, #cm - #id), owner}
+  return table.concat(head, '|') .. '\n' .. entry .. '\n' .. body
+end
+
+-- A whole dead job's entry JSON, body and hot record.
+local function unpack_dead(id, raw)
+  local a = string.find(raw, '\n', 1, true)
+  local b = string.find(raw, '\n', a + 1, true)
+  local attempts, lease, updated, seq, ck, owner =
+    string.match(string.sub(raw, 1, a - 1), '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+  local seqm = seq ~= '' and (seq .. id) or ''
+  return string.sub(raw, a + 1, b - 1), string.sub(raw, b + 1),
+    pack_hot('dead', attempts, lease, '', updated, seqm, ck .. id, owner)
+end
+
+-- The decoded entry of a K_DLQ field, whichever form it has.
+local function entry_of(raw)
+  if not is_whole(raw) then return cjson.decode(raw) end
+  local a = string.find(raw, '\n', 1, true)
+  return cjson.decode(string.sub(raw, a + 1, string.find(raw, '\n', a + 1, true) - 1))
+end
+
+-- A K_DLQ field with its entry JSON replaced by text.
+local function with_entry(raw, text)
+  if not is_whole(raw) then return text end
+  local a = string.find(raw, '\n', 1, true)
+  local b = string.find(raw, '\n', a + 1, true)
+  return string.sub(raw, 1, a) .. text .. string.sub(raw, b)
+end
+
+-- Hot records of jobs, false where there is no job; a whole dead job's is in its entry.
+local function hots_of(ids)
+  local hots = hmget(K_HOT, ids)
+  local missing, at = {}, {}
+  for i, id in ipairs(ids) do
+    if not hots[i] then
+      missing[#missing + 1] = id
+      at[#at + 1] = i
+    end
+  end
+  if #missing == 0 then return hots end
+  for j, raw in ipairs(hmget(K_DLQ, missing)) do
+    if raw and is_whole(raw) then
+      local _, _, hot = unpack_dead(missing[j], raw)
+      hots[at[j]] = hot
+    end
+  end
+  return hots
+end
+
 -- A dead letter entry is JSON. Version 2 (e.v == 2): u user (null for none), t task,
 -- k kind, f fingerprint, r reason, a failed_at, tk time_key(failed_at), x expiry,
 -- s the keys of its job's stacks, c cost ([unit, amount, -amount]); its index members
@@ -158,7 +221,7 @@ end
 -- an add of one call may share a stack). stacks: JSON [[key, text], ...] of the stacks
 -- the entry refers to ('' for none); each is stored with its first entry.
 local function add_entry(ops, id, raw, stacks)
-  local e = cjson.decode(raw)
+  local e = entry_of(raw)
   local m = entry_members(id, e)
   op(ops.add, 'HSET', K_DLQ, id, raw)
   if m[1] ~= '' then op(ops.add, 'ZADD', K_DLQ_ALL, 0, m[1]) end
@@ -182,7 +245,7 @@ local function add_entry(ops, id, raw, stacks)
 end
 
 local function drop_entry(ops, id, raw)
-  local e = cjson.decode(raw)
+  local e = entry_of(raw)
   local m = entry_members(id, e)
   if m[1] ~= '' then op(ops.rem, 'ZREM', K_DLQ_ALL, m[1]) end
   for i = 1, #K_DLQ_VALUES do
@@ -240,6 +303,10 @@ local function delete_jobs(ops, ids)
   local entries = hmget(K_DLQ, ids)
   local existed = {}
   for i, id in ipairs(ids) do
+    if not hots[i] and entries[i] and is_whole(entries[i]) then
+      local _, _, hot = unpack_dead(id, entries[i])
+      hots[i] = hot
+    end
     existed[i] = hots[i] ~= false
     if hots[i] then
       local state, _, _, _, _, seqm, cm = parse_hot(hots[i])
