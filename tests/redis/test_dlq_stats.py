@@ -28,10 +28,11 @@ async def test_index_stats_match_a_scan() -> None:
         await make_dead(app, 3, user_id=None, kind=ErrorKind.AUTH, task="b", message="bad key")
         await make_dead(app, 4, user_id="bob", task="b", message="HTTP 503", offset=2 * DAY)
         await make_dead(app, 2, user_id="bob", task="c", message="boom", step=DAY / 2)
-        await dead_with_cost(app, queue="images", cost={"usd": 0.25, "credits": 3})
+        costly = await dead_with_cost(app, queue="images", cost={"usd": 0.25, "credits": 3})
         await dead_with_cost(app, queue="images", cost={"usd": 0.5})
+        gone = await dead_with_cost(app, queue="images", cost={"usd": 1e-05, "credits": -2})
         deleted = await make_dead(app, 2, user_id="gone", message="deleted later")
-        await app.dlq.delete_many(deleted)
+        await app.dlq.delete_many([*deleted, gone])  # its cost is taken away again
         for query in (DLQFilter(), DLQFilter(queue="images"), DLQFilter(queue="dlqtest")):
             fast = await backend.dlq_stats(query, top=3)
             scanned = await Backend.dlq_stats(backend, query, top=3)
@@ -40,9 +41,11 @@ async def test_index_stats_match_a_scan() -> None:
         assert stats.total == 16 and stats.by_user["(none)"] == 5  # 3 + the 2 costly jobs
         assert stats.cost_lost == {"usd": 0.75, "credits": 3.0}
         assert len(stats.by_day) >= 2
+        await app.dlq.delete(costly)
+        assert (await backend.dlq_stats(DLQFilter())).cost_lost.get("usd") == 0.5
 
 
-async def dead_with_cost(app: App, *, queue: str, cost: dict[str, float]) -> None:
+async def dead_with_cost(app: App, *, queue: str, cost: dict[str, float]) -> str:
     if "costly" not in app.tasks:
         app.task("costly", queue=queue)(_never)
     [job] = await app.queue.enqueue_many([JobRequest("costly", {}, queue=queue)])
@@ -50,6 +53,7 @@ async def dead_with_cost(app: App, *, queue: str, cost: dict[str, float]) -> Non
     now = await app.backend.time()
     assert await app.backend.move([make_move(claimed, now, cost)]) == [True]
     assert job.id == claimed.id
+    return job.id
 
 
 def make_move(job: Any, now: float, cost: dict[str, float]) -> Move:

@@ -73,6 +73,23 @@ def test_time_keys_sort_like_the_numbers() -> None:
     assert {len(keys.time_key(v)) for v in values} == {16}
 
 
+async def test_lua_makes_the_same_time_keys() -> None:
+    """Index members are built in Lua from an entry's failed_at: its time keys must be
+    the ones Python's cursors and ranges are built with."""
+    rng = random.Random(11)
+    values = [rng.uniform(-1e10, 1e10) for _ in range(300)]
+    values += [0.0, 1.0, 1.0000000000000002, 1_800_000_000.000001, 1e-300, -1e-300, -2.5]
+    prelude = (LUA / "lib" / "prelude.lua").read_text()
+    script = (
+        prelude + "\nlocal out = {}\nfor i = 1, #ARGV do out[i] = time_key(ARGV[i]) end\nreturn out"
+    )
+    async with App(redis_url_for_test()) as app:
+        backend = app.backend
+        assert isinstance(backend, RedisBackend)
+        found = await backend.conn.redis.eval(script, 0, *[repr(v) for v in values])
+    assert [k.decode() for k in found] == [keys.time_key(v) for v in values]
+
+
 async def test_each_script_call_hashes_to_one_slot(monkeypatch: pytest.MonkeyPatch) -> None:
     recorded: list[tuple[str, list[str]]] = []
     original = Connection.evaluate

@@ -21,7 +21,7 @@ import orjson
 
 from genqueue.backends import deadbody
 from genqueue.backends.base import Move, RunningUpdate, gone_at_finish
-from genqueue.backends.redis.keys import created_member, time_key
+from genqueue.backends.redis.keys import created_member
 from genqueue.backends.redis.scripts import Stored
 from genqueue.entry import DeadLetter
 from genqueue.job import EXPIRING_STATES, Job, JobState
@@ -113,8 +113,9 @@ def move_args(move: Move) -> tuple[str | bytes, ...]:
 
 def encode_entry(entry: DeadLetter, stacks: list[str]) -> bytes:
     """The stored entry (version 2): what it is filtered and counted on, its expiry, the
-    keys of its job's stacks and its cost. Lua builds its index members."""
-    cost = [[unit, num(amount), num(-amount)] for unit, amount in sorted(entry.job.cost.items())]
+    keys of its job's stacks and its cost. Lua builds its index members (with the
+    failed_at's ``time_key``, which entries stored before held as ``tk``)."""
+    cost = [[unit, num(amount)] for unit, amount in sorted(entry.job.cost.items())]
     return orjson.dumps(
         {
             "v": 2,
@@ -124,7 +125,6 @@ def encode_entry(entry: DeadLetter, stacks: list[str]) -> bytes:
             "f": entry.fingerprint,
             "r": entry.reason,
             "a": num(entry.failed_at),
-            "tk": time_key(entry.failed_at),
             "x": num(entry.expires_at),
             "s": stacks,
             "c": cost,

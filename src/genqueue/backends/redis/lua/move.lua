@@ -76,7 +76,8 @@ for j, id in ipairs(ids) do
         finished ~= '' and finished or now_s)
     end
     if whole then
-      add_entry(ops, id, pack_dead(id, m[6], lease, m[9], seqm, cm, m[10], m[15], body), m[17])
+      local e = cjson.decode(m[15])
+      add_entry(ops, id, pack_dead(id, m[6], lease, m[9], seqm, cm, m[10], e, m[15], body), m[17])
     elseif new_state == 'dead' then
       add_entry(ops, id, m[15], m[17])
     end

@@ -132,19 +132,33 @@ local function vp(value)
   return string.format('%04d', #value) .. value
 end
 
+-- keys.time_key: 16 hex digits that sort like the float (text: its exact digits).
+local function time_key(text)
+  local b = {string.byte(struct.pack('>d', tonumber(text)), 1, 8)}
+  if b[1] >= 128 then
+    for i = 1, 8 do b[i] = 255 - b[i] end -- negative: every bit flipped
+  else
+    b[1] = b[1] + 128 -- positive: the sign bit set
+  end
+  return string.format(string.rep('%02x', 8), unpack(b))
+end
+
 -- Layout 2 keeps a dead job whole in its K_DLQ field, with no body or hot record of its
 -- own (that saves a hash field and most of a hot record, ~250 bytes per dead job):
 --   "<attempts>|<lease>|<updated>|<seq>|<ck>|<owner>\n<entry JSON>\n<body>"
--- seq and ck are its seqm and cm without the id (both end with it); its start time is
--- in its body, as a finished job's is. An entry stored before (layout 1, or a dead job
--- whose owner holds a newline) is the entry JSON alone ('{' first), its job in K_BODY
--- and K_HOT. JSON as orjson writes it holds no newline.
+-- seq is its seqm's 16 hex digits without the leading zeros, ck its cm without the id;
+-- updated is '' when it is the entry's failed_at (it is, when a worker moves it); its
+-- start time is in its body, as a finished job's is. An entry stored before (layout 1,
+-- or a dead job whose owner holds a newline) is the entry JSON alone ('{' first), its
+-- job in K_BODY and K_HOT. JSON as orjson writes it holds no newline.
 local function is_whole(raw)
   return string.byte(raw, 1) ~= 123 -- '{'
 end
 
-local function pack_dead(id, attempts, lease, updated, seqm, cm, owner, entry, body)
-  local head = {attempts, lease, updated, string.sub(seqm, 1, #seqm - #id),
+-- e: the decoded entry.
+local function pack_dead(id, attempts, lease, updated, seqm, cm, owner, e, entry, body)
+  local seq = string.match(string.sub(seqm, 1, #seqm - #id), '^0*(.-.)$') or ''
+  local head = {attempts, lease, updated == e.a and '' or updated, seq,
     string.sub(cm, 1, #cm - #id), owner}
   return table.concat(head, '|') .. '\n' .. entry .. '\n' .. body
 end
@@ -153,10 +167,12 @@ end
 local function unpack_dead(id, raw)
   local a = string.find(raw, '\n', 1, true)
   local b = string.find(raw, '\n', a + 1, true)
+  local entry = string.sub(raw, a + 1, b - 1)
   local attempts, lease, updated, seq, ck, owner =
     string.match(string.sub(raw, 1, a - 1), '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
-  local seqm = seq ~= '' and (seq .. id) or ''
-  return string.sub(raw, a + 1, b - 1), string.sub(raw, b + 1),
+  if updated == '' then updated = cjson.decode(entry).a end
+  local seqm = seq ~= '' and (string.rep('0', 16 - #seq) .. seq .. id) or ''
+  return entry, string.sub(raw, b + 1),
     pack_hot('dead', attempts, lease, '', updated, seqm, ck .. id, owner)
 end
 
@@ -196,14 +212,15 @@ local function hots_of(ids)
 end
 
 -- A dead letter entry is JSON. Version 2 (e.v == 2): u user (null for none), t task,
--- k kind, f fingerprint, r reason, a failed_at, tk time_key(failed_at), x expiry,
--- s the keys of its job's stacks, c cost ([unit, amount, -amount]); its index members
--- are built here. An entry stored before (no v) lists its members in m and is not in
--- the counters until dlq_upgrade.lua rewrites it as version 2.
+-- k kind, f fingerprint, r reason, a failed_at, x expiry, s the keys of its job's
+-- stacks, c cost ([unit, amount]); its index members are built here. Entries stored
+-- before 2026-12-04 also hold tk, time_key(a), and -amount after each cost. An entry
+-- stored before version 2 (no v) lists its members in m and is not in the counters
+-- until dlq_upgrade.lua rewrites it as version 2.
 -- Members in keys.DLQ_VALUE_INDEXES order, after dlq:all's ('' where there is none).
 local function entry_members(id, e)
   if e.v ~= 2 then return e.m end
-  local tail = e.tk .. id
+  local tail = (e.tk or time_key(e.a)) .. id
   local user = type(e.u) == 'string' and (vp(e.u) .. tail) or ''
   return {'', user, vp(e.k) .. tail, vp(e.t) .. tail, vp(e.f) .. tail, ''}
 end
@@ -253,7 +270,10 @@ local function drop_entry(ops, id, raw)
   end
   op(ops.rem, 'ZREM', K_DLQ_EXPIRES, id) -- entries stored before dlq_expire.lua used dlq:kind
   op(ops.rem, 'HDEL', K_DLQ, id)
-  for _, c in ipairs(e.c) do redis.call('HINCRBYFLOAT', K_DLQ_COST, c[1], c[3]) end
+  for _, c in ipairs(e.c) do
+    local minus = c[3] or (string.sub(c[2], 1, 1) == '-' and string.sub(c[2], 2) or '-' .. c[2])
+    redis.call('HINCRBYFLOAT', K_DLQ_COST, c[1], minus)
+  end
   if e.v == 2 then
     count_entry(ops, e, -1)
     for _, key in ipairs(e.s) do
