@@ -16,7 +16,7 @@ from genqueue.backends.redis import RedisBackend, codec
 from genqueue.backends.redis.keys import time_key, value_prefix
 from genqueue.entry import DeadLetter
 from tests.conformance.helpers import make_dead
-from tests.redis.layouts import as_layout_1, whole
+from tests.redis.layouts import to_layout_1, whole
 from tests.redis_server import redis_url_for_test
 
 pytestmark = pytest.mark.redis
@@ -87,28 +87,30 @@ async def test_dead_bodies_are_compact_and_complete() -> None:
 async def test_entries_stored_before_stay_readable_and_are_upgraded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    app = App(redis_url_for_test(), clock=FakeClock())
-    async with app:
+    """Entries stored before version 2 (they name their members themselves), in a layout
+    1 Redis: opening it rewrites them as version 2, counted, with layout 2's members."""
+    clock = FakeClock()
+    async with App(redis_url_for_test(), clock=clock) as app:
         monkeypatch.setattr(codec, "move_args", _old_move_args)
         old = await make_dead(app, 6, user_id="ann", kind=ErrorKind.AUTH, task="a", message="k")
-        await make_dead(app, 3, user_id=None, task="b", message="boom", offset=5)
+        nobody = await make_dead(app, 3, user_id=None, task="b", message="boom", offset=5)
         monkeypatch.setattr(codec, "move_args", _NEW_MOVE_ARGS)
         new = await make_dead(app, 4, user_id="ann", task="b", message="boom", offset=10)
-        client, keys = _client(app)
-        as_layout_1(client, keys, old)
+        client, keys = to_layout_1(app, [*old, *nobody, *new])
         assert not deadbody.is_packed(client.hget(keys["body"], old[0]) or b"")
         assert client.zcard(keys["dlq:all"]) == 9  # the old entries only
+    async with App(redis_url_for_test(), clock=clock) as app:
+        assert client.exists(keys["dlq:all"], keys["dlq:fptask"]) == 0
+        assert client.hget(keys["dlq:counts"], "exact") == b"1"
         page = await app.dlq.list(DLQFilter(user_id="ann", task="b"))
         assert [e.job_id for e in page.items] == new[::-1]
         assert len((await app.dlq.list()).items) == 13
         assert await app.dlq.count(DLQFilter(user_id="ann", error_kind="auth")) == 6
         assert (await app.dlq.get(old[0])).job.last_error is not None
         backend = app.backend
-        stats = await app.dlq.stats()  # makes the counters exact first
+        stats = await app.dlq.stats()
         assert stats == await Backend.dlq_stats(backend, DLQFilter())
         assert stats.total == 13 and stats.by_user == {"ann": 10, "(none)": 3}
-        assert client.exists(keys["dlq:all"], keys["dlq:fptask"]) == 0
-        assert client.hget(keys["dlq:counts"], "exact") == b"1"
         assert isinstance(backend, RedisBackend) and await backend.upgrade_dlq("dlqtest") == 0
         assert await app.dlq.delete_many([*old, *new]) == [*old, *new]
         assert await app.dlq.count() == 3
@@ -119,24 +121,24 @@ async def test_entries_stored_before_stay_readable_and_are_upgraded(
 async def test_two_field_filters_match_entries_however_they_were_written(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A filter on two fields reads the entries of one index and matches the others on
-    them: entries stored before version 2, entries rewritten as version 2 by Lua's
-    encoder (which escapes '/' where orjson does not) and values with quotes all match."""
-    app = App(redis_url_for_test(), clock=FakeClock())
+    """A filter on two fields reads one index and tests the others: entries stored
+    before version 2 and rewritten by Lua's encoder (which escapes '/' where orjson does
+    not), entries of version 2 and values with quotes all match."""
+    clock = FakeClock()
     user, quoted = "ann/b", 'bob "b"'
-    async with app:
+    async with App(redis_url_for_test(), clock=clock) as app:
         monkeypatch.setattr(codec, "move_args", _old_move_args)
         old = await make_dead(app, 3, user_id=user, task="img.gen")
         monkeypatch.setattr(codec, "move_args", _NEW_MOVE_ARGS)
         new = await make_dead(app, 2, user_id=user, task="img.gen", offset=5)
-        await make_dead(app, 20, user_id=user, task="img.other", offset=10)
+        other = await make_dead(app, 20, user_id=user, task="img.other", offset=10)
+        client, keys = to_layout_1(app, [*old, *new, *other])
         await make_dead(app, 20, user_id=quoted, task="img.gen", offset=40)
-        wanted = DLQFilter(user_id=user, task="img.gen")
-        assert await app.dlq.count(wanted) == 5  # three stored before version 2
-        await app.dlq.stats()  # rewrites the old entries as version 2, in Lua
-        client, keys = _client(app)
+    async with App(redis_url_for_test(), clock=clock) as app:  # rewrites the old entries
         assert b"\\/" in (client.hget(keys["dlq"], old[0]) or b"")
         client.close()
+        wanted = DLQFilter(user_id=user, task="img.gen")
+        assert await app.dlq.count(wanted) == 5
         page = await app.dlq.list(wanted)
         assert sorted(e.job_id for e in page.items) == sorted([*old, *new])
         assert await app.dlq.count(DLQFilter(user_id=user, error_kind="server")) == 25

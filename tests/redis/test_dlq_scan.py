@@ -9,6 +9,7 @@ from genqueue import App, DLQFilter, ErrorKind, FakeClock
 from genqueue.backends.redis import codec, listing
 from genqueue.backends.redis.keys import QUEUE_KEYS, value_prefix
 from tests.conformance.helpers import make_dead
+from tests.redis.layouts import to_layout_1
 from tests.redis.test_dlq_compact import _old_move_args
 from tests.redis_server import redis_url_for_test
 
@@ -58,19 +59,20 @@ async def test_entries_rewritten_by_lua_match_values_it_escapes(
     matches them all on every field (it tests index members, built from the raw
     values)."""
     user = 'ann/ü "q" \\ x\t\x7f'
-    app = App(redis_url_for_test(), clock=FakeClock())
-    async with app:
+    clock = FakeClock()
+    async with App(redis_url_for_test(), clock=clock) as app:
         monkeypatch.setattr(codec, "move_args", _old_move_args)
         old = await make_dead(app, 3, user_id=user, task="img.gen")
         monkeypatch.undo()
         new = await make_dead(app, 2, user_id=user, task="img.gen", offset=5)
-        await make_dead(app, 4, user_id=user, task="img.other", offset=10)
+        other = await make_dead(app, 4, user_id=user, task="img.other", offset=10)
+        client, _ = to_layout_1(app, [*old, *new, *other])
+        client.close()
+    async with App(redis_url_for_test(), clock=clock) as app:  # rewrites the old entries
         entry = await app.dlq.get(new[0])
         assert entry is not None
         # Three values: one index is read, the other two are tested on theirs.
         wanted = DLQFilter(fingerprint=entry.fingerprint, user_id=user, task="img.gen")
-        assert await app.dlq.count(wanted) == 5  # three stored before version 2
-        await app.dlq.stats()  # rewrites the old entries as version 2, in Lua
         assert await app.dlq.count(wanted) == 5
         assert sorted(await _all_pages(app, wanted, limit=2)) == sorted([*old, *new])
 

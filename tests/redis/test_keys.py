@@ -148,6 +148,11 @@ async def exercise_every_script(app: App, clock: FakeClock) -> None:
     assert await app.dlq.count(DLQFilter(user_id="u1", task="t")) == 2  # dlq_scan
     assert (await app.dlq.stats()).total == 2
     assert await backend.upgrade_dlq("dlqtest") == 0  # nothing stored before counters
+    queue_keys = backend.keys.queue("dlqtest")
+    retail = await scripts.dlq_retail(
+        backend.conn.evaluate, queue_keys, "", index="dlq:user", start="-", count=10
+    )
+    assert retail.rewritten == 0 and retail.start == ""  # nothing stored by layout 1
     clock.advance(8 * 24 * 3600)
     assert sorted(await backend.dlq_expire(10)) == sorted(ids[1:])
     await backend.state_put("cooldown:x", {"until": 1}, expect_version=0, ttl=5)

@@ -107,8 +107,8 @@ class RedisBackend(SharedStateMixin, Backend):
         conn = Connection(self.options)
         try:
             version = await conn.check()
-            await check_layout(conn, self.keys.layout_key, self.keys.prefix)
             await conn.load_scripts()
+            await check_layout(conn, self.keys, self._clock())
             await conn.server_time()
         except BaseException:
             await conn.close()

@@ -36,7 +36,8 @@ Per queue (``T`` is the tag)::
                       hot record of its own: "<attempts>|<lease>|<updated>|<seq>|<ck>|
                       <owner>" NL entry NL compact body (see lua/lib/prelude.lua); entries
                       stored before are the JSON alone ('{' first), their jobs in body/hot
-    T:dlq:kind|user|task|fp  ZSET (lex) value_prefix(value) + time_key(failed_at) + id;
+    T:dlq:kind|user|task|fp  ZSET (lex) value_prefix(value) + dlq_tail(failed_at, id)
+                      (layout 1 stored time_key(failed_at) + id as the tail: migrate.py);
                       ``dlq:kind`` is also the time index (every entry has a kind): the
                       whole DLQ newest first is a merge of its kinds' ranges
     T:dlq:expires ZSET id -> expires_at, no longer written: expiry walks each kind's
@@ -58,8 +59,10 @@ A dead job's body is stored compact (``deadbody.pack``: its stacks by key, the r
 compressed); Lua never parses a body, and readers accept plain JSON bodies as well.
 
 Lex indexes hold every member at score 0 and sort by bytes: ``time_key`` maps a float to
-16 hex digits that sort like the number, and ``value_prefix`` makes each value's range
-contiguous and unambiguous, whatever bytes the value holds.
+16 hex digits that sort like the number, ``dlq_tail`` spells ``time_key + id`` (48 hex
+digits) in 32 characters that sort the same way (16 bytes less in each of a dead letter's
+four index members), and ``value_prefix`` makes each value's range contiguous and
+unambiguous, whatever bytes the value holds.
 """
 
 from __future__ import annotations
@@ -141,6 +144,8 @@ class KeySchema:
         self.queues_key = f"{prefix}:queues"
         #: STRING: the key layout's version (layout.py).
         self.layout_key = f"{prefix}:layout"
+        #: STRING: held while a process migrates the layout (layout.py).
+        self.migration_key = f"{prefix}:migrating"
         self._queues: dict[str, QueueKeys] = {}
 
     def state(self, key: str) -> str:
@@ -199,6 +204,55 @@ def split_prefixes(group: str) -> list[str]:
         values.append(raw[4 : 4 + size].decode())
         raw = raw[4 + size :]
     return values
+
+
+#: The characters of a DLQ member's tail, in byte order: 6 bits each, so a tail sorts
+#: like the number it spells. Above all of them, ``TAIL_END`` closes a prefix's range.
+_TAIL_CHARS = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+TAIL_END = "{"
+TAIL_LENGTH = 32
+#: Two tail characters <-> three hex digits (12 bits).
+_PAIR_HEX = {
+    a + b: f"{i * 64 + j:03x}" for i, a in enumerate(_TAIL_CHARS) for j, b in enumerate(_TAIL_CHARS)
+}
+_HEX_PAIR = {h: pair for pair, h in _PAIR_HEX.items()}
+
+
+def dlq_tail(failed_at: float, job_id: str) -> str:
+    """The tail of a DLQ index member: ``time_key(failed_at) + id`` (48 hex digits) in 32
+    characters that sort the same way (lua/lib/prelude.lua makes the same)."""
+    return tail_of_hex(time_key(failed_at) + job_id)
+
+
+def tail_of_hex(digits: str) -> str:
+    return "".join(_HEX_PAIR[digits[i : i + 3]] for i in range(0, 48, 3))
+
+
+def dlq_member_id(member: bytes | str) -> str:
+    """The job id at the end of a DLQ index member."""
+    text = member.decode() if isinstance(member, bytes) else member
+    tail = text[-TAIL_LENGTH:]
+    return "".join(_PAIR_HEX[tail[i : i + 2]] for i in range(0, TAIL_LENGTH, 2))[-ID_LENGTH:]
+
+
+def dlq_range(
+    prefix: str,
+    since: float | None = None,
+    until: float | None = None,
+    before: tuple[float, str] | None = None,
+) -> tuple[str, str]:
+    """(max, min) bounds for ZREVRANGEBYLEX over the DLQ members ``prefix + dlq_tail``.
+
+    ``since`` is inclusive, ``until`` exclusive, ``before`` a cursor (exclusive).
+    """
+    zero = "0" * ID_LENGTH
+    low = "[" + prefix + (tail_of_hex(time_key(since) + zero) if since is not None else "")
+    uppers = []
+    if until is not None:
+        uppers.append(prefix + tail_of_hex(time_key(until) + zero))
+    if before is not None:
+        uppers.append(prefix + dlq_tail(*before))
+    return "(" + (min(uppers) if uppers else prefix + TAIL_END), low
 
 
 def created_member(created_at: float, job_id: str) -> str:

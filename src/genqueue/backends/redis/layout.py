@@ -1,35 +1,70 @@
 """The version of the key layout a Redis holds (``<prefix>:layout``), so that no process
-works on data laid out by a newer genqueue: it would misread it, and write what the newer
-one misreads.
+works on data laid out by a newer genqueue (it would misread it, and write what the newer
+one misreads), and data laid out by an older one is migrated before it is used.
 
 The first process to open a Redis that has none writes this release's version. Layout 2
-keeps a dead job whole in its dead letter entry (see lua/lib/prelude.lua); it reads
-everything layout 1 stored as it is, so a process of this release raises a layout 1
-Redis to 2 when it opens it. Processes of the older release must be stopped first: one
-still running would not find the dead jobs stored whole, and one that starts afterwards
-refuses to, with a message that says to upgrade. PostgreSQL and SQLite check their
-migration versions the same way.
+keeps a dead job whole in its dead letter entry and spells the DLQ indexes' member tails
+in 32 characters instead of 48 hex digits (see keys.py). The first process of this
+release that opens a layout 1 Redis rewrites the DLQ indexes' members (migrate.py; the
+entries and jobs are read as they are), then raises the version; every other process
+that opens it meanwhile waits for that. Processes of the older release must be stopped
+first: one still running would misread what layout 2 writes, and one that starts
+afterwards refuses to, with a message that says to upgrade. PostgreSQL and SQLite check
+their migration versions the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import socket
+
 from genqueue.backends.redis.connection import Connection
+from genqueue.backends.redis.keys import KeySchema
+from genqueue.backends.redis.migrate import to_layout_2
 from genqueue.errors import ConfigError
+
+log = logging.getLogger("genqueue.redis")
 
 #: The key layout this release reads and writes (keys.py describes it).
 LAYOUT = 2
+#: How long a migration's lock lasts unless renewed (it is renewed after every call).
+LOCK_SECONDS = 30
+#: How often a process waiting for another's migration looks again.
+WAIT_SECONDS = 0.5
 
 
-async def check_layout(conn: Connection, key: str, prefix: str) -> int:
+async def check_layout(conn: Connection, keys: KeySchema, clock: str) -> int:
     """The layout version of this Redis as this process leaves it: written first if it
-    has none, raised to this release's if older; raises ``ConfigError`` if a newer
+    has none, migrated to this release's if older; raises ``ConfigError`` if a newer
     genqueue laid it out."""
+    version = await _version(conn, keys)
+    waited = False
+    while version < LAYOUT:
+        if await _lock(conn, keys):
+            try:
+                await to_layout_2(conn, keys, clock, renew=lambda: _renew(conn, keys))
+                await conn.call("SET", lambda: conn.redis.set(keys.layout_key, LAYOUT))
+            finally:
+                await conn.call("DEL", lambda: conn.redis.delete(keys.migration_key))
+        else:
+            if not waited:
+                log.info(
+                    "%s: another process is migrating the key layout; waiting", conn.options.where
+                )
+                waited = True
+            await asyncio.sleep(WAIT_SECONDS)
+        version = await _version(conn, keys)
+    return version
 
+
+async def _version(conn: Connection, keys: KeySchema) -> int:
     async def read() -> bytes | str | None:
         # One round trip (SET's GET option needs Redis 7.0 with NX; 6.2 is supported).
         pipe = conn.redis.pipeline(transaction=False)
-        pipe.set(key, LAYOUT, nx=True)
-        pipe.get(key)
+        pipe.set(keys.layout_key, LAYOUT, nx=True)
+        pipe.get(keys.layout_key)
         value: bytes | str | None = (await pipe.execute())[1]
         return value
 
@@ -38,14 +73,21 @@ async def check_layout(conn: Connection, key: str, prefix: str) -> int:
     version = int(text) if text.isdigit() else 0
     if not 1 <= version <= LAYOUT:
         raise ConfigError(
-            f"{conn.options.where}: key prefix {prefix!r} holds genqueue data in key layout "
-            f"{text!r}, which this genqueue (layout {LAYOUT}) does not know: a newer "
+            f"{conn.options.where}: key prefix {keys.prefix!r} holds genqueue data in key "
+            f"layout {text!r}, which this genqueue (layout {LAYOUT}) does not know: a newer "
             "genqueue wrote it; upgrade genqueue"
         )
-    if version < LAYOUT:
+    return version
 
-        async def raise_it() -> None:
-            await conn.redis.set(key, LAYOUT)
 
-        await conn.call("SET", raise_it)
-    return LAYOUT
+async def _lock(conn: Connection, keys: KeySchema) -> bool:
+    """Take the migration's lock (named after this process, for whoever looks)."""
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    taken = await conn.call(
+        "SET", lambda: conn.redis.set(keys.migration_key, holder, nx=True, ex=LOCK_SECONDS)
+    )
+    return bool(taken)
+
+
+async def _renew(conn: Connection, keys: KeySchema) -> None:
+    await conn.call("EXPIRE", lambda: conn.redis.expire(keys.migration_key, LOCK_SECONDS))

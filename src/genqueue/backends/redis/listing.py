@@ -2,14 +2,15 @@
 
 Each queue keeps its own lex indexes (see ``keys``), so a listing across queues is a
 k-way merge: one source per (queue, index), each read newest first in chunks with
-ZREVRANGEBYLEX, merged on the member tail ``time_key + id``. That tail is a total order
-(time, then id), so a page's cursor is simply the last (time, id) shown, the same cursor
-every backend uses, and each source resumes strictly below it. Filters without an index
-(a job's task or user) are applied to the loaded records. A DLQ filter on two or more
-fields reads the index of the rarest value through ``dlq_scan``, which tests the other
-values inside Redis on their own indexes (an entry's members share one tail): only
-matching members come back, and only the jobs of the page are loaded. The whole DLQ,
-newest first, is the merge of ``dlq:kind``'s range of each error kind.
+ZREVRANGEBYLEX, merged on the member tail ``time_key + id`` (spelled in fewer characters
+in the DLQ's indexes: ``keys.dlq_tail``). That tail is a total order (time, then id), so
+a page's cursor is simply the last (time, id) shown, the same cursor every backend uses,
+and each source resumes strictly below it. Filters without an index (a job's task or
+user) are applied to the loaded records. A DLQ filter on two or more fields reads the
+index of the rarest value through ``dlq_scan``, which tests the other values inside
+Redis on their own indexes (an entry's members share one tail): only matching members
+come back, and only the jobs of the page are loaded. The whole DLQ, newest first, is the
+merge of ``dlq:kind``'s range of each error kind.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from genqueue.backends.redis.keys import (
     STATES,
     KeySchema,
     QueueKeys,
+    dlq_member_id,
+    dlq_range,
     lex_range,
     member_id,
     value_prefix,
@@ -77,6 +80,8 @@ class LexSource:
     buffer: deque[tuple[str, str]] = field(default_factory=deque)
     exhausted: bool = False
     scan: Scan | None = None
+    #: The job id of a member (DLQ members end with a ``dlq_tail``).
+    ids: Callable[[bytes], str] = member_id
 
     def take(self, members: Sequence[bytes], last: bytes | None, exhausted: bool) -> None:
         self.exhausted = exhausted
@@ -84,7 +89,7 @@ class LexSource:
             self.high = "(" + last.decode()
         cut = len(self.prefix.encode())
         for raw in members:
-            self.buffer.append((raw[cut:].decode(), member_id(raw)))
+            self.buffer.append((raw[cut:].decode(), self.ids(raw)))
 
 
 async def _refill(conn: Connection, sources: Sequence[LexSource], chunk: int) -> None:
@@ -317,11 +322,14 @@ def dlq_sources(
     plan = _plan(filter, counts)
     sources = []
     for prefix in plan.prefixes:
-        high, low = lex_range(prefix, filter.since, filter.until, after)
+        high, low = dlq_range(prefix, filter.since, filter.until, after)
         for q in queues:
             qkeys = keys.queue(q)
             scan = Scan(qkeys, plan.index, plan.probes, clock) if plan.probes else None
-            sources.append(LexSource(q, qkeys[plan.index], prefix, high, low, scan=scan))
+            source = LexSource(
+                q, qkeys[plan.index], prefix, high, low, scan=scan, ids=dlq_member_id
+            )
+            sources.append(source)
     return sources
 
 

@@ -413,6 +413,22 @@ async def dlq_upgrade(
     return UpgradeReply(_now(reply), _text(reply[1]), int(reply[2]))
 
 
+class RetailReply(NamedTuple):
+    now: float
+    #: Where the next call goes on from ('' when the index is done).
+    start: str
+    rewritten: int
+
+
+@_wrapper
+async def dlq_retail(
+    run: Evaluator, keys: QueueKeys, clock: str, *, index: str, start: str, count: int
+) -> RetailReply:
+    position = QUEUE_KEYS.index(index) + 1
+    reply = await run(SCRIPTS["dlq_retail"], keys.names, [clock, position, start, count])
+    return RetailReply(_now(reply), _text(reply[1]), int(reply[2]))
+
+
 # -- shared state (one key each, outside any queue) ----------------------------------------
 
 

@@ -23,7 +23,7 @@ from redis.asyncio.cluster import ClusterPipeline
 from genqueue.backends.base import day_of
 from genqueue.backends.redis import scripts
 from genqueue.backends.redis.connection import Connection
-from genqueue.backends.redis.keys import KeySchema, member_id, value_prefix
+from genqueue.backends.redis.keys import TAIL_END, KeySchema, dlq_member_id, value_prefix
 from genqueue.entry import DeadLetter, DLQStats, FingerprintGroup
 
 #: Entries rewritten per call of ``dlq_upgrade.lua`` (a bounded script time).
@@ -144,14 +144,16 @@ class CounterStats:
         keys = [self.keys.queue(q)["dlq:fp"] for q in queues]
         found = await self._each(
             "ZREVRANGEBYLEX",
-            lambda p: [p.zrevrangebylex(k, "(" + prefix + "g", "[" + prefix, 0, 1) for k in keys],
+            lambda p: [
+                p.zrevrangebylex(k, "(" + prefix + TAIL_END, "[" + prefix, 0, 1) for k in keys
+            ],
         )
         best: tuple[str, str, str] | None = None
         for queue, members in zip(queues, found, strict=True):
             if members:
                 tail = members[0].decode()[len(prefix) :]
                 if best is None or tail > best[0]:
-                    best = (tail, queue, member_id(tail))
+                    best = (tail, queue, dlq_member_id(tail))
         return (best[1], best[2]) if best else None
 
 

@@ -14,6 +14,17 @@ local K_KIND = K_DLQ_VALUES[2]
 local ids = {}
 local ops = new_ops()
 
+-- The job id at the end of a member (the last 32 of the 48 hex digits its tail spells).
+local VALUES = {}
+for i = 1, #TAIL_CHARS do VALUES[string.byte(TAIL_CHARS, i)] = i - 1 end
+local function member_id(m)
+  local out = {}
+  for i = #m - 31, #m, 2 do
+    out[#out + 1] = string.format('%03x', VALUES[string.byte(m, i)] * 64 + VALUES[string.byte(m, i + 1)])
+  end
+  return string.sub(table.concat(out), 17)
+end
+
 -- Take the due entries at the start of one kind's range (prefix: its value_prefix).
 local function walk(prefix)
   local from, step = '[' .. prefix, 8
@@ -22,7 +33,7 @@ local function walk(prefix)
       'LIMIT', 0, math.min(step, limit - #ids))
     if #members == 0 then return end
     local mids = {}
-    for i, m in ipairs(members) do mids[i] = string.sub(m, -32) end
+    for i, m in ipairs(members) do mids[i] = member_id(m) end
     local entries = hmget(K_DLQ, mids)
     for i, raw in ipairs(entries) do
       if not raw then

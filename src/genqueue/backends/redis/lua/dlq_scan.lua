@@ -1,8 +1,8 @@
 -- dlq_scan: the members of one range of a DLQ index, newest first, whose entries hold
 -- every given field: a filter on two or more fields reads the index of one and tests the
 -- others here, instead of sending every candidate to the client. Read-only.
--- Every member of an entry ends with the same tail, time_key(failed_at) .. id (48
--- characters), after its value's prefix, so an entry has value v of another field
+-- Every member of an entry ends with the same tail, keys.dlq_tail (32 characters: its
+-- time_key(failed_at) .. id), after its value's prefix, so an entry has value v of another field
 -- exactly when that field's index holds value_prefix(v) .. tail: one ZMSCORE per field
 -- tests a whole chunk of candidates without reading their entries.
 -- KEYS: the queue's keys (see lib/prelude.lua).
@@ -21,7 +21,7 @@ for i = 7, #ARGV, 2 do
   probes[#probes + 1] = {KEYS[tonumber(ARGV[i])], ARGV[i + 1]}
 end
 local CHUNK = 500
-local TAIL = 48
+local TAIL = 32
 
 local out = {now_s, '', ''}
 

@@ -1,7 +1,8 @@
 -- dlq_upgrade: rewrite dead letter entries stored before counters existed (no version)
--- as version 2 entries, counted, and out of the indexes no longer written (dlq:all,
--- dlq:fptask), a bounded number per call; their job bodies stay as they are (readers
--- accept both). When a full pass ends, the counters are marked exact.
+-- as version 2 entries, counted, out of the indexes no longer written (dlq:all,
+-- dlq:fptask) and with version 2's member tails, a bounded number per call; their job
+-- bodies stay as they are (readers accept both). When a full pass ends, the counters are
+-- marked exact.
 -- KEYS: the queue's keys (see lib/prelude.lua).
 -- ARGV: [1] clock, [2] HSCAN cursor of the entries ('0' to start), [3] entries per call.
 -- Returns: {now, next cursor ('0' when the pass is done), entries rewritten}.
@@ -26,6 +27,12 @@ for i = 1, #items, 2 do
     text = string.sub(text, 1, #text - 1) .. ',"s":[]}'
     op(ops.rem, 'ZREM', K_DLQ_ALL, e.m[1])
     if e.m[6] and e.m[6] ~= '' then op(ops.rem, 'ZREM', K_DLQ_VALUES[5], e.m[6]) end
+    -- Its value members get the tail version 2 entries have (see entry_members).
+    local m = entry_members(id, cjson.decode(text))
+    for i = 1, 4 do
+      if e.m[i + 1] ~= '' then op(ops.rem, 'ZREM', K_DLQ_VALUES[i], e.m[i + 1]) end
+      if m[i + 1] ~= '' then op(ops.add, 'ZADD', K_DLQ_VALUES[i], 0, m[i + 1]) end
+    end
     op(ops.add, 'HSET', K_DLQ, id, with_entry(raw, text))
     count_entry(ops, cjson.decode(text), 1)
     rewritten = rewritten + 1

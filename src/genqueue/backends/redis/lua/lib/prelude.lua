@@ -143,6 +143,20 @@ local function time_key(text)
   return string.format(string.rep('%02x', 8), unpack(b))
 end
 
+-- keys.dlq_tail: the tail of a DLQ index member, time_key .. id (48 hex digits) in 32
+-- characters of TAIL_CHARS (in byte order, 6 bits each), so that it sorts the same way.
+local TAIL_CHARS = '-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz'
+
+local function dlq_tail(hex)
+  local out = {}
+  for i = 1, 48, 3 do
+    local v = tonumber(string.sub(hex, i, i + 2), 16)
+    local hi, lo = math.floor(v / 64) + 1, v % 64 + 1
+    out[#out + 1] = string.sub(TAIL_CHARS, hi, hi) .. string.sub(TAIL_CHARS, lo, lo)
+  end
+  return table.concat(out)
+end
+
 -- Layout 2 keeps a dead job whole in its K_DLQ field, with no body or hot record of its
 -- own (that saves a hash field and most of a hot record, ~250 bytes per dead job):
 --   "<attempts>|<lease>|<updated>|<seq>|<ck>|<owner>\n<entry JSON>\n<body>"
@@ -218,9 +232,10 @@ end
 -- stored before version 2 (no v) lists its members in m and is not in the counters
 -- until dlq_upgrade.lua rewrites it as version 2.
 -- Members in keys.DLQ_VALUE_INDEXES order, after dlq:all's ('' where there is none).
+-- Layout 1 stored the hex digits themselves as the tail (dlq_retail.lua rewrites them).
 local function entry_members(id, e)
   if e.v ~= 2 then return e.m end
-  local tail = (e.tk or time_key(e.a)) .. id
+  local tail = dlq_tail((e.tk or time_key(e.a)) .. id)
   local user = type(e.u) == 'string' and (vp(e.u) .. tail) or ''
   return {'', user, vp(e.k) .. tail, vp(e.t) .. tail, vp(e.f) .. tail, ''}
 end
