@@ -16,7 +16,8 @@ Per queue (``T`` is the tag)::
                       dead job's is in its entry (T:dlq)
     T:hot       HASH  id -> "state|attempts|lease|started|updated|seqm|cm|owner", the
                       fields fetch/heartbeat/promote change without rewriting the body
-                      (a finished job's has no seqm and no started: its body has it)
+                      (a finished job's has no seqm and no started: its body has it;
+                      a dead job has none: its entry holds what is left of it)
     T:prog      HASH  id -> progress (JSON) of a running job
     T:patch     HASH  id -> running updates (JSON lines: remote id, meta, cost)
     T:ready     ZSET  seqm -> run_at       queued jobs; seqm = 16-hex enqueue seq + id,

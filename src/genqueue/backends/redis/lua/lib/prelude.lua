@@ -146,13 +146,20 @@ end
 -- keys.dlq_tail: the tail of a DLQ index member, time_key .. id (48 hex digits) in 32
 -- characters of TAIL_CHARS (in byte order, 6 bits each), so that it sorts the same way.
 local TAIL_CHARS = '-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz'
+local TAIL_CHAR -- value -> character, made when first needed (most calls need none)
 
 local function dlq_tail(hex)
-  local out = {}
-  for i = 1, 48, 3 do
-    local v = tonumber(string.sub(hex, i, i + 2), 16)
-    local hi, lo = math.floor(v / 64) + 1, v % 64 + 1
-    out[#out + 1] = string.sub(TAIL_CHARS, hi, hi) .. string.sub(TAIL_CHARS, lo, lo)
+  if not TAIL_CHAR then
+    TAIL_CHAR = {}
+    for i = 1, 64 do TAIL_CHAR[i - 1] = string.sub(TAIL_CHARS, i, i) end
+  end
+  local b, out = {string.byte(hex, 1, 48)}, {}
+  for i = 1, 48, 3 do -- three lowercase hex digits (12 bits) make two characters
+    local x, y, z = b[i], b[i + 1], b[i + 2]
+    x = x < 58 and x - 48 or x - 87
+    y = y < 58 and y - 48 or y - 87
+    z = z < 58 and z - 48 or z - 87
+    out[#out + 1] = TAIL_CHAR[x * 4 + math.floor(y / 4)] .. TAIL_CHAR[y % 4 * 16 + z]
   end
   return table.concat(out)
 end
