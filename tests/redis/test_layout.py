@@ -17,7 +17,7 @@ from genqueue.cli.main import run
 from genqueue.errors import InvalidInput
 from genqueue.job import JobState
 from tests.conformance.helpers import make_dead
-from tests.redis.layouts import as_layout_1
+from tests.redis.layouts import as_layout_1, to_layout_1
 from tests.redis_server import redis_url_for_test, session_server
 from tests.redis_server import test_prefix as key_prefix
 
@@ -169,4 +169,19 @@ async def test_a_migration_cut_short_is_taken_up_again(monkeypatch: pytest.Monke
         assert _tails(client, keys) == {32}
         page = await app.dlq.list(DLQFilter(user_id="ann"), limit=100)
         assert sorted(e.job_id for e in page.items) == sorted(ids)
+    client.close()
+
+
+async def test_queues_without_a_layout_key_are_layout_1() -> None:
+    """Releases before the layout key wrote none: their data is migrated, not misread."""
+    clock = FakeClock()
+    async with App(redis_url_for_test(), clock=clock) as app:
+        ids = await make_dead(app, 5, user_id="ann")
+        client, keys = to_layout_1(app, ids)
+        client.delete(f"{key_prefix()}:layout")
+    async with App(redis_url_for_test(), clock=clock) as app:
+        assert client.get(f"{key_prefix()}:layout") == b"2"
+        assert _tails(client, keys) == {32}
+        page = await app.dlq.list(DLQFilter(user_id="ann"))
+        assert [e.job_id for e in page.items] == ids[::-1]
     client.close()

@@ -2,15 +2,16 @@
 works on data laid out by a newer genqueue (it would misread it, and write what the newer
 one misreads), and data laid out by an older one is migrated before it is used.
 
-The first process to open a Redis that has none writes this release's version. Layout 2
-keeps a dead job whole in its dead letter entry and spells the DLQ indexes' member tails
-in 32 characters instead of 48 hex digits (see keys.py). The first process of this
-release that opens a layout 1 Redis rewrites the DLQ indexes' members (migrate.py; the
-entries and jobs are read as they are), then raises the version; every other process
-that opens it meanwhile waits for that. Processes of the older release must be stopped
-first: one still running would misread what layout 2 writes, and one that starts
-afterwards refuses to, with a message that says to upgrade. PostgreSQL and SQLite check
-their migration versions the same way.
+The first process to open a Redis that has none writes this release's version (layout 1
+if it holds queues already: releases before the key wrote them). Layout 2 keeps a dead
+job whole in its dead letter entry and spells the DLQ indexes' member tails in 32
+characters instead of 48 hex digits (see keys.py). The first process of this release
+that opens a layout 1 Redis rewrites the DLQ indexes' members (migrate.py; the entries
+and jobs are read as they are), then raises the version; every other process that opens
+it meanwhile waits for that. Processes of the older release must be stopped first: one
+still running would misread what layout 2 writes, and one that starts afterwards
+refuses to, with a message that says to upgrade. PostgreSQL and SQLite check their
+migration versions the same way.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import logging
 import os
 import socket
+from typing import Any
 
 from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.keys import KeySchema
@@ -60,15 +62,25 @@ async def check_layout(conn: Connection, keys: KeySchema, clock: str) -> int:
 
 
 async def _version(conn: Connection, keys: KeySchema) -> int:
-    async def read() -> bytes | str | None:
-        # One round trip (SET's GET option needs Redis 7.0 with NX; 6.2 is supported).
+    async def read() -> list[Any]:
         pipe = conn.redis.pipeline(transaction=False)
-        pipe.set(keys.layout_key, LAYOUT, nx=True)
         pipe.get(keys.layout_key)
-        value: bytes | str | None = (await pipe.execute())[1]
-        return value
+        pipe.exists(keys.queues_key)
+        return list(await pipe.execute())
 
-    stored = await conn.call("SET", read)
+    stored, has_queues = await conn.call("GET", read)
+    if stored is None:
+        # Releases before the layout key wrote layout 1 and no key: queues without one
+        # are theirs. The first process to open an empty Redis writes this layout.
+        first = 1 if has_queues else LAYOUT
+
+        async def write() -> Any:
+            pipe = conn.redis.pipeline(transaction=False)
+            pipe.set(keys.layout_key, first, nx=True)
+            pipe.get(keys.layout_key)
+            return (await pipe.execute())[1]
+
+        stored = await conn.call("SET", write)
     text = stored.decode(errors="replace") if isinstance(stored, bytes) else str(stored)
     version = int(text) if text.isdigit() else 0
     if not 1 <= version <= LAYOUT:
