@@ -90,6 +90,34 @@ async def test_lua_makes_the_same_time_keys() -> None:
     assert [k.decode() for k in found] == [keys.time_key(v) for v in values]
 
 
+def test_dlq_tails_sort_like_time_then_id_and_give_the_id_back() -> None:
+    rng = random.Random(5)
+    pairs = [(rng.uniform(-1e10, 1e10), f"{rng.getrandbits(128):032x}") for _ in range(2000)]
+    pairs += [(1.0, "0" * 32), (1.0, "f" * 32), (1.0000000000000002, "0" * 32)]
+    assert sorted(pairs, key=lambda p: keys.dlq_tail(*p)) == sorted(pairs)
+    for failed_at, job_id in pairs:
+        tail = keys.dlq_tail(failed_at, job_id)
+        assert len(tail) == keys.TAIL_LENGTH and max(tail) < keys.TAIL_END
+        assert keys.dlq_member_id(keys.value_prefix("ann") + tail) == job_id
+
+
+async def test_lua_spells_the_same_dlq_tails() -> None:
+    rng = random.Random(13)
+    digits = [
+        keys.time_key(rng.uniform(-1e10, 1e10)) + f"{rng.getrandbits(128):032x}" for _ in range(300)
+    ]
+    digits += ["0" * 48, "f" * 48]
+    prelude = (LUA / "lib" / "prelude.lua").read_text()
+    script = (
+        prelude + "\nlocal out = {}\nfor i = 1, #ARGV do out[i] = dlq_tail(ARGV[i]) end\nreturn out"
+    )
+    async with App(redis_url_for_test()) as app:
+        backend = app.backend
+        assert isinstance(backend, RedisBackend)
+        found = await backend.conn.redis.eval(script, 0, *digits)
+    assert [t.decode() for t in found] == [keys.tail_of_hex(d) for d in digits]
+
+
 async def test_each_script_call_hashes_to_one_slot(monkeypatch: pytest.MonkeyPatch) -> None:
     recorded: list[tuple[str, list[str]]] = []
     original = Connection.evaluate

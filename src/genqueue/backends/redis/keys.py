@@ -68,6 +68,7 @@ unambiguous, whatever bytes the value holds.
 
 from __future__ import annotations
 
+import base64
 import re
 import struct
 from dataclasses import dataclass, field
@@ -209,14 +210,14 @@ def split_prefixes(group: str) -> list[str]:
 
 #: The characters of a DLQ member's tail, in byte order: 6 bits each, so a tail sorts
 #: like the number it spells. Above all of them, ``TAIL_END`` closes a prefix's range.
-_TAIL_CHARS = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+#: A tail is base64 of the 24 bytes with this alphabet instead of the standard one (whose
+#: characters are not in byte order), so C code encodes and decodes it.
+_TAIL_CHARS = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+_STANDARD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_TO_TAIL = bytes.maketrans(_STANDARD, _TAIL_CHARS)
+_FROM_TAIL = bytes.maketrans(_TAIL_CHARS, _STANDARD)
 TAIL_END = "{"
 TAIL_LENGTH = 32
-#: Two tail characters <-> three hex digits (12 bits).
-_PAIR_HEX = {
-    a + b: f"{i * 64 + j:03x}" for i, a in enumerate(_TAIL_CHARS) for j, b in enumerate(_TAIL_CHARS)
-}
-_HEX_PAIR = {h: pair for pair, h in _PAIR_HEX.items()}
 
 
 def dlq_tail(failed_at: float, job_id: str) -> str:
@@ -226,14 +227,13 @@ def dlq_tail(failed_at: float, job_id: str) -> str:
 
 
 def tail_of_hex(digits: str) -> str:
-    return "".join(_HEX_PAIR[digits[i : i + 3]] for i in range(0, 48, 3))
+    return base64.b64encode(bytes.fromhex(digits)).translate(_TO_TAIL).decode()
 
 
 def dlq_member_id(member: bytes | str) -> str:
     """The job id at the end of a DLQ index member."""
-    text = member.decode() if isinstance(member, bytes) else member
-    tail = text[-TAIL_LENGTH:]
-    return "".join(_PAIR_HEX[tail[i : i + 2]] for i in range(0, TAIL_LENGTH, 2))[-ID_LENGTH:]
+    raw = member.encode() if isinstance(member, str) else member
+    return base64.b64decode(raw[-TAIL_LENGTH:].translate(_FROM_TAIL))[8:].hex()
 
 
 def dlq_range(

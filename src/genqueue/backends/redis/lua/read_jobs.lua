@@ -13,14 +13,14 @@ local parts = {hmget(K_BODY, ids), hmget(K_HOT, ids), hmget(K_PROG, ids), hmget(
 local out = {now_s}
 local wanted, seen = {}, {}
 for i = 1, #ids do
-  local entry = parts[5][i]
+  local entry, e = parts[5][i], nil
   if entry and is_whole(entry) then
-    parts[5][i], parts[1][i], parts[2][i] = unpack_dead(ids[i], entry)
+    parts[5][i], parts[1][i], parts[2][i], e = unpack_dead(ids[i], entry)
     entry = parts[5][i]
   end
   for p = 1, 5 do out[#out + 1] = parts[p][i] end
   if entry then
-    local e = cjson.decode(entry)
+    e = e or cjson.decode(entry)
     for _, key in ipairs(e.s or {}) do
       if not seen[key] then
         seen[key] = true

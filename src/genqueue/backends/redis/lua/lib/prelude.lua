@@ -184,17 +184,21 @@ local function pack_dead(id, attempts, lease, updated, seqm, cm, owner, e, entry
   return table.concat(head, '|') .. '\n' .. entry .. '\n' .. body
 end
 
--- A whole dead job's entry JSON, body and hot record.
+-- A whole dead job's entry JSON, body and hot record (and its decoded entry, when it
+-- had to be decoded: for the update time).
 local function unpack_dead(id, raw)
   local a = string.find(raw, '\n', 1, true)
   local b = string.find(raw, '\n', a + 1, true)
-  local entry = string.sub(raw, a + 1, b - 1)
+  local entry, e = string.sub(raw, a + 1, b - 1), nil
   local attempts, lease, updated, seq, ck, owner =
     string.match(string.sub(raw, 1, a - 1), '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
-  if updated == '' then updated = cjson.decode(entry).a end
+  if updated == '' then
+    e = cjson.decode(entry)
+    updated = e.a
+  end
   local seqm = seq ~= '' and (string.rep('0', 16 - #seq) .. seq .. id) or ''
   return entry, string.sub(raw, b + 1),
-    pack_hot('dead', attempts, lease, '', updated, seqm, ck .. id, owner)
+    pack_hot('dead', attempts, lease, '', updated, seqm, ck .. id, owner), e
 end
 
 -- The decoded entry of a K_DLQ field, whichever form it has.
