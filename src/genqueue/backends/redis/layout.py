@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 from genqueue.backends.redis.connection import Connection
@@ -31,7 +32,7 @@ log = logging.getLogger("genqueue.redis")
 
 #: The key layout this release reads and writes (keys.py describes it).
 LAYOUT = 2
-#: How long a migration's lock lasts unless renewed (it is renewed after every call).
+#: How long a migration's lock lasts unless renewed (every LOCK_SECONDS / 3 at most).
 LOCK_SECONDS = 30
 #: How often a process waiting for another's migration looks again.
 WAIT_SECONDS = 0.5
@@ -46,7 +47,7 @@ async def check_layout(conn: Connection, keys: KeySchema, clock: str) -> int:
     while version < LAYOUT:
         if await _lock(conn, keys):
             try:
-                await to_layout_2(conn, keys, clock, renew=lambda: _renew(conn, keys))
+                await to_layout_2(conn, keys, clock, renew=_Lock(conn, keys).renew)
                 await conn.call("SET", lambda: conn.redis.set(keys.layout_key, LAYOUT))
             finally:
                 await conn.call("DEL", lambda: conn.redis.delete(keys.migration_key))
@@ -101,5 +102,17 @@ async def _lock(conn: Connection, keys: KeySchema) -> bool:
     return bool(taken)
 
 
-async def _renew(conn: Connection, keys: KeySchema) -> None:
-    await conn.call("EXPIRE", lambda: conn.redis.expire(keys.migration_key, LOCK_SECONDS))
+class _Lock:
+    """Renews the migration's lock when a third of its time has passed (not on every
+    call: each renewal is a round trip)."""
+
+    def __init__(self, conn: Connection, keys: KeySchema) -> None:
+        self.conn, self.keys = conn, keys
+        self.renewed = time.monotonic()
+
+    async def renew(self) -> None:
+        if time.monotonic() - self.renewed < LOCK_SECONDS / 3:
+            return
+        key = self.keys.migration_key
+        await self.conn.call("EXPIRE", lambda: self.conn.redis.expire(key, LOCK_SECONDS))
+        self.renewed = time.monotonic()
