@@ -79,15 +79,19 @@ async def test_lua_makes_the_same_time_keys() -> None:
     rng = random.Random(11)
     values = [rng.uniform(-1e10, 1e10) for _ in range(300)]
     values += [0.0, 1.0, 1.0000000000000002, 1_800_000_000.000001, 1e-300, -1e-300, -2.5]
+    found = await _each_in_lua("time_key", [repr(v) for v in values])
+    assert found == [keys.time_key(v) for v in values]
+
+
+async def _each_in_lua(function: str, args: list[str]) -> list[str]:
+    """A prelude function of each argument, called in Redis."""
     prelude = (LUA / "lib" / "prelude.lua").read_text()
-    script = (
-        prelude + "\nlocal out = {}\nfor i = 1, #ARGV do out[i] = time_key(ARGV[i]) end\nreturn out"
-    )
+    each = f"local out = {{}}\nfor i = 1, #ARGV do out[i] = {function}(ARGV[i]) end\nreturn out"
     async with App(redis_url_for_test()) as app:
         backend = app.backend
         assert isinstance(backend, RedisBackend)
-        found = await backend.conn.redis.eval(script, 0, *[repr(v) for v in values])
-    assert [k.decode() for k in found] == [keys.time_key(v) for v in values]
+        found = await backend.conn.redis.eval(prelude + "\n" + each, 0, *args)
+    return [v.decode() for v in found]
 
 
 def test_dlq_tails_sort_like_time_then_id_and_give_the_id_back() -> None:
@@ -107,15 +111,8 @@ async def test_lua_spells_the_same_dlq_tails() -> None:
         keys.time_key(rng.uniform(-1e10, 1e10)) + f"{rng.getrandbits(128):032x}" for _ in range(300)
     ]
     digits += ["0" * 48, "f" * 48]
-    prelude = (LUA / "lib" / "prelude.lua").read_text()
-    script = (
-        prelude + "\nlocal out = {}\nfor i = 1, #ARGV do out[i] = dlq_tail(ARGV[i]) end\nreturn out"
-    )
-    async with App(redis_url_for_test()) as app:
-        backend = app.backend
-        assert isinstance(backend, RedisBackend)
-        found = await backend.conn.redis.eval(script, 0, *digits)
-    assert [t.decode() for t in found] == [keys.tail_of_hex(d) for d in digits]
+    found = await _each_in_lua("dlq_tail", digits)
+    assert found == [keys.tail_of_hex(d) for d in digits]
 
 
 async def test_each_script_call_hashes_to_one_slot(monkeypatch: pytest.MonkeyPatch) -> None:

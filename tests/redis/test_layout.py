@@ -120,12 +120,7 @@ async def test_processes_that_open_it_together_wait_for_one_migration() -> None:
     clock = FakeClock()
     async with App(redis_url_for_test(), clock=clock) as app:
         ids = await make_dead(app, 30, user_id="ann")
-        backend = app.backend
-        assert isinstance(backend, RedisBackend)
-        client = redis.Redis.from_url(backend.url.split("?")[0])
-        keys = backend.keys.queue("dlqtest")
-        as_layout_1(client, keys, ids)
-        client.set(f"{key_prefix()}:layout", "1")
+        client, keys = to_layout_1(app, ids)
     apps = [App(redis_url_for_test(), clock=clock) for _ in range(3)]
     await asyncio.gather(*(a.open() for a in apps))
     try:
@@ -143,12 +138,7 @@ async def test_a_migration_cut_short_is_taken_up_again(monkeypatch: pytest.Monke
     clock = FakeClock()
     async with App(redis_url_for_test(), clock=clock) as app:
         ids = await make_dead(app, 25, user_id="ann")
-        backend = app.backend
-        assert isinstance(backend, RedisBackend)
-        client = redis.Redis.from_url(backend.url.split("?")[0])
-        keys = backend.keys.queue("dlqtest")
-        as_layout_1(client, keys, ids)
-        client.set(f"{key_prefix()}:layout", "1")
+        client, keys = to_layout_1(app, ids)
     monkeypatch.setattr(migrate, "RETAIL_BATCH", 10)
     calls = 0
     real = scripts.dlq_retail

@@ -71,6 +71,7 @@ from __future__ import annotations
 import base64
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from genqueue.errors import ConfigError
@@ -236,26 +237,6 @@ def dlq_member_id(member: bytes | str) -> str:
     return base64.b64decode(raw[-TAIL_LENGTH:].translate(_FROM_TAIL))[8:].hex()
 
 
-def dlq_range(
-    prefix: str,
-    since: float | None = None,
-    until: float | None = None,
-    before: tuple[float, str] | None = None,
-) -> tuple[str, str]:
-    """(max, min) bounds for ZREVRANGEBYLEX over the DLQ members ``prefix + dlq_tail``.
-
-    ``since`` is inclusive, ``until`` exclusive, ``before`` a cursor (exclusive).
-    """
-    zero = "0" * ID_LENGTH
-    low = "[" + prefix + (tail_of_hex(time_key(since) + zero) if since is not None else "")
-    uppers = []
-    if until is not None:
-        uppers.append(prefix + tail_of_hex(time_key(until) + zero))
-    if before is not None:
-        uppers.append(prefix + dlq_tail(*before))
-    return "(" + (min(uppers) if uppers else prefix + TAIL_END), low
-
-
 def created_member(created_at: float, job_id: str) -> str:
     return time_key(created_at) + job_id
 
@@ -271,18 +252,25 @@ def lex_range(
     since: float | None = None,
     until: float | None = None,
     before: tuple[float, str] | None = None,
+    *,
+    spell: Callable[[str], str] = str,
 ) -> tuple[str, str]:
-    """(max, min) bounds for ZREVRANGEBYLEX over members ``prefix + time_key + id``.
+    """(max, min) bounds for ZREVRANGEBYLEX over members ``prefix + tail``, where the
+    tail is ``time_key + id`` as ``spell`` writes those 48 hex digits (as they are in the
+    job indexes; ``tail_of_hex`` in the DLQ's).
 
     ``since`` is inclusive, ``until`` exclusive, ``before`` a cursor (exclusive).
     """
-    low = "[" + prefix + time_key(since) if since is not None else ("[" + prefix if prefix else "-")
-    # Hex digits stop at 'f', so prefix + 'g' is above every member of the prefix.
+    zero = "0" * ID_LENGTH
+    low = "[" + prefix if prefix else "-"
+    if since is not None:
+        low = "[" + prefix + spell(time_key(since) + zero)
     uppers = []
     if until is not None:
-        uppers.append(prefix + time_key(until))
+        uppers.append(prefix + spell(time_key(until) + zero))
     if before is not None:
-        uppers.append(prefix + time_key(before[0]) + before[1])
+        uppers.append(prefix + spell(time_key(before[0]) + before[1]))
     if uppers:
         return "(" + min(uppers), low
-    return ("(" + prefix + "g" if prefix else "+"), low
+    # TAIL_END is above hex digits and tail characters: above every member of the prefix.
+    return ("(" + prefix + TAIL_END if prefix else "+"), low

@@ -28,9 +28,9 @@ from genqueue.backends.redis.keys import (
     KeySchema,
     QueueKeys,
     dlq_member_id,
-    dlq_range,
     lex_range,
     member_id,
+    tail_of_hex,
     value_prefix,
 )
 from genqueue.classify import ErrorKind
@@ -322,7 +322,7 @@ def dlq_sources(
     plan = _plan(filter, counts)
     sources = []
     for prefix in plan.prefixes:
-        high, low = dlq_range(prefix, filter.since, filter.until, after)
+        high, low = lex_range(prefix, filter.since, filter.until, after, spell=tail_of_hex)
         for q in queues:
             qkeys = keys.queue(q)
             scan = Scan(qkeys, plan.index, plan.probes, clock) if plan.probes else None
