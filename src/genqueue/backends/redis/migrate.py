@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from genqueue.backends.redis import scripts
 from genqueue.backends.redis.connection import Connection
 from genqueue.backends.redis.keys import KeySchema, QueueKeys
+from genqueue.backends.redis.stats import UPGRADE_BATCH
 
 log = logging.getLogger("genqueue.redis")
 
@@ -25,8 +26,6 @@ log = logging.getLogger("genqueue.redis")
 #: members it rewrites sort after the old ones of their value, so the walk meets each
 #: again, and skips it (~2 us).
 RETAIL_BATCH = 1000
-#: Entries per call of ``dlq_upgrade.lua``.
-UPGRADE_BATCH = 500
 #: The DLQ value indexes whose members carry a tail.
 INDEXES = ("dlq:user", "dlq:kind", "dlq:task", "dlq:fp")
 

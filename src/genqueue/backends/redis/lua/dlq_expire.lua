@@ -20,7 +20,8 @@ for i = 1, #TAIL_CHARS do VALUES[string.byte(TAIL_CHARS, i)] = i - 1 end
 local function member_id(m)
   local out = {}
   for i = #m - 31, #m, 2 do
-    out[#out + 1] = string.format('%03x', VALUES[string.byte(m, i)] * 64 + VALUES[string.byte(m, i + 1)])
+    local v = VALUES[string.byte(m, i)] * 64 + VALUES[string.byte(m, i + 1)]
+    out[#out + 1] = string.format('%03x', v)
   end
   return string.sub(table.concat(out), 17)
 end

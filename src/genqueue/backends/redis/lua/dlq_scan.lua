@@ -2,9 +2,9 @@
 -- every given field: a filter on two or more fields reads the index of one and tests the
 -- others here, instead of sending every candidate to the client. Read-only.
 -- Every member of an entry ends with the same tail, keys.dlq_tail (32 characters: its
--- time_key(failed_at) .. id), after its value's prefix, so an entry has value v of another field
--- exactly when that field's index holds value_prefix(v) .. tail: one ZMSCORE per field
--- tests a whole chunk of candidates without reading their entries.
+-- time_key(failed_at) .. id), after its value's prefix, so an entry has value v of
+-- another field exactly when that field's index holds value_prefix(v) .. tail: one
+-- ZMSCORE per field tests a whole chunk of candidates without reading their entries.
 -- KEYS: the queue's keys (see lib/prelude.lua).
 -- ARGV: [1] clock, [2] the index's position in KEYS, [3] high and [4] low bounds (as
 --       ZREVRANGEBYLEX takes them), [5] how many matches to return at most, [6] how many
