@@ -326,7 +326,18 @@ def planned_where(
     """``dlq_where`` with the index of the filter's rarest value, by the counters
     (``counted.columns_by_rarity``; the others are tested rarest first); ``WHERE 0``
     when no entry has one of its values, which SQLite answers without reading anything."""
-    order = columns_by_rarity(conn, filter)
+    return _ordered_where(columns_by_rarity(conn, filter), filter, after, probe=probe)
+
+
+def _ordered_where(
+    order: list[str] | None,
+    filter: DLQFilter,
+    after: tuple[float, str] | None,
+    *,
+    probe: bool = False,
+) -> tuple[str, list[Any]]:
+    """``planned_where`` for the columns ``columns_by_rarity`` gave: rarest first, [] for
+    fewer than two fields, None when a value has no entries."""
     if order is None:
         return NOTHING, []
     if not order:  # fewer than two fields: the usual order
@@ -350,10 +361,11 @@ def dlq_page_rows(
 ) -> list[Any]:
     """The rows (``SELECT_ENTRY``, ``SELECT_JOB``) of at most ``size`` entries matching
     ``filter`` after the cursor, newest first."""
-    where, params = planned_where(conn, filter, after, probe=True)
-    # Probes (two or more fields): LIST_PROBED keeps the walk on the covering index;
+    order = columns_by_rarity(conn, filter)
+    where, params = _ordered_where(order, filter, after, probe=True)
+    # Two or more fields are probed: LIST_PROBED keeps the walk on the covering indexes;
     # joined to jobs at once, SQLite would read every candidate's row first.
-    sql = LIST_PROBED if "EXISTS" in where else LIST_ENTRIES
+    sql = LIST_PROBED if order else LIST_ENTRIES
     return conn.execute(sql.format(where=where), (*params, size)).fetchall()
 
 
