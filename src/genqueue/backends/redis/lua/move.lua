@@ -77,7 +77,8 @@ for j, id in ipairs(ids) do
     end
     if whole then
       local e = cjson.decode(m[15])
-      add_entry(ops, id, pack_dead(id, m[6], lease, m[9], seqm, cm, m[10], e, m[15], body), m[17])
+      local raw = pack_dead(id, m[6], lease, m[9], seqm, cm, m[10], e, m[15], body)
+      add_entry(ops, id, raw, m[17], e)
     elseif new_state == 'dead' then
       add_entry(ops, id, m[15], m[17])
     end

@@ -262,9 +262,10 @@ end
 -- A dead letter entry joins or leaves its indexes and counters. Cost is rare and per
 -- unit, and stacks are shared between entries, so both are written at once (a drop and
 -- an add of one call may share a stack). stacks: JSON [[key, text], ...] of the stacks
--- the entry refers to ('' for none); each is stored with its first entry.
-local function add_entry(ops, id, raw, stacks)
-  local e = entry_of(raw)
+-- the entry refers to ('' for none); each is stored with its first entry. e: the decoded
+-- entry, if the caller has it.
+local function add_entry(ops, id, raw, stacks, e)
+  e = e or entry_of(raw)
   local m = entry_members(id, e)
   op(ops.add, 'HSET', K_DLQ, id, raw)
   if m[1] ~= '' then op(ops.add, 'ZADD', K_DLQ_ALL, 0, m[1]) end
