@@ -45,12 +45,13 @@ async def check_layout(conn: Connection, keys: KeySchema, clock: str) -> int:
     version = await _version(conn, keys)
     waited = False
     while version < LAYOUT:
-        if await _lock(conn, keys):
+        lock = _Lock(conn, keys)
+        if await lock.take():
             try:
-                await to_layout_2(conn, keys, clock, renew=_Lock(conn, keys).renew)
+                await to_layout_2(conn, keys, clock, renew=lock.renew)
                 await conn.call("SET", lambda: conn.redis.set(keys.layout_key, LAYOUT))
             finally:
-                await conn.call("DEL", lambda: conn.redis.delete(keys.migration_key))
+                await lock.release()
         else:
             if not waited:
                 log.info(
@@ -93,26 +94,28 @@ async def _version(conn: Connection, keys: KeySchema) -> int:
     return version
 
 
-async def _lock(conn: Connection, keys: KeySchema) -> bool:
-    """Take the migration's lock (named after this process, for whoever looks)."""
-    holder = f"{socket.gethostname()}:{os.getpid()}"
-    taken = await conn.call(
-        "SET", lambda: conn.redis.set(keys.migration_key, holder, nx=True, ex=LOCK_SECONDS)
-    )
-    return bool(taken)
-
-
 class _Lock:
-    """Renews the migration's lock when a third of its time has passed (not on every
-    call: each renewal is a round trip)."""
+    """The migration's lock (``<prefix>:migrating``), named after this process for
+    whoever looks; renewed when a third of its time has passed (not on every call: each
+    renewal is a round trip)."""
 
     def __init__(self, conn: Connection, keys: KeySchema) -> None:
-        self.conn, self.keys = conn, keys
+        self.conn, self.key = conn, keys.migration_key
         self.renewed = time.monotonic()
+
+    async def take(self) -> bool:
+        holder = f"{socket.gethostname()}:{os.getpid()}"
+        taken = await self.conn.call(
+            "SET", lambda: self.conn.redis.set(self.key, holder, nx=True, ex=LOCK_SECONDS)
+        )
+        self.renewed = time.monotonic()
+        return bool(taken)
 
     async def renew(self) -> None:
         if time.monotonic() - self.renewed < LOCK_SECONDS / 3:
             return
-        key = self.keys.migration_key
-        await self.conn.call("EXPIRE", lambda: self.conn.redis.expire(key, LOCK_SECONDS))
+        await self.conn.call("EXPIRE", lambda: self.conn.redis.expire(self.key, LOCK_SECONDS))
         self.renewed = time.monotonic()
+
+    async def release(self) -> None:
+        await self.conn.call("DEL", lambda: self.conn.redis.delete(self.key))
