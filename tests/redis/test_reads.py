@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from genqueue import App, JobRequest
+from genqueue import App, Job, JobRequest
 from genqueue.backends.redis.reads import READ_EVERYWHERE_MAX
 from genqueue.errors import DeadLetterNotFound, JobNotFound
 from tests.conformance.helpers import make_dead
@@ -62,15 +62,20 @@ async def test_a_job_in_a_queue_made_after_the_list_was_read_is_found(
             await reader.get("0" * 32)
 
 
+async def _one_in_each_queue(app: App, count: int) -> list[Job]:
+    """One job in each of ``count`` queues, q00, q01, ..."""
+    return await app.queue.enqueue_many(
+        [JobRequest("t", {"i": i}, queue=f"q{i:02d}") for i in range(count)]
+    )
+
+
 async def test_among_many_queues_the_queue_is_probed_first(
     make_server: Callable[..., RedisServer],
 ) -> None:
     url = make_server().url()
     count = READ_EVERYWHERE_MAX + 4
     async with App(url, strict_tasks=False) as producer, App(url, strict_tasks=False) as reader:
-        jobs = await producer.queue.enqueue_many(
-            [JobRequest("t", {"i": i}, queue=f"q{i:02d}") for i in range(count)]
-        )
+        jobs = await _one_in_each_queue(producer, count)
         await reader.get(jobs[0].id)
         before = await commands(reader)
         found = await reader.get(jobs[-1].id)
@@ -86,9 +91,7 @@ async def test_among_many_queues_a_dead_job_is_found_by_its_entry(
     url = make_server().url()
     count = READ_EVERYWHERE_MAX + 4
     async with App(url, strict_tasks=False) as producer, App(url, strict_tasks=False) as reader:
-        await producer.queue.enqueue_many(
-            [JobRequest("t", {"i": i}, queue=f"q{i:02d}") for i in range(count)]
-        )
+        await _one_in_each_queue(producer, count)
         [dead] = await make_dead(producer, 1, queue="qdead")  # a queue of its own
         before = await commands(reader)
         entry = await reader.dlq.get(dead)
